@@ -1,0 +1,1 @@
+"""server: the ZeroMQ GPU server of mimo-blender (wire protocol, job queue, worker, `mimo-server`)."""

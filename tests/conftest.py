@@ -1,0 +1,26 @@
+"""Shared pytest set-up: markers `gpu` (skipped without CUDA), `blender`, `slow`."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Blender tests must never touch a user's Blender config: point Blender at a throwaway folder
+# before anything imports bpy.
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="mimo-test-blender-"))
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
