@@ -1,5 +1,7 @@
 # The two commands the README promises: `make demo` and `make test`.
 # Both create .venv when it is missing and install the project with its pinned dependencies.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory syslibs
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "== installing mimo-blender and pinned dependencies into $(VENV)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	@touch $(STAMP)
 
 syslibs:
