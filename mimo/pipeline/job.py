@@ -13,6 +13,7 @@ Shapes:
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Callable
 
@@ -128,7 +129,7 @@ class JobCancelled(Exception):
     """Raised inside a backend when :meth:`JobEvents.cancelled` says so."""
 
 
-class Backend:
+class Backend(abc.ABC):
     """What the server worker and the CLI call. Implementations: the MIMO pipeline (``"mimo"``,
     needs a weights folder) and the weight-free preview (``"preview"``); both are created by
     ``mimo.pipeline.backends.load_backend(name, weights=None, device=None, dtype=None)`` and keep
@@ -137,8 +138,8 @@ class Backend:
 
     name: str = ""
 
+    @abc.abstractmethod
     def generate(self, job: GenerationJob, events: JobEvents) -> dict:
         """Run one job; call ``events.frame`` for every output frame in order; return stats
         (seconds per stage, peak memory, ...). Raises ``ValueError`` for bad input and
         :class:`JobCancelled` when cancelled."""
-        raise NotImplementedError  # abstract: subclasses implement it
