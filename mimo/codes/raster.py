@@ -37,7 +37,7 @@ def _as_tensor(name: str, x, dtype: torch.dtype, device) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.to(device=device, dtype=dtype)
     try:
-        return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+        return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=device)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name}: expected an array, got {type(x).__name__} ({e})") from None
 
@@ -262,6 +262,10 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
             done += n
             start = stop
     covered = zbuf != _EMPTY_KEY
+    out = torch.zeros(B * H * W, 3, dtype=torch.uint8, device=device)
+    depth = torch.full((B * H * W,), math.inf, device=device)
+    if not T:
+        return out.view(B, H, W, 3), covered.view(B, H, W), depth.view(B, H, W)
     pix = torch.nonzero(covered).squeeze(1)
     key = zbuf[pix]
     tri = key & 0xFFFFFFFF  # flat b*T + t
@@ -275,9 +279,7 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     bary = w / w.sum(1, keepdim=True)
     vid = faces[tri_local]  # (N, 3)
     col = (bary[:, :, None] * colors[b[:, None], vid]).sum(1)
-    out = torch.zeros(B * H * W, 3, dtype=torch.uint8, device=device)
     out[pix] = torch.round(col.clamp(0, 1) * 255).to(torch.uint8)
-    depth = torch.full((B * H * W,), math.inf, device=device)
     depth[pix] = (key >> 32).to(torch.int32).view(torch.float32)
     return out.view(B, H, W, 3), covered.view(B, H, W), depth.view(B, H, W)
 
