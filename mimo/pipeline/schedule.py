@@ -1,0 +1,73 @@
+"""Sampler and context windows of the official pipeline (spec §7, §7.1).
+
+* :func:`make_scheduler` builds diffusers' ``DDIMScheduler`` with the official settings: v-prediction,
+  zero-terminal-SNR betas, trailing spacing. With 25 steps it visits 999, 959, ..., 39; ā_0 = 0.99915,
+  ā_39 = 0.96026, ā_999 = 0 (pinned by tests).
+* :func:`context_windows` reproduces the "uniform" context schedule as the official code calls it
+  (step 0 at every step, stride 1, closed loop): fixed windows that wrap around the end.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+MAX_WINDOW = 32  # the motion modules' positional encoding has 32 positions (spec §11.6)
+
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=True,
+    steps_offset=1,
+    prediction_type="v_prediction",
+    rescale_betas_zero_snr=True,
+    timestep_spacing="trailing",
+)
+
+
+def make_scheduler():
+    """diffusers ``DDIMScheduler`` configured exactly as the official inference config (spec §1)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**SCHEDULER_CONFIG)
+
+
+def ddim_step_reference(v: torch.Tensor, t: int, x: torch.Tensor, alphas_cumprod: torch.Tensor,
+                        prev_t: int) -> torch.Tensor:
+    """The η=0 v-prediction DDIM update written out from spec §7 (used to cross-check diffusers).
+
+    Shapes:
+        v, x: any shape, same; returns the same shape
+    """
+    a_t = alphas_cumprod[t]
+    a_prev = alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
+    x0 = a_t.sqrt() * x - (1 - a_t).sqrt() * v
+    eps = a_t.sqrt() * v + (1 - a_t).sqrt() * x
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+def context_windows(num_frames: int, size: int = 24, overlap: int = 4, closed_loop: bool = True) -> list[list[int]]:
+    """Frame indices of each context window, in processing order.
+
+    Windows start at 0, size−overlap, 2(size−overlap), ... while the start is < ``num_frames``
+    (closed loop: the last windows wrap around to frame 0) — or, with ``closed_loop=False``, while
+    the window ends inside the clip plus the overlap (no wrap; the last window is shifted back to
+    end at the last frame). One window of all frames when ``num_frames <= size``.
+    """
+    if not (isinstance(num_frames, int) and num_frames >= 1):
+        raise ValueError(f"num_frames: expected a positive integer, got {num_frames!r}")
+    if not (isinstance(size, int) and 1 <= size <= MAX_WINDOW):
+        raise ValueError(f"size: expected a window of 1..{MAX_WINDOW} frames, got {size!r}")
+    if not (isinstance(overlap, int) and 0 <= overlap < size):
+        raise ValueError(f"overlap: expected 0..size-1 = 0..{size - 1}, got {overlap!r}")
+    if num_frames <= size:
+        return [list(range(num_frames))]
+    hop = size - overlap
+    if closed_loop:
+        return [[k % num_frames for k in range(j, j + size)] for j in range(0, num_frames, hop)]
+    count = math.ceil((num_frames - size) / hop) + 1
+    starts = [min(j * hop, num_frames - size) for j in range(count)]
+    return [list(range(j, j + size)) for j in starts]
