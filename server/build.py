@@ -1,0 +1,120 @@
+"""Turn a wire :class:`~server.protocol.GenerateRequest` into a :class:`mimo.pipeline.job.GenerationJob`:
+decode the character image, pose the body model(s), render the structured motion codes.
+
+This runs on the worker thread (it may use the GPU). Errors are ``ValueError`` whose message starts
+with the request field at fault (``"character: ..."``), which the server turns into an
+``invalid_field`` error.
+"""
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+
+from mimo.pipeline.job import GenerationJob
+
+from .protocol import GenerateRequest
+
+MAX_CHARACTER_PIXELS = 8192 * 8192
+_BODY_CACHE: dict[tuple[str, str], object] = {}
+_BODY_LOCK = threading.Lock()
+
+
+def decode_character(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes -> RGB image (alpha composited on white, as the official scripts do).
+
+    Shapes: -> (Hc, Wc, 3) uint8
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_CHARACTER_PIXELS:
+                raise ValueError(f"character: {im.width}x{im.height} pixels, limit {MAX_CHARACTER_PIXELS}")
+            im.load()
+            if im.mode in ("RGBA", "LA", "P"):
+                rgba = im.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(white, rgba)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except ValueError:
+        raise
+    except Exception as exc:  # PIL raises many types on corrupt data
+        raise ValueError(f"character: not a decodable PNG/JPEG image ({type(exc).__name__}: {exc})") from None
+
+
+def scaled_intrinsics(K: np.ndarray, cam_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """Re-express ``K`` for another image size. With pixel centres at (u + 0.5, v + 0.5) and the
+    origin at the top-left corner (DESIGN §4), scaling rows 0 and 1 by the size ratio is exact.
+
+    Shapes: K (F, 3, 3) -> (F, 3, 3) float64; sizes are (width, height)
+    """
+    sx, sy = out_size[0] / cam_size[0], out_size[1] / cam_size[1]
+    K = np.array(K, dtype=np.float64)
+    K[:, 0] *= sx
+    K[:, 1] *= sy
+    return K
+
+
+def load_body_cached(model: str, device: str | None):
+    """One body model per (name, device), loaded once and kept (like the backends' networks)."""
+    key = (model, str(device))
+    with _BODY_LOCK:
+        if key not in _BODY_CACHE:
+            from mimo.body import load_body
+
+            try:
+                _BODY_CACHE[key] = load_body(model, device=device)
+            except (FileNotFoundError, ValueError) as exc:
+                raise ValueError(f"body_model: {model!r} is not available on this server ({exc})") from None
+        return _BODY_CACHE[key]
+
+
+def render_request_codes(req: GenerateRequest, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pose every body of ``req``, merge them, and rasterize the motion codes for its camera.
+
+    Shapes: -> codes (F, H, W, 3) uint8, mask (F, H, W) bool
+    """
+    import torch
+
+    from mimo.codes import concat_meshes, render_codes
+
+    body = load_body_cached(req.body_model, device)
+    meshes = []
+    for i, params in enumerate(req.bodies):
+        try:
+            mesh = body.pose(params)
+        except ValueError as exc:
+            raise ValueError(f"bodies[{i}].{exc}") from None
+        meshes.append(mesh)
+    vertices, faces, colors = concat_meshes(meshes)
+    cam = req.camera
+    K = scaled_intrinsics(cam.K, (cam.width, cam.height), (req.width, req.height))
+    dev = vertices.device if isinstance(vertices, torch.Tensor) else torch.device(device or "cpu")
+    codes, mask = render_codes(vertices, faces, colors, torch.as_tensor(K, device=dev),
+                               torch.as_tensor(np.array(cam.R), device=dev),
+                               torch.as_tensor(np.array(cam.t), device=dev),
+                               req.width, req.height, return_mask=True)
+    return codes.cpu().numpy(), mask.cpu().numpy()
+
+
+def build_job(req: GenerateRequest, device: str | None = None) -> GenerationJob:
+    """Wire request -> backend job (decoded image, rendered codes, layers copied out of the
+    receive buffers so the backend gets ordinary writable arrays).
+
+    Shapes: see :mod:`mimo.pipeline.job`.
+    """
+    character = decode_character(req.character)
+    if req.codes is not None:
+        codes, mask = np.array(req.codes), None
+    else:
+        codes, mask = render_request_codes(req, device)
+    job = GenerationJob(
+        character=character, codes=codes, fps=float(req.fps), code_mask=mask,
+        scene=None if req.scene is None else np.array(req.scene),
+        occlusion=None if req.occlusion is None else np.array(req.occlusion),
+        steps=req.steps, cfg=float(req.cfg), seed=req.seed, context=req.context,
+        overlap=req.overlap, mode=req.mode)
+    job.validate()
+    return job

@@ -1,0 +1,443 @@
+"""The ZeroMQ server: one I/O thread owns the ROUTER socket, one worker thread owns the GPU.
+
+    client DEALER ──► ROUTER (I/O thread) ── queue (FIFO, per-client limit) ──► worker thread
+                         ▲                                                         │
+                         └──────── inproc PULL ◄── PUSH: progress / frame / done ──┘
+
+The I/O thread answers hello, status and heartbeats at once (also while a job runs), validates
+submits, and tracks credit, cancels and heartbeats. The worker runs one job at a time: it builds
+the synthesis input (:mod:`server.build`), calls the backend with :class:`JobEvents` wired to the
+socket, and ends every job with exactly one ``done`` or ``error``. Frames are sent in order,
+exactly once, only while the job has credit (the worker waits otherwise), so a slow client never
+makes the server buffer a whole job.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+import uuid
+from typing import Callable
+
+import numpy as np
+import zmq
+
+from mimo.pipeline.job import Backend, GenerationJob, JobCancelled, JobEvents
+
+from . import protocol as P
+
+log = logging.getLogger("mimo.server")
+_STOP = b"__stop__"
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    job_id: str
+    client: bytes
+    request: P.GenerateRequest
+    credit: int
+    submitted: float
+    state: str = "queued"  # queued | running | finished
+    cancelled: bool = False
+    frames_sent: int = 0
+
+
+class Server:
+    """``Server(backends={"preview": load_backend("preview")}).start()`` serves until ``stop()``.
+
+    Args:
+        backends: name -> loaded :class:`~mimo.pipeline.job.Backend` (kept loaded for every job).
+        bind: ZeroMQ endpoint; ``tcp://127.0.0.1:0`` picks a free port (see :attr:`address`).
+        limits: overrides of :data:`server.protocol.DEFAULT_LIMITS`.
+        heartbeat_timeout_s: silence after which a client's jobs are cancelled.
+        curve: ``(public, secret, authorized_clients_dir)`` from :mod:`server.security`, or None.
+        insecure: allow a non-loopback ``bind`` without CurveZMQ.
+        device: torch device for body posing and code rendering (None: the backends' default).
+        build: request -> GenerationJob (default :func:`server.build.build_job`).
+    """
+
+    def __init__(self, backends: dict[str, Backend], *, bind: str = "tcp://127.0.0.1:5555",
+                 limits: dict[str, int] | None = None, heartbeat_timeout_s: float = 10.0,
+                 curve: tuple[bytes, bytes, str] | None = None, insecure: bool = False,
+                 device: str | None = None, device_name: str = "", weights: str = "",
+                 body_models: list[str] | None = None,
+                 build: Callable[[P.GenerateRequest], GenerationJob] | None = None):
+        from .security import check_bind
+
+        if not backends:
+            raise ValueError("backends: expected at least one loaded backend, got none")
+        check_bind(bind, curve is not None, insecure)
+        self.backends = dict(backends)
+        self.bind, self.limits = bind, {**P.DEFAULT_LIMITS, **(limits or {})}
+        self.heartbeat_timeout_s = float(heartbeat_timeout_s)
+        self.curve, self.device, self.device_name, self.weights = curve, device, device_name, weights
+        self.body_models = list(P.BODY_MODELS if body_models is None else body_models)
+        if build is None:
+            from .build import build_job
+
+            build = lambda req: build_job(req, device)  # noqa: E731
+        self._build = build
+        self._ctx = zmq.Context()
+        self._auth = None
+        self._lock = threading.Condition()
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._jobs: dict[str, _Job] = {}
+        self._running: _Job | None = None
+        self._last_seen: dict[bytes, float] = {}
+        self._stopping = False
+        self._started = time.monotonic()
+        self._jobs_done = 0
+        self._inproc = f"inproc://mimo-worker-{uuid.uuid4().hex}"
+        self._threads: list[threading.Thread] = []
+        self.address = ""
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> "Server":
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.linger = 0
+        self._router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_message_bytes"])
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if self.curve is not None:
+            from .security import start_authenticator
+
+            public, secret, allowed = self.curve
+            self._auth = start_authenticator(self._ctx, allowed)
+            self._router.curve_server = True
+            self._router.curve_publickey, self._router.curve_secretkey = public, secret
+        self._router.bind(self.bind)
+        self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._pull = self._ctx.socket(zmq.PULL)
+        self._pull.linger = 0
+        self._pull.bind(self._inproc)
+        self._threads = [threading.Thread(target=self._io_loop, name="mimo-server-io", daemon=True),
+                         threading.Thread(target=self._worker_loop, name="mimo-server-worker", daemon=True)]
+        for t in self._threads:
+            t.start()
+        log.info("mimo-server listening on %s (backends: %s)", self.address, ", ".join(self.backends))
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._stopping = True
+            for job in self._jobs.values():
+                job.cancelled = True
+            self._lock.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+        if self._auth is not None:
+            self._auth.stop()
+        self._ctx.destroy(linger=0)
+
+    def serve_forever(self) -> None:
+        if not self._threads:
+            self.start()
+        try:
+            while all(t.is_alive() for t in self._threads):
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            log.info("interrupted; stopping")
+        finally:
+            self.stop()
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- I/O thread -------------------------------------------------------------------------------
+    def _io_loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._pull, zmq.POLLIN)
+        next_check = 0.0
+        while True:
+            ready = dict(poller.poll(50))
+            if self._pull in ready:
+                for _ in range(256):
+                    try:
+                        frames = self._pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    if frames[0].bytes == _STOP:
+                        self._router.close(linger=0)
+                        self._pull.close(linger=0)
+                        return
+                    self._router.send_multipart(frames, copy=False)
+            if self._router in ready:
+                for _ in range(256):
+                    try:
+                        frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    try:
+                        self._handle(frames)
+                    except Exception:  # never let one message kill the server
+                        log.exception("internal error while handling a message")
+                        self._reply(frames[0].bytes, P.Error(code="internal", message="server error "
+                                                            "while handling the message; see the server log"))
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + 0.1
+                self._check_heartbeats(now)
+
+    def _reply(self, client: bytes, msg) -> None:
+        self._router.send_multipart([client, *P.encode(msg)], copy=False)
+
+    def _handle(self, frames: list) -> None:
+        client = frames[0].bytes
+        self._last_seen[client] = time.monotonic()
+        size = sum(len(f) for f in frames[1:])
+        if size > self.limits["max_message_bytes"]:
+            self._reply(client, P.Error(code="too_large", message=f"{size} bytes, limit "
+                                        f"{self.limits['max_message_bytes']}"))
+            return
+        try:
+            msg = P.decode(frames[1:])
+        except P.ProtocolError as exc:
+            log.info("malformed message from %s: %s", client.hex(), exc)
+            self._reply(client, exc.to_error())
+            return
+        if isinstance(msg, P.Hello):
+            self._reply(client, self.capabilities())
+        elif isinstance(msg, P.Heartbeat):
+            self._reply(client, P.Heartbeat(time=time.time()))
+        elif isinstance(msg, P.Status):
+            self._reply(client, self.status())
+        elif isinstance(msg, P.Submit):
+            self._submit(client, msg)
+        elif isinstance(msg, P.Cancel):
+            self._cancel(client, msg.job_id)
+        elif isinstance(msg, P.Credit):
+            self._credit(client, msg)
+        else:
+            self._reply(client, P.Error(code="unknown_type", field="type",
+                                        message=f"{msg.TYPE!r} is not a client-to-server message"))
+
+    def capabilities(self) -> P.Capabilities:
+        from . import __version__
+
+        return P.Capabilities(server=__version__, backends=sorted(self.backends),
+                              body_models=self.body_models, limits=dict(self.limits),
+                              device=self.device_name, weights=self.weights,
+                              heartbeat_timeout_s=self.heartbeat_timeout_s)
+
+    def status(self) -> P.StatusReply:
+        with self._lock:
+            rows = [{"job_id": j.job_id, "state": j.state, "frames_sent": j.frames_sent,
+                     "num_frames": j.request.num_frames, "backend": j.request.backend}
+                    for j in ([self._running] if self._running else []) + list(self._queue)]
+            return P.StatusReply(queued=len(self._queue),
+                                 running=self._running.job_id if self._running else "",
+                                 jobs=rows, uptime_s=time.monotonic() - self._started,
+                                 jobs_done=self._jobs_done, device=self.device_name)
+
+    def _submit(self, client: bytes, msg: P.Submit) -> None:
+        req = msg.request
+        try:
+            P.validate_request(req, self.limits)
+            if not 1 <= msg.credit <= self.limits["max_credit"]:
+                raise P.ProtocolError("invalid_field", f"expected 1..{self.limits['max_credit']}, "
+                                      f"got {msg.credit}", "credit")
+            if req.backend not in self.backends:
+                raise P.ProtocolError("unknown_backend", f"expected one of {sorted(self.backends)}, "
+                                      f"got {req.backend!r}", "backend")
+            if req.codes is None and req.body_model not in self.body_models:
+                raise P.ProtocolError("invalid_field", f"expected one of {self.body_models}, got "
+                                      f"{req.body_model!r}", "body_model")
+        except P.ProtocolError as exc:
+            self._reply(client, dataclasses.replace(exc.to_error(), tag=msg.tag))
+            return
+        with self._lock:
+            mine = sum(1 for j in self._jobs.values() if j.client == client)
+            if mine >= self.limits["max_jobs_per_client"]:
+                err = P.Error(code="queue_full", tag=msg.tag, message=f"{mine} jobs queued or running, "
+                              f"limit {self.limits['max_jobs_per_client']} per client")
+                self._reply(client, err)
+                return
+            job = _Job(job_id=uuid.uuid4().hex[:16], client=client, request=req,
+                       credit=msg.credit, submitted=time.monotonic())
+            self._jobs[job.job_id] = job
+            self._queue.append(job)
+            position = len(self._queue) - 1 + (1 if self._running else 0)
+            # reply before the worker can send anything for this job
+            self._reply(client, P.Accepted(job_id=job.job_id, queue_position=position,
+                                           num_frames=req.num_frames, tag=msg.tag))
+            self._lock.notify_all()
+
+    def _cancel(self, client: bytes, job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.client != client:
+                self._reply(client, P.Error(code="unknown_job", field="job_id", job_id=job_id,
+                                            message=f"no job {job_id!r} of this client is queued or running"))
+                return
+            self._cancel_locked(job, "cancelled by the client")
+
+    def _cancel_locked(self, job: _Job, why: str) -> None:
+        job.cancelled = True
+        if job.state == "queued":
+            self._queue.remove(job)
+            job.state = "finished"
+            del self._jobs[job.job_id]
+            self._reply(job.client, P.Error(code="cancelled", message=why, job_id=job.job_id))
+        # a running job: the worker sees the flag, stops the backend and sends the final error
+        self._lock.notify_all()
+
+    def _credit(self, client: bytes, msg: P.Credit) -> None:
+        with self._lock:
+            job = self._jobs.get(msg.job_id)
+            if job is None or job.client != client:
+                return  # credit for a finished job is normal (it raced the end); ignore
+            if msg.frames < 0:
+                self._reply(client, P.Error(code="invalid_field", field="frames", job_id=msg.job_id,
+                                            message=f"expected frames >= 0, got {msg.frames}"))
+                return
+            job.credit = min(job.credit + msg.frames, self.limits["max_credit"])
+            self._lock.notify_all()
+
+    def _check_heartbeats(self, now: float) -> None:
+        with self._lock:
+            for job in list(self._jobs.values()):
+                silent = now - self._last_seen.get(job.client, now)
+                if silent > self.heartbeat_timeout_s and not job.cancelled:
+                    log.warning("client %s silent for %.1f s: cancelling job %s", job.client.hex(),
+                                silent, job.job_id)
+                    self._cancel_locked(job, f"no heartbeat for {silent:.1f} s")
+            active = {j.client for j in self._jobs.values()}
+            for client, seen in list(self._last_seen.items()):
+                if client not in active and now - seen > max(60.0, self.heartbeat_timeout_s):
+                    del self._last_seen[client]
+
+    # -- worker thread ----------------------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        push = self._ctx.socket(zmq.PUSH)
+        push.linger = 0
+        push.connect(self._inproc)
+        self._push = push
+        try:
+            while True:
+                with self._lock:
+                    while not self._queue and not self._stopping:
+                        self._lock.wait()
+                    if self._stopping:
+                        break
+                    job = self._queue.popleft()
+                    job.state, self._running = "running", job
+                try:
+                    self._run(job)
+                finally:
+                    with self._lock:
+                        job.state, self._running = "finished", None
+                        self._jobs.pop(job.job_id, None)
+                        self._jobs_done += 1
+        finally:
+            push.send(_STOP)
+            push.close(linger=-1)
+
+    def _send(self, job: _Job, msg) -> None:
+        self._push.send_multipart([job.client, *P.encode(msg)], copy=False)
+
+    def _run(self, job: _Job) -> None:
+        req, t0 = job.request, time.monotonic()
+        queue_s = t0 - job.submitted
+        next_index = itertools.count()
+        stage_clock: dict[str, tuple[float, int]] = {}
+
+        def progress(stage: str, step: int, total: int) -> None:
+            now = time.monotonic()
+            start, first = stage_clock.setdefault(stage, (now, step))
+            eta = (now - start) / (step - first) * (total - step) if step > first else -1.0
+            self._send(job, P.Progress(job_id=job.job_id, stage=str(stage), step=int(step),
+                                       total=int(total), eta_s=float(eta)))
+
+        def frame(index: int, image: np.ndarray) -> None:
+            expected = next(next_index)
+            if index != expected:
+                raise RuntimeError(f"backend sent frame {index}, expected {expected} (in order, once)")
+            if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                    and image.shape[2] == 3):
+                raise RuntimeError(f"backend frame {index}: expected (H, W, 3) uint8, got "
+                                   f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+            with self._lock:
+                while job.credit <= 0 and not job.cancelled:
+                    self._lock.wait(0.1)
+                if job.cancelled:
+                    raise JobCancelled()
+                job.credit -= 1
+            self._send(job, P.Frame(job_id=job.job_id, index=int(index), image=image))
+            job.frames_sent += 1
+
+        def preview(index: int, image: np.ndarray) -> None:
+            if req.preview and job.credit > 0:
+                self._send(job, P.Preview(job_id=job.job_id, index=int(index), image=np.asarray(image)))
+
+        events = JobEvents(progress=progress, frame=frame, preview=preview,
+                           cancelled=lambda: job.cancelled or self._stopping)
+        try:
+            events.check_cancelled()
+            progress("build", 0, 1)
+            gen_job = self._build(req)
+            progress("build", 1, 1)
+            build_s = time.monotonic() - t0
+            stats = self.backends[req.backend].generate(gen_job, events)
+            if job.frames_sent != gen_job.num_frames:
+                raise RuntimeError(f"backend sent {job.frames_sent} of {gen_job.num_frames} frames")
+            stats = {**_plain(stats or {}), "queue_s": queue_s, "build_s": build_s,
+                     "total_s": time.monotonic() - t0}
+            self._send(job, P.Done(job_id=job.job_id, num_frames=job.frames_sent, stats=stats))
+            log.info("job %s done: %d frames in %.2f s", job.job_id, job.frames_sent, stats["total_s"])
+        except JobCancelled:
+            why = "cancelled by the client" if not self._stopping else "server shutting down"
+            self._send(job, P.Error(code="cancelled", message=why, job_id=job.job_id))
+        except Exception as exc:  # noqa: BLE001 - every failure ends the job, never the server
+            self._send(job, _job_error(job.job_id, exc))
+
+
+def _job_error(job_id: str, exc: Exception) -> P.Error:
+    if _is_oom(exc):
+        try:
+            import torch
+
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001
+            pass
+        log.warning("job %s: out of memory: %s", job_id, exc)
+        return P.Error(code="oom", message=f"out of memory: {exc}"[:2000], job_id=job_id)
+    if isinstance(exc, P.ProtocolError):
+        return exc.to_error(job_id)
+    if isinstance(exc, ValueError):
+        text = str(exc)
+        field, sep, rest = text.partition(": ")
+        if not sep or " " in field:
+            field, rest = "", text
+        return P.Error(code="invalid_field", message=rest[:2000], field=field, job_id=job_id)
+    log.exception("job %s failed", job_id, exc_info=exc)
+    return P.Error(code="model_error", message=f"{type(exc).__name__}: {exc}"[:2000], job_id=job_id)
+
+
+def _is_oom(exc: Exception) -> bool:
+    try:
+        import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
+    except Exception:  # noqa: BLE001
+        pass
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def _plain(v):
+    """Backend stats -> msgpack-safe values (numbers, strings, lists, maps)."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
