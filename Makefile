@@ -7,7 +7,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # System libraries the bpy wheel (headless Blender) and ffmpeg-based video I/O need on a bare Debian.
-SYSLIBS := libx11-6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libegl1
+SYSLIBS := libx11-6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libegl1 libosmesa6
 
 .PHONY: demo test setup syslibs clean
 
