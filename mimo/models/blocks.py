@@ -1,0 +1,246 @@
+"""Building blocks of the MIMO UNets (spec §2.2, §3.1, §3.3, §5), named like the checkpoint keys.
+
+Every module here works on *folded* activations: frames folded into the batch, row index
+``b * F + f`` (the official ``"b c f h w -> (b f) c h w"``). Convolutions, GroupNorms and spatial
+transformers therefore act per frame, exactly like the official "inflated" layers; only the
+motion module regroups rows to attend across frames.
+
+Reference attention (spec §5) is explicit: a :class:`TransformerBlock` knows its module path
+(``block_path``, set by the UNet that owns it). In a *write* pass it stores ``norm1(h)`` in a
+:class:`ReferenceBank` under that path; in a *read* pass it looks the same path up in the bank
+and attends over the concatenation of its own tokens and the bank's tokens.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from diffusers.models.attention import FeedForward
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+#: Temporal positional encoding length of the motion modules (``temporal_position_encoding_max_len``).
+PE_MAX_LEN = 32
+#: Attention heads of every motion module (``motion_module_kwargs.num_attention_heads``).
+MOTION_HEADS = 8
+
+
+@dataclasses.dataclass
+class ReferenceBank:
+    """Reference tokens written by the reference UNet, keyed by transformer-block module path.
+
+    Shapes:
+        tensors[path]  (R, N, C)  ``norm1`` output of the block at ``path`` (N = h_l * w_l tokens
+                                  at that level, C its width); R = rows of the reference batch.
+    """
+
+    tensors: dict[str, torch.Tensor]
+
+    def to(self, *args, **kwargs) -> "ReferenceBank":
+        """Cast/move every tensor (the official pipeline casts the bank to fp16)."""
+        return ReferenceBank({k: v.to(*args, **kwargs) for k, v in self.tensors.items()})
+
+    def select_rows(self, index: torch.Tensor | list[int]) -> "ReferenceBank":
+        """A bank whose row ``i`` is this bank's row ``index[i]`` (to lay out batched windows).
+
+        Shapes:
+            index  (R',) int  ->  tensors (R', N, C)
+        """
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return ReferenceBank({k: v[idx.to(v.device)] for k, v in self.tensors.items()})
+
+    @property
+    def rows(self) -> int:
+        return next(iter(self.tensors.values())).shape[0] if self.tensors else 0
+
+
+@dataclasses.dataclass
+class RefContext:
+    """How the transformer blocks of one UNet call treat reference attention (internal).
+
+    write: dict to fill (reference UNet write pass) or None.
+    read: bank to read (denoising UNet) or None.
+    rows: (B,) bool, which batch rows read the bank (the others run plain self-attention).
+    frames: F, to expand bank rows (B or 1) to folded rows (B*F).
+    """
+
+    write: dict[str, torch.Tensor] | None = None
+    read: ReferenceBank | None = None
+    rows: torch.Tensor | None = None
+    frames: int = 1
+
+
+def sinusoidal_pe(channels: int, max_len: int = PE_MAX_LEN) -> torch.Tensor:
+    """The motion modules' interleaved sinusoid (spec §3.3), float32.
+
+    ``pe[0, p, 2i] = sin(p * 10000^(-2i/C))``, ``pe[0, p, 2i+1] = cos(...)``.
+
+    Shapes:
+        returns (1, max_len, C)
+    """
+    position = torch.arange(max_len, dtype=torch.float32)[:, None]
+    div_term = torch.exp(torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels))
+    pe = torch.zeros(1, max_len, channels)
+    pe[0, :, 0::2] = torch.sin(position * div_term)
+    pe[0, :, 1::2] = torch.cos(position * div_term)
+    return pe
+
+
+class TransformerBlock(nn.Module):
+    """SD1.5 BasicTransformerBlock (attn1 self, attn2 cross, GEGLU FF) with reference attention.
+
+    Keys: ``norm1/2/3``, ``attn1.to_{q,k,v,out.0}``, ``attn2.to_{q,k,v,out.0}``, ``ff.net.0.proj``,
+    ``ff.net.2`` (diffusers ``Attention`` and ``FeedForward``).
+    """
+
+    def __init__(self, dim: int, heads: int, cross_attention_dim: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim: expected a multiple of heads={heads}, got {dim}")
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+        self.attn1 = Attention(query_dim=dim, heads=heads, dim_head=dim // heads, bias=False, out_bias=True)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
+        self.attn2 = Attention(query_dim=dim, cross_attention_dim=cross_attention_dim, heads=heads,
+                               dim_head=dim // heads, bias=False, out_bias=True)
+        self.norm3 = nn.LayerNorm(dim, eps=1e-5)
+        self.ff = FeedForward(dim, activation_fn="geglu")
+        self.block_path = ""  # set by the owning UNet: the module path that pairs writer and reader
+
+    def forward(self, h: torch.Tensor, context: torch.Tensor, ref: RefContext) -> torch.Tensor:
+        """Shapes: h (B*F, N, C), context (B*F, 1, D) -> (B*F, N, C)."""
+        n = self.norm1(h)
+        if ref.write is not None:
+            ref.write[self.block_path] = n
+        if ref.read is None:
+            a = self.attn1(n)
+        else:
+            a = self._read_attention(n, ref)
+        h = a + h
+        h = self.attn2(self.norm2(h), encoder_hidden_states=context) + h
+        return self.ff(self.norm3(h)) + h
+
+    def _read_attention(self, n: torch.Tensor, ref: RefContext) -> torch.Tensor:
+        """attn1 with K/V = concat(own tokens, reference tokens) on reading rows; plain elsewhere."""
+        if self.block_path not in ref.read.tensors:
+            raise ValueError(f"reference: the bank has no entry for block '{self.block_path}'")
+        bank = ref.read.tensors[self.block_path].to(n.dtype)
+        rows_total, frames = n.shape[0], ref.frames
+        batch = rows_total // frames
+        if bank.shape[0] not in (1, batch) or bank.shape[1:] != n.shape[1:]:
+            raise ValueError(f"reference['{self.block_path}']: expected shape ({batch} or 1, "
+                             f"{n.shape[1]}, {n.shape[2]}), got {tuple(bank.shape)}")
+        bank = bank.expand(batch, -1, -1).repeat_interleave(frames, dim=0)  # (B*F, N, C)
+        if ref.rows is None or bool(ref.rows.all()):
+            return self.attn1(n, encoder_hidden_states=torch.cat([n, bank], dim=1))
+        rows = ref.rows.to(n.device).repeat_interleave(frames)  # (B*F,)
+        out = torch.empty_like(n)
+        if bool(rows.any()):
+            nr = n[rows]
+            out[rows] = self.attn1(nr, encoder_hidden_states=torch.cat([nr, bank[rows]], dim=1))
+        out[~rows] = self.attn1(n[~rows])
+        return out
+
+
+class SpatialTransformer(nn.Module):
+    """``attentions.k``: GN(eps 1e-6) -> proj_in (1x1 conv) -> one TransformerBlock -> proj_out -> +x."""
+
+    def __init__(self, dim: int, heads: int, cross_attention_dim: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, dim, eps=1e-6)
+        self.proj_in = nn.Conv2d(dim, dim, 1)
+        self.transformer_blocks = nn.ModuleList([TransformerBlock(dim, heads, cross_attention_dim)])
+        self.proj_out = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, ref: RefContext) -> torch.Tensor:
+        """Shapes: x (B*F, C, h, w), context (B*F, 1, D) -> (B*F, C, h, w)."""
+        rows, channels, height, width = x.shape
+        h = self.proj_in(self.norm(x))
+        h = h.permute(0, 2, 3, 1).reshape(rows, height * width, channels)
+        for block in self.transformer_blocks:
+            h = block(h, context, ref)
+        h = h.reshape(rows, height, width, channels).permute(0, 3, 1, 2).contiguous()
+        return self.proj_out(h) + x
+
+
+class PositionalEncoding(nn.Module):
+    """``pos_encoder``: holds the persistent ``pe`` buffer (1, 32, C); adds ``pe[:, :F]``."""
+
+    def __init__(self, channels: int, max_len: int = PE_MAX_LEN):
+        super().__init__()
+        self.register_buffer("pe", sinusoidal_pe(channels, max_len), persistent=True)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """Shapes: t (S, F, C) -> (S, F, C)."""
+        frames = t.shape[1]
+        if frames > self.pe.shape[1]:
+            raise ValueError(f"frames: motion modules take at most {self.pe.shape[1]} frames per "
+                             f"window, got {frames}")
+        return t + self.pe[:, :frames].to(t.dtype)
+
+
+class TemporalAttention(Attention):
+    """``attention_blocks.j``: self-attention across frames, PE added to the q/k/v input only."""
+
+    def __init__(self, dim: int, heads: int = MOTION_HEADS):
+        super().__init__(query_dim=dim, heads=heads, dim_head=dim // heads, bias=False, out_bias=True)
+        self.pos_encoder = PositionalEncoding(dim)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Shapes: t (S, F, C) -> (S, F, C)."""
+        return super().forward(self.pos_encoder(t))
+
+
+class TemporalTransformerBlock(nn.Module):
+    """``transformer_blocks.0``: two temporal self-attentions (``attention_blocks``, ``norms``) + FF."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.attention_blocks = nn.ModuleList([TemporalAttention(dim), TemporalAttention(dim)])
+        self.norms = nn.ModuleList([nn.LayerNorm(dim, eps=1e-5), nn.LayerNorm(dim, eps=1e-5)])
+        self.ff = FeedForward(dim, activation_fn="geglu")
+        self.ff_norm = nn.LayerNorm(dim, eps=1e-5)
+
+    def forward(self, h: torch.Tensor, frames: int) -> torch.Tensor:
+        """Shapes: h (B*F, N, C) -> (B*F, N, C)."""
+        rows, tokens, channels = h.shape
+        batch = rows // frames
+        for attention, norm in zip(self.attention_blocks, self.norms):
+            n = norm(h).reshape(batch, frames, tokens, channels).transpose(1, 2)
+            a = attention(n.reshape(batch * tokens, frames, channels))
+            h = h + a.reshape(batch, tokens, frames, channels).transpose(1, 2).reshape(rows, tokens, channels)
+        return self.ff(self.ff_norm(h)) + h
+
+
+class TemporalTransformer(nn.Module):
+    """``temporal_transformer``: GN(eps 1e-6, per frame) -> proj_in (Linear) -> block -> proj_out -> +x."""
+
+    def __init__(self, dim: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, dim, eps=1e-6)
+        self.proj_in = nn.Linear(dim, dim)
+        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(dim)])
+        self.proj_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        rows, channels, height, width = x.shape
+        h = self.norm(x).permute(0, 2, 3, 1).reshape(rows, height * width, channels)
+        h = self.proj_in(h)
+        for block in self.transformer_blocks:
+            h = block(h, frames)
+        h = self.proj_out(h)
+        return h.reshape(rows, height, width, channels).permute(0, 3, 1, 2).contiguous() + x
+
+
+class MotionModule(nn.Module):
+    """``motion_modules.j``: an AnimateDiff "Vanilla" temporal module (spec §3.3)."""
+
+    def __init__(self, dim: int, groups: int):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(dim, groups)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """Shapes: x (B*F, C, h, w) folded, frames F -> (B*F, C, h, w)."""
+        if x.shape[0] % frames:
+            raise ValueError(f"x: {x.shape[0]} rows is not a multiple of frames={frames}")
+        return self.temporal_transformer(x, frames)
