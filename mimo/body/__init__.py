@@ -1,1 +1,14 @@
-"""Body models: the open default body and the SMPL family, driven by our own LBS."""
+"""Body models: the open default body and the SMPL family, driven by our own batched LBS.
+
+``load_body("open")`` needs neither anny nor smplx; SMPL-family files are read by our own code.
+"""
+from mimo.body.joints import SMPL_JOINT_NAMES, SMPLH_JOINT_NAMES, SMPLX_JOINT_NAMES
+from mimo.body.loading import default_models_dir, load_body, load_open_body, load_smpl_family
+from mimo.body.model import BodyModel, BodyOutput, axis_angle_to_matrix
+from mimo.body.rig_export import export_rig_data
+
+__all__ = [
+    "BodyModel", "BodyOutput", "axis_angle_to_matrix", "default_models_dir", "export_rig_data",
+    "load_body", "load_open_body", "load_smpl_family", "SMPL_JOINT_NAMES", "SMPLH_JOINT_NAMES",
+    "SMPLX_JOINT_NAMES",
+]
