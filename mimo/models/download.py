@@ -1,0 +1,130 @@
+"""``mimo weights download DIR``: fetch the MIMO weights and the three prior models into the
+official layout (DESIGN §7). Runs only when a user asks; nothing else in mimo downloads.
+
+The placement logic (:func:`plan_downloads`) is pure: given each repository's file listing it
+decides which remote file lands at which path of the layout, so it is tested offline. The MIMO
+repository id is configurable (``--mimo-repo``); its default and the paths inside it are not
+verified from this machine, so the planner finds each MIMO file by its name anywhere in the repo.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIMO_REPO = "menyifang/MIMO"  # [unverified] override with --mimo-repo
+SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+VAE_REPO = "stabilityai/sd-vae-ft-mse"
+CLIP_REPO = "lambdalabs/sd-image-variations-diffusers"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One file of the layout: ``dest`` comes from the first of ``candidates`` the repo has.
+
+    repo: "mimo" (the configurable MIMO repo) or a fixed repo id.
+    anywhere: also accept a candidate's file name in any folder of the repo (shortest path wins).
+    """
+
+    dest: str
+    repo: str
+    candidates: tuple[str, ...]
+    anywhere: bool = False
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("denoising_unet.pth", "mimo", ("denoising_unet.pth",), anywhere=True),
+    Source("reference_unet.pth", "mimo", ("reference_unet.pth",), anywhere=True),
+    Source("pose_guider.pth", "mimo", ("pose_guider.pth",), anywhere=True),
+    Source("motion_module.pth", "mimo", ("motion_module.pth",), anywhere=True),
+    Source("stable-diffusion-v1-5/unet/config.json", SD15_REPO, ("unet/config.json",)),
+    Source("stable-diffusion-v1-5/unet/diffusion_pytorch_model.safetensors", SD15_REPO,
+           ("unet/diffusion_pytorch_model.safetensors",)),
+    Source("sd-vae-ft-mse/config.json", VAE_REPO, ("config.json",)),
+    Source("sd-vae-ft-mse/diffusion_pytorch_model.safetensors", VAE_REPO,
+           ("diffusion_pytorch_model.safetensors",)),
+    Source("image_encoder/config.json", CLIP_REPO, ("image_encoder/config.json",)),
+    Source("image_encoder/pytorch_model.bin", CLIP_REPO,
+           ("image_encoder/pytorch_model.bin",)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedFile:
+    repo: str
+    remote: str  # path inside the repo
+    dest: str  # path inside the weights folder
+    size: int | None  # bytes, when the listing says
+
+
+def plan_downloads(listings: dict[str, dict[str, int | None]], mimo_repo: str = DEFAULT_MIMO_REPO,
+                   sources: tuple[Source, ...] = SOURCES) -> list[PlannedFile]:
+    """Decide which remote file goes where.
+
+    Args:
+        listings: repo id -> {path in repo: size in bytes or None}, for every repo of ``sources``.
+        mimo_repo: the repo that stands for ``"mimo"`` in ``sources``.
+
+    Raises ValueError naming the destination, the repo and what was looked for when a file is
+    not in the listing.
+    """
+    plan = []
+    for src in sources:
+        repo = mimo_repo if src.repo == "mimo" else src.repo
+        if repo not in listings:
+            raise ValueError(f"listings: no file listing for repo '{repo}' (needed for {src.dest})")
+        files = listings[repo]
+        found = next((c for c in src.candidates if c in files), None)
+        if found is None and src.anywhere:
+            names = {c.rsplit("/", 1)[-1] for c in src.candidates}
+            matches = sorted((p for p in files if p.rsplit("/", 1)[-1] in names), key=lambda p: (p.count("/"), p))
+            found = matches[0] if matches else None
+        if found is None:
+            raise ValueError(f"{src.dest}: none of {list(src.candidates)} in repo '{repo}' "
+                             f"({len(files)} files listed)")
+        plan.append(PlannedFile(repo, found, src.dest, files[found]))
+    return plan
+
+
+def needs_download(folder: Path, item: PlannedFile) -> bool:
+    """True unless ``folder/dest`` exists with the listed size (or any size when unknown)."""
+    path = folder / item.dest
+    if not path.is_file():
+        return True
+    return item.size is not None and path.stat().st_size != item.size
+
+
+def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO, token: str | None = None,
+                     dry_run: bool = False) -> list[PlannedFile]:
+    """Download every file of the layout into ``weights_dir`` (resumable; skips complete files).
+
+    Interrupted downloads resume: huggingface_hub keeps partial files under
+    ``weights_dir/.download/`` and continues them on the next run. Returns the plan.
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+
+    folder = Path(weights_dir)
+    api = HfApi(token=token)
+    repos = {mimo_repo if s.repo == "mimo" else s.repo for s in SOURCES}
+    listings = {}
+    for repo in sorted(repos):
+        entries = api.list_repo_tree(repo, recursive=True)
+        listings[repo] = {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
+    plan = plan_downloads(listings, mimo_repo)
+    for item in plan:
+        size = f"{item.size / 1e6:,.1f} MB" if item.size else "? MB"
+        if not needs_download(folder, item):
+            print(f"have     {item.dest}")
+            continue
+        print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {item.repo}:{item.remote} ({size})")
+        if dry_run:
+            continue
+        staging = folder / ".download" / item.repo.replace("/", "--")
+        got = hf_hub_download(item.repo, item.remote, local_dir=staging, token=token)
+        dest = folder / item.dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(got, dest)
+    return plan
