@@ -105,9 +105,11 @@ def load_open_body(path: str | os.PathLike = OPEN_BODY_PATH,
         -> BodyModel (V=13718, T=27420, J=52, K=6)
     """
     with np.load(path, allow_pickle=False) as d:
+        weights = d["weights"].astype(np.float64)
+        weights /= weights.sum(1, keepdims=True)  # stored as float32: make rows sum to 1 exactly
         return BodyModel(kind="open", v_template=d["v_template"], faces=d["faces"],
                          shapedirs=d["shapedirs"], joint_template=d["joint_template"],
-                         joint_shapedirs=d["joint_shapedirs"], weights=d["weights"],
+                         joint_shapedirs=d["joint_shapedirs"], weights=weights,
                          parents=d["parents"], joint_names=d["joint_names"],
                          beta_names=d["beta_names"], dtype=dtype)
 
@@ -134,6 +136,7 @@ class _ModelUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"), ("numpy", "dtype"), ("copy_reg", "_reconstructor"),
         ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
         ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
     }
 
     def find_class(self, module, name):
