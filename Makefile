@@ -9,7 +9,12 @@ STAMP   := $(VENV)/.installed
 # System libraries the bpy wheel (headless Blender) and ffmpeg-based video I/O need on a bare Debian.
 SYSLIBS := libx11-6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libegl1 libosmesa6
 
-.PHONY: demo test setup syslibs clean
+# Blender 4.2 LTS (the oldest the add-on supports) runs tests/blender in a second, light venv.
+BPY42   := .venv-bpy42
+BPY42_STAMP := $(BPY42)/.installed
+BPY42_PINS  := bpy==4.2.23 numpy==1.26.4 pytest==9.2.0 pytest-timeout==2.4.0 pyzmq==27.3.0 msgpack==1.2.4
+
+.PHONY: demo test setup syslibs clean addon
 
 setup: $(STAMP)
 
@@ -31,8 +36,20 @@ syslibs:
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(BPY42_STAMP)
 	$(BIN)/python -m pytest
+	$(BPY42)/bin/python -m pytest tests/blender -p no:cacheprovider
+
+$(BPY42_STAMP): Makefile
+	@$(MAKE) --no-print-directory syslibs
+	@test -x $(BPY42)/bin/python || $(PY) -m venv $(BPY42)
+	@echo "== installing bpy 4.2 LTS into $(BPY42) for the Blender tests"
+	$(BPY42)/bin/python -m pip install --quiet --disable-pip-version-check $(BPY42_PINS) 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	@touch $@
+
+# The Blender extension zip (dist/mimo_blender-<version>.zip) with the pyzmq/msgpack wheels.
+addon: $(STAMP)
+	$(BIN)/python blender_addon/build.py
 
 clean:
-	rm -rf $(VENV) build dist demo_out *.egg-info
+	rm -rf $(VENV) $(BPY42) build dist demo_out *.egg-info

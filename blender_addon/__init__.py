@@ -1,0 +1,34 @@
+"""MIMO Character Video — Blender extension (manifest: blender_manifest.toml).
+
+Registration only; the Blender layer lives in ``bl/``, everything testable without Blender in
+``core/`` (importable without bpy, so this file imports ``bl`` only when Blender registers it).
+Heavy modules (zmq, the protocol) are imported inside operators when first used.
+"""
+from __future__ import annotations
+
+
+def _classes() -> tuple:
+    from .bl import operators, panel, props
+
+    return (*props.classes, *operators.classes, *panel.classes)
+
+
+def register() -> None:
+    import bpy
+
+    from .bl import props
+
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+    props.attach()
+
+
+def unregister() -> None:
+    import bpy
+
+    from .bl import props, timers
+
+    timers.stop_all()
+    props.detach()
+    for cls in reversed(_classes()):
+        bpy.utils.unregister_class(cls)

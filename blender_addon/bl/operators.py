@@ -1,0 +1,231 @@
+"""Operators of the MIMO panel. Each turns the core's errors into ``self.report`` + CANCELLED."""
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+from bpy.props import EnumProperty, StringProperty
+
+from ..core.errors import MimoClientError
+from ..core.frames import FrameRange, new_job_dir
+from ..core.request import GenerateSettings, build_request, is_loopback
+from . import rig_builder
+
+
+def _fail(op: bpy.types.Operator, exc: Exception) -> set[str]:
+    op.report({"ERROR"}, str(exc))
+    return {"CANCELLED"}
+
+
+def frame_range(scene: bpy.types.Scene) -> FrameRange:
+    r = scene.render
+    return FrameRange.from_scene_values(scene.frame_start, scene.frame_end, scene.frame_step, r.fps, r.fps_base)
+
+
+def scene_rigs(scene: bpy.types.Scene) -> list[bpy.types.Object]:
+    return [o for o in scene.objects if rig_builder.is_rig(o) and not o.hide_render]
+
+
+def settings_of(scene: bpy.types.Scene) -> GenerateSettings:
+    s = scene.mimo
+    return GenerateSettings(server=s.server.strip(), timeout=s.connect_timeout, backend=s.backend, mode=s.mode,
+                            character=bpy.path.abspath(s.character) if s.character else "", steps=s.steps,
+                            cfg=s.cfg, seed=s.seed, job_name=s.job_name, fps=frame_range(scene).fps)
+
+
+def output_root() -> str:
+    """``//mimo`` next to the blend file, or a temp folder for an unsaved file."""
+    if bpy.data.filepath:
+        return bpy.path.abspath("//mimo")
+    return os.path.join(bpy.app.tempdir or os.path.expanduser("~"), "mimo")
+
+
+def collect_request(scene: bpy.types.Scene):
+    """Read the scene into the wire request: every rig's SMPL parameters, the camera track."""
+    from .camera import camera_track
+
+    settings = settings_of(scene)
+    fr = frame_range(scene)
+    rigs = scene_rigs(scene)
+    if not rigs:
+        raise MimoClientError("no MIMO body in the scene: add one with 'Add Body'")
+    cam = scene.mimo.camera or scene.camera
+    if cam is None or cam.type != "CAMERA":
+        raise MimoClientError("no camera: pick one in the panel or set the scene camera")
+    frames = fr.scene_frames
+    bodies = []
+    for rig in rigs:
+        p = rig_builder.read_pose(rig, scene, frames)
+        bodies.append({k: p[k] for k in ("global_orient", "body_pose", "transl", "betas",
+                                         "left_hand_pose", "right_hand_pose") if k in p})
+    w, h = scene.mimo.width, scene.mimo.height
+    track = camera_track(scene, cam, frames, *((w, h) if w and h else (None, None)))
+    return build_request(settings, bodies, track)
+
+
+class MIMO_OT_add_body(bpy.types.Operator):
+    bl_idname = "mimo.add_body"
+    bl_label = "Add Body"
+    bl_description = "Add a MIMO body rig (SMPL-H skeleton, skinned mesh, T-pose) at the 3D cursor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(name="Body data", subtype="FILE_PATH", default="",
+                             description="Rig data .npz (empty: the open body shipped with the add-on)")
+
+    def execute(self, context):
+        try:
+            rig = rig_builder.build_rig(self.filepath or rig_builder.OPEN_BODY)
+        except (MimoClientError, ValueError, OSError) as exc:
+            return _fail(self, exc)
+        rig.location = context.scene.cursor.location
+        for o in context.view_layer.objects:
+            o.select_set(False)
+        rig.select_set(True)
+        context.view_layer.objects.active = rig
+        return {"FINISHED"}
+
+
+class MIMO_OT_add_camera(bpy.types.Operator):
+    bl_idname = "mimo.add_camera"
+    bl_label = "Add Camera"
+    bl_description = "Add a camera 4 m in front of the origin, looking at a standing body, and use it"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        data = bpy.data.cameras.new("MIMO Camera")
+        cam = bpy.data.objects.new("MIMO Camera", data)
+        context.scene.collection.objects.link(cam)
+        cam.location = (0.0, -4.0, 1.0)
+        cam.rotation_euler = (np.pi / 2, 0.0, 0.0)
+        context.scene.camera = cam
+        context.scene.mimo.camera = cam
+        return {"FINISHED"}
+
+
+class MIMO_OT_pick_camera(bpy.types.Operator):
+    bl_idname = "mimo.pick_camera"
+    bl_label = "Use Active Camera"
+    bl_description = "Use the active camera object for the shot"
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "CAMERA"
+
+    def execute(self, context):
+        context.scene.mimo.camera = context.active_object
+        return {"FINISHED"}
+
+
+class MIMO_OT_import_motion(bpy.types.Operator):
+    bl_idname = "mimo.import_motion"
+    bl_label = "Import Motion"
+    bl_description = "Keyframe an AMASS .npz or SMPL parameter .npz/.pkl sequence onto the active body"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(subtype="FILE_PATH")
+    filter_glob: StringProperty(default="*.npz;*.pkl", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return rig_builder.is_rig(context.active_object)
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        from ..core import motion_io
+
+        scene = context.scene
+        try:
+            rig = context.active_object
+            _, joints = rig_builder.rig_data(rig["mimo_rig_data"]).shaped(None)
+            clip = motion_io.read_motion(bpy.path.abspath(self.filepath), pelvis_rest=joints[0])
+            fps = frame_range(scene).fps
+            aa, transl = motion_io.resample(clip.axis_angle, clip.transl, clip.fps, fps)
+            frames = list(range(scene.frame_start, scene.frame_start + len(aa)))
+            rig_builder.keyframe_pose(rig, aa, transl, frames)
+        except (MimoClientError, ValueError, OSError) as exc:
+            return _fail(self, exc)
+        scene.frame_end = frames[-1]
+        self.report({"INFO"}, f"imported {len(frames)} frames at {fps:g} fps from {clip.fps:g} fps")
+        return {"FINISHED"}
+
+
+class MIMO_OT_check_server(bpy.types.Operator):
+    bl_idname = "mimo.check_server"
+    bl_label = "Check Server"
+    bl_description = "Ask the server for its capabilities (waits at most the timeout)"
+
+    def execute(self, context):
+        s = context.scene.mimo
+        if not is_loopback(s.server) and not bpy.app.online_access:
+            return _fail(self, MimoClientError("online access is off (Preferences > System): "
+                                               "a remote server cannot be reached"))
+        from ..vendor.client import Client
+        from ..vendor.client import MimoClientError as WireError
+
+        client = Client(s.server.strip(), timeout=s.connect_timeout, name="blender")
+        try:
+            caps = client.hello()
+        except (WireError, ValueError) as exc:
+            s.capabilities, s.last_error = "", str(exc)
+            return _fail(self, exc)
+        finally:
+            client.close()
+        s.capabilities = f"{caps.server} on {caps.device or '?'}; backends {', '.join(caps.backends)}"
+        self.report({"INFO"}, s.capabilities)
+        return {"FINISHED"}
+
+
+class MIMO_OT_generate(bpy.types.Operator):
+    bl_idname = "mimo.generate"
+    bl_label = "Generate"
+    bl_description = "Send the shot to the MIMO server and stream the frames into the sequencer"
+
+    @classmethod
+    def poll(cls, context):
+        from . import timers
+
+        return timers.active(context.scene) is None
+
+    def execute(self, context):
+        from ..core.client import JobClient
+        from . import timers
+
+        scene = context.scene
+        s = scene.mimo
+        if not is_loopback(s.server) and not bpy.app.online_access:
+            return _fail(self, MimoClientError("online access is off (Preferences > System): "
+                                               "a remote server cannot be reached"))
+        try:
+            request = collect_request(scene)
+        except (MimoClientError, ValueError, OSError) as exc:
+            s.last_error = str(exc)
+            return _fail(self, exc)
+        job_dir = new_job_dir(output_root(), s.job_name)
+        client = JobClient(s.server.strip(), request, job_dir, timeout=s.connect_timeout)
+        s.running, s.progress, s.last_error, s.job_dir = True, 0.0, "", job_dir
+        s.status = "starting"
+        timers.start(scene, timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir,
+                                             start_frame=scene.frame_start, total=request.num_frames))
+        return {"FINISHED"}
+
+
+class MIMO_OT_cancel(bpy.types.Operator):
+    bl_idname = "mimo.cancel"
+    bl_label = "Cancel"
+    bl_description = "Cancel the running generation"
+
+    def execute(self, context):
+        from . import timers
+
+        if not timers.cancel(context.scene):
+            self.report({"WARNING"}, "no MIMO job is running")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+classes = (MIMO_OT_add_body, MIMO_OT_add_camera, MIMO_OT_pick_camera, MIMO_OT_import_motion,
+           MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel)

@@ -1,0 +1,78 @@
+"""View3D > Sidebar > MIMO."""
+from __future__ import annotations
+
+import bpy
+
+from . import rig_builder
+
+
+class MIMO_PT_main(bpy.types.Panel):
+    bl_label = "MIMO"
+    bl_idname = "MIMO_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MIMO"
+
+    def draw(self, context):
+        layout = self.layout
+        scene = context.scene
+        s = scene.mimo
+        obj = context.active_object
+
+        box = layout.box()
+        box.label(text="Body", icon="ARMATURE_DATA")
+        box.operator("mimo.add_body", icon="ADD")
+        if rig_builder.is_rig(obj):
+            data = rig_builder.rig_data(obj["mimo_rig_data"])
+            col = box.column(align=True)
+            for k, name in enumerate(data.shape_names[:len(obj.mimo_shape)]):
+                col.prop(obj, "mimo_shape", index=k, text=name.replace("_", " ").title(), slider=True)
+            box.operator("mimo.import_motion", icon="IMPORT")
+
+        box = layout.box()
+        box.label(text="Camera", icon="CAMERA_DATA")
+        box.prop(s, "camera")
+        row = box.row(align=True)
+        row.operator("mimo.add_camera", icon="ADD")
+        row.operator("mimo.pick_camera", icon="EYEDROPPER")
+        row = box.row(align=True)
+        row.prop(s, "width")
+        row.prop(s, "height")
+
+        box = layout.box()
+        box.label(text="Server", icon="NETWORK_DRIVE")
+        box.prop(s, "server")
+        row = box.row(align=True)
+        row.prop(s, "connect_timeout")
+        row.operator("mimo.check_server", text="", icon="FILE_REFRESH")
+        if s.capabilities:
+            box.label(text=s.capabilities)
+
+        box = layout.box()
+        box.label(text="Shot", icon="RENDER_ANIMATION")
+        box.prop(s, "character")
+        box.prop(s, "backend")
+        if s.backend == "mimo":
+            box.prop(s, "mode")
+            row = box.row(align=True)
+            row.prop(s, "steps")
+            row.prop(s, "cfg")
+        box.prop(s, "seed")
+        box.prop(s, "job_name")
+
+        col = layout.column()
+        if s.running:
+            col.operator("mimo.cancel", icon="CANCEL")
+            col.prop(s, "progress", text=s.status)
+        else:
+            col.operator("mimo.generate", icon="PLAY")
+            col.label(text=s.status)
+        img = bpy.data.images.get(s.preview_image) if s.preview_image else None
+        if img is not None:
+            img.preview_ensure()
+            col.template_icon(icon_value=img.preview.icon_id, scale=8.0)
+        if s.last_error:
+            col.label(text=s.last_error, icon="ERROR")
+
+
+classes = (MIMO_PT_main,)

@@ -1,0 +1,71 @@
+"""Scene and object properties of the add-on, and their one conversion into core settings."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+MAX_SHAPES = 16
+
+
+def _is_camera(self, obj) -> bool:
+    return obj.type == "CAMERA"
+
+
+def _is_rig(self, obj) -> bool:
+    return obj.type == "ARMATURE"
+
+
+def _shape_changed(self, context) -> None:
+    from . import rig_builder
+
+    if self.get("mimo_rig_data"):
+        rig_builder.apply_shape(self)
+
+
+class MIMO_PG_settings(bpy.types.PropertyGroup):
+    server: StringProperty(name="Server", default="tcp://127.0.0.1:5555",
+                           description="ZeroMQ address of the mimo-server")
+    connect_timeout: FloatProperty(name="Timeout", default=5.0, min=0.5, max=120.0, unit="TIME_ABSOLUTE",
+                                   description="Seconds to wait for the server's answer")
+    backend: EnumProperty(name="Backend", items=[
+        ("preview", "Preview", "Weight-free preview: motion codes composited on the scene"),
+        ("mimo", "MIMO", "The MIMO diffusion pipeline (needs weights on the server)")], default="preview")
+    mode: EnumProperty(name="Mode", items=[("exact", "Exact", "Reproduce the official pipeline"),
+                                           ("fast", "Fast", "Same networks, faster schedule")])
+    character: StringProperty(name="Character", subtype="FILE_PATH",
+                              description="Reference image of the character (PNG or JPEG)")
+    camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera,
+                            description="Camera of the shot (empty: the scene camera)")
+    width: IntProperty(name="Width", default=0, min=0, max=2048,
+                       description="Output width in pixels (0: the scene's render size)")
+    height: IntProperty(name="Height", default=0, min=0, max=2048,
+                        description="Output height in pixels (0: the scene's render size)")
+    steps: IntProperty(name="Steps", default=25, min=1, max=1000)
+    cfg: FloatProperty(name="CFG", default=3.5, min=0.0, max=50.0)
+    seed: IntProperty(name="Seed", default=42, min=0)
+    job_name: StringProperty(name="Job", default="shot", description="Folder name under //mimo/")
+    # status shown by the panel (written by the timer drain on the main thread)
+    status: StringProperty(name="Status", default="idle")
+    capabilities: StringProperty(name="Capabilities", default="")
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    last_error: StringProperty(name="Last error", default="")
+    job_dir: StringProperty(name="Output", default="", subtype="DIR_PATH")
+    preview_image: StringProperty(name="Preview image", default="")
+    running: BoolProperty(name="Running", default=False)
+
+
+classes = (MIMO_PG_settings,)
+
+
+def attach() -> None:
+    bpy.types.Scene.mimo = PointerProperty(type=MIMO_PG_settings)
+    bpy.types.Object.mimo_shape = FloatVectorProperty(
+        name="Shape", size=MAX_SHAPES, default=(0.0,) * MAX_SHAPES, soft_min=-3.0, soft_max=3.0,
+        update=_shape_changed, description="Body shape coefficients of a MIMO rig")
+
+
+def detach() -> None:
+    for owner, name in ((bpy.types.Scene, "mimo"), (bpy.types.Object, "mimo_shape")):
+        if hasattr(owner, name):
+            delattr(owner, name)

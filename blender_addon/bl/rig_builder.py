@@ -1,0 +1,211 @@
+"""Build the MIMO body rig (armature with SMPL-H joint names and hierarchy in a T-pose rest, and
+the linear-blend-skinned mesh), reshape it, keyframe SMPL parameters onto it and read them back.
+
+Bone heads sit exactly on the rest joints; every bone has roll 0 and points at a child joint, so
+its rest frame ``B_j`` is generally not the identity — core.rig accounts for it.
+"""
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+
+from ..core import rig as rigmath
+from ..core.axes import points_wire_to_blender
+from ..core.body_data import RigData, load_rig_data
+from ..core.errors import MimoClientError
+
+ADDON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the built extension ships the open body in data/ (build.py copies it); a source checkout reads
+# the library's own file
+OPEN_BODY = next((p for p in (os.path.join(ADDON_DIR, "data", "open_body.npz"),
+                              os.path.join(os.path.dirname(ADDON_DIR), "mimo", "body", "data", "open_body.npz"))
+                  if os.path.exists(p)), os.path.join(ADDON_DIR, "data", "open_body.npz"))
+_CACHE: dict[str, RigData] = {}
+# which child a bone points at when it has several (SMPL-H names)
+_PREFERRED_CHILD = {"pelvis": "spine1", "spine3": "neck", "left_wrist": "left_middle1",
+                    "right_wrist": "right_middle1"}
+
+
+def rig_data(path: str) -> RigData:
+    path = bpy.path.abspath(path) if path.startswith("//") else path
+    if path not in _CACHE:
+        if not os.path.exists(path):
+            raise MimoClientError(f"body data file not found: {path}")
+        _CACHE[path] = load_rig_data(path)
+    return _CACHE[path]
+
+
+def _tails(data: RigData, joints_b: np.ndarray) -> np.ndarray:
+    J = len(data.joint_names)
+    children: dict[int, list[int]] = {j: [] for j in range(J)}
+    for j, p in enumerate(data.parents):
+        if p >= 0:
+            children[int(p)].append(j)
+    tails = np.empty_like(joints_b)
+    for j in range(J):
+        name = data.joint_names[j]
+        kids = children[j]
+        pick = [k for k in kids if data.joint_names[k] == _PREFERRED_CHILD.get(name)] or kids[:1]
+        tail = joints_b[pick[0]] if pick else None
+        if tail is None or np.linalg.norm(tail - joints_b[j]) < 1e-3:
+            p = int(data.parents[j])
+            d = joints_b[j] - joints_b[p] if p >= 0 else np.array([0.0, 0.0, 0.1])
+            n = np.linalg.norm(d)
+            d = d / n * max(0.03, 0.5 * n) if n > 1e-6 else np.array([0.0, 0.0, 0.05])
+            tail = joints_b[j] + d
+        tails[j] = tail
+    return tails
+
+
+def _set_edit_bones(arm_obj: bpy.types.Object, data: RigData, joints_b: np.ndarray, create: bool) -> None:
+    view_layer = bpy.context.view_layer
+    prev_active = view_layer.objects.active
+    prev_mode = arm_obj.mode
+    view_layer.objects.active = arm_obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    try:
+        ebs = arm_obj.data.edit_bones
+        tails = _tails(data, joints_b)
+        for j, name in enumerate(data.joint_names):
+            eb = ebs.new(name) if create else ebs[name]
+            eb.head = joints_b[j].tolist()
+            eb.tail = tails[j].tolist()
+            eb.roll = 0.0
+            eb.use_deform = True
+        if create:
+            for j, name in enumerate(data.joint_names):
+                p = int(data.parents[j])
+                if p >= 0:
+                    ebs[name].parent = ebs[data.joint_names[p]]
+                    ebs[name].use_connect = False
+    finally:
+        bpy.ops.object.mode_set(mode="OBJECT" if prev_mode == "EDIT" else prev_mode)
+        view_layer.objects.active = prev_active
+
+
+def build_rig(data_path: str = OPEN_BODY, name: str = "MIMO Body",
+              collection: bpy.types.Collection | None = None) -> bpy.types.Object:
+    """Create the armature + skinned mesh in ``collection`` (default: the scene's) and return the
+    armature object. Rest pose: the body's T-pose, mean shape."""
+    data = rig_data(data_path)
+    collection = collection or bpy.context.scene.collection
+    arm = bpy.data.armatures.new(name)
+    arm_obj = bpy.data.objects.new(name, arm)
+    collection.objects.link(arm_obj)
+    arm_obj["mimo_rig_data"] = data_path
+    arm_obj["mimo_num_shapes"] = data.num_betas
+    verts_w, joints_w = data.shaped(None)
+    _set_edit_bones(arm_obj, data, points_wire_to_blender(joints_w), create=True)
+    for pb in arm_obj.pose.bones:
+        pb.rotation_mode = "QUATERNION"
+
+    mesh = bpy.data.meshes.new(name + " Mesh")
+    verts_b = points_wire_to_blender(verts_w)
+    mesh.from_pydata(verts_b.tolist(), [], data.faces.tolist())
+    mesh.validate()
+    mesh_obj = bpy.data.objects.new(name + " Mesh", mesh)
+    collection.objects.link(mesh_obj)
+    mesh_obj.parent = arm_obj
+    for j, jn in enumerate(data.joint_names):
+        vg = mesh_obj.vertex_groups.new(name=jn)
+        w = data.skin_weights[:, j]
+        for i in np.nonzero(w > 1e-8)[0].tolist():
+            vg.add([i], float(w[i]), "REPLACE")
+    mod = mesh_obj.modifiers.new("MIMO Armature", "ARMATURE")
+    mod.object = arm_obj
+    mod.use_deform_preserve_volume = False
+    mod.use_vertex_groups = True
+    arm_obj["mimo_mesh"] = mesh_obj.name
+    return arm_obj
+
+
+def is_rig(obj: bpy.types.Object | None) -> bool:
+    return obj is not None and obj.type == "ARMATURE" and "mimo_rig_data" in obj
+
+
+def betas_of(arm_obj: bpy.types.Object) -> np.ndarray:
+    """The rig's shape coefficients (K,)."""
+    K = int(arm_obj.get("mimo_num_shapes", 0))
+    return np.array(arm_obj.mimo_shape[:K], dtype=np.float64)
+
+
+def apply_shape(arm_obj: bpy.types.Object) -> None:
+    """Move the rest mesh and the rest joints to the rig's current shape sliders."""
+    data = rig_data(arm_obj["mimo_rig_data"])
+    verts_w, joints_w = data.shaped(betas_of(arm_obj) if data.num_betas else None)
+    _set_edit_bones(arm_obj, data, points_wire_to_blender(joints_w), create=False)
+    mesh_obj = bpy.data.objects.get(arm_obj.get("mimo_mesh", ""))
+    if mesh_obj is not None:
+        mesh_obj.data.vertices.foreach_set("co", points_wire_to_blender(verts_w).astype(np.float32).ravel())
+        mesh_obj.data.update()
+
+
+def bone_rest(arm_obj: bpy.types.Object, names: list[str]) -> np.ndarray:
+    """Rotation part of each named bone's rest ``matrix_local``. Shapes: -> (J, 3, 3)."""
+    bones = arm_obj.data.bones
+    return np.array([[list(r) for r in bones[n].matrix_local.to_3x3()] for n in names])
+
+
+def keyframe_pose(arm_obj: bpy.types.Object, axis_angle: np.ndarray, transl: np.ndarray,
+                  frames: list[int]) -> None:
+    """Keyframe SMPL local rotations and ``transl`` (wire axes) at scene ``frames``.
+
+    Shapes: axis_angle (F, J, 3) in the rig's joint order, transl (F, 3), len(frames) == F.
+    """
+    data = rig_data(arm_obj["mimo_rig_data"])
+    names = data.joint_names
+    aa = np.asarray(axis_angle, dtype=np.float64)
+    F = len(frames)
+    if aa.shape != (F, len(names), 3):
+        raise ValueError(f"axis_angle: expected shape ({F}, {len(names)}, 3), got {aa.shape}")
+    B = bone_rest(arm_obj, names)
+    quats = rigmath.pose_to_quaternions(aa, B)
+    loc = rigmath.transl_to_root_location(transl, B[0])
+    pbs = [arm_obj.pose.bones[n] for n in names]
+    for pb in pbs:
+        pb.rotation_mode = "QUATERNION"
+    for f, frame in enumerate(frames):
+        for j, pb in enumerate(pbs):
+            pb.rotation_quaternion = quats[f, j].tolist()
+            pb.keyframe_insert("rotation_quaternion", frame=frame, group=pb.name)
+        pbs[0].location = loc[f].tolist()
+        pbs[0].keyframe_insert("location", frame=frame, group=pbs[0].name)
+
+
+def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[int],
+              world: bool = True) -> dict[str, np.ndarray]:
+    """Read the rig back as SMPL-H parameters (wire axes) at scene ``frames``; any rotation mode.
+    ``world``: fold the armature object's transform into ``global_orient``/``transl``.
+
+    Shapes: -> global_orient (F, 3), body_pose (F, 21, 3), left/right_hand_pose (F, 15, 3),
+               transl (F, 3), betas (K,), axis_angle (F, J, 3)
+    """
+    data = rig_data(arm_obj["mimo_rig_data"])
+    names = data.joint_names
+    B = bone_rest(arm_obj, names)
+    F, J = len(frames), len(names)
+    quats = np.empty((F, J, 4))
+    loc = np.empty((F, 3))
+    mats = np.empty((F, 4, 4))
+    keep = scene.frame_current
+    pbs = [arm_obj.pose.bones[n] for n in names]
+    for f, frame in enumerate(frames):
+        scene.frame_set(frame)
+        for j, pb in enumerate(pbs):
+            quats[f, j] = list(pb.matrix_basis.to_quaternion())
+        loc[f] = list(pbs[0].matrix_basis.translation)
+        mats[f] = np.array([list(r) for r in arm_obj.matrix_world])
+    scene.frame_set(keep)
+    aa = rigmath.quaternions_to_pose(quats, B)
+    transl = rigmath.root_location_to_transl(loc, B[0])
+    betas = betas_of(arm_obj)
+    if world:
+        _, joints_w = data.shaped(betas if data.num_betas else None)
+        for f in range(F):
+            go, tr = rigmath.apply_object_transform(aa[f:f + 1, 0], transl[f:f + 1], joints_w[0], mats[f])
+            aa[f, 0], transl[f] = go[0], tr[0]
+    out = rigmath.split_smplh(aa) if J == 52 else {"global_orient": aa[:, 0], "body_pose": aa[:, 1:]}
+    out.update(transl=transl, betas=betas, axis_angle=aa)
+    return out

@@ -1,0 +1,161 @@
+"""Hand job events from the background thread to Blender's main thread.
+
+``bpy.app.timers`` calls :func:`drain_all` every 0.1 s while a job runs; it empties each job's
+queue, updates ``scene.mimo`` (status, progress, preview, last error) and, when the job is done,
+adds the image-sequence strip. Headless module ``bpy`` never fires timers: tests call
+:func:`drain` / :func:`drain_all` themselves.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import bpy
+import numpy as np
+
+from ..core.client import TERMINAL, JobClient
+from . import vse
+
+log = logging.getLogger(__name__)
+INTERVAL_S = 0.1
+PREVIEW_IMAGE = "MIMO Preview"
+
+
+@dataclasses.dataclass
+class ActiveJob:
+    client: JobClient
+    scene_name: str
+    job_dir: str
+    start_frame: int
+    total: int
+    received: int = 0
+    strip_name: str = ""
+    state: str = "running"
+
+
+_JOBS: dict[str, ActiveJob] = {}
+
+
+def start(scene: bpy.types.Scene, job: ActiveJob) -> None:
+    """Start the job's thread and the timer that drains it (one job per scene)."""
+    _JOBS[scene.name] = job
+    job.client.start()
+    if not bpy.app.timers.is_registered(drain_all):
+        bpy.app.timers.register(drain_all, first_interval=INTERVAL_S)
+
+
+def active(scene: bpy.types.Scene) -> ActiveJob | None:
+    return _JOBS.get(scene.name)
+
+
+def drain_all() -> float | None:
+    """Timer callback: drain every job; keep ticking while any is unfinished."""
+    for name in list(_JOBS):
+        scene = bpy.data.scenes.get(name)
+        if scene is None:
+            _JOBS.pop(name).client.cancel()
+            continue
+        drain(scene)
+    return INTERVAL_S if _JOBS else None
+
+
+def drain(scene: bpy.types.Scene) -> str | None:
+    """Apply all queued events of the scene's job; return the job's state ("running", "done",
+    "error", "cancelled") or None when the scene has no job."""
+    job = _JOBS.get(scene.name)
+    if job is None:
+        return None
+    s = scene.mimo
+    while True:
+        try:
+            ev = job.client.events.get_nowait()
+        except Exception:  # queue.Empty
+            break
+        kind, data = ev.kind, ev.data
+        if kind == "status":
+            s.status = data[0]
+        elif kind == "capabilities":
+            caps = data[0]
+            s.capabilities = f"{caps['server']} on {caps['device'] or '?'}; backends {', '.join(caps['backends'])}"
+        elif kind == "accepted":
+            s.status = f"job {data[0]} queued at {data[1]}" if data[1] else f"job {data[0]} running"
+            job.total = data[2] or job.total
+        elif kind == "progress":
+            stage, step, total = data
+            s.status = f"{stage} {step}/{total}"
+            if stage not in ("frames", "queued") and total:
+                s.progress = min(1.0, step / total) * 0.5
+        elif kind == "preview":
+            _show_preview(s, data[1])
+        elif kind == "frame":
+            job.received = data[0] + 1
+            s.progress = 0.5 + 0.5 * job.received / max(job.total, job.received)
+            s.status = f"frame {job.received}/{job.total}"
+        elif kind in TERMINAL:
+            _finish(scene, job, kind, data)
+            break
+    return job.state
+
+
+def _finish(scene: bpy.types.Scene, job: ActiveJob, kind: str, data: tuple) -> None:
+    s = scene.mimo
+    job.state = kind
+    s.running = False
+    _JOBS.pop(scene.name, None)
+    if kind == "done":
+        files = data[2]
+        if files:
+            strip = vse.add_image_strip(scene, job.job_dir, files, job.start_frame,
+                                        name=os.path.basename(job.job_dir))
+            job.strip_name = strip.name
+        s.progress = 1.0
+        s.status = f"done: {len(files)} frames in {job.job_dir}"
+        s.last_error = ""
+    elif kind == "error":
+        message, field = data
+        s.last_error = f"{field}: {message}" if field and not message.startswith(field) else message
+        s.status = "failed"
+        _popup(s.last_error)
+    else:
+        s.status = "cancelled"
+
+
+def _show_preview(settings, image: np.ndarray) -> None:
+    h, w = image.shape[:2]
+    img = bpy.data.images.get(PREVIEW_IMAGE)
+    if img is None or tuple(img.size) != (w, h):
+        if img is not None:
+            bpy.data.images.remove(img)
+        img = bpy.data.images.new(PREVIEW_IMAGE, width=w, height=h)
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = image[::-1].astype(np.float32) / 255.0  # Blender's pixels start bottom-left
+    img.pixels.foreach_set(rgba.ravel())
+    img.update()
+    settings.preview_image = img.name
+
+
+def _popup(message: str) -> None:
+    wm = bpy.context.window_manager
+    if wm is None or not wm.windows:
+        log.error("MIMO: %s", message)
+        return
+    wm.popup_menu(lambda self, ctx: self.layout.label(text=message), title="MIMO", icon="ERROR")
+
+
+def cancel(scene: bpy.types.Scene) -> bool:
+    job = _JOBS.get(scene.name)
+    if job is None:
+        return False
+    job.client.cancel()
+    scene.mimo.status = "cancelling"
+    return True
+
+
+def stop_all() -> None:
+    """Cancel every job and stop the timer (unregister)."""
+    for job in _JOBS.values():
+        job.client.cancel()
+    _JOBS.clear()
+    if bpy.app.timers.is_registered(drain_all):
+        bpy.app.timers.unregister(drain_all)

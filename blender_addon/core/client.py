@@ -1,0 +1,137 @@
+"""Talk to mimo-server from a background thread; hand events to Blender through a queue.
+
+:class:`JobClient` runs hello -> submit -> events on its own thread with the vendored protocol
+client, writes each final frame as a PNG into the job folder on that thread (no bpy needed), and
+puts plain :class:`Event` tuples on ``events`` (a ``queue.Queue``). Blender's main thread drains
+the queue from a ``bpy.app.timers`` callback (bl/timers.py); tests drain it directly. Exactly one
+terminal event ends every job: ``done``, ``error`` or ``cancelled``.
+
+Event kinds and payloads:
+    status (text,)  capabilities (dict,)  accepted (job_id, queue_position, num_frames)
+    progress (stage, step, total)  preview (index, image (h, w, 3) uint8)  frame (index, path)
+    done (num_frames, stats, files)  error (message, field)  cancelled ()
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, NamedTuple
+
+from .frames import FRAME_NAME, frame_path
+from .png import write_png
+
+TERMINAL = ("done", "error", "cancelled")
+
+
+class Event(NamedTuple):
+    kind: str
+    data: tuple
+
+
+class JobClient:
+    """One generation job against one server. ``request`` is a vendored-protocol
+    ``GenerateRequest``; frames go to ``job_dir`` (which must exist and be empty)."""
+
+    def __init__(self, address: str, request: Any, job_dir: str, *, timeout: float = 5.0,
+                 cancel_grace_s: float = 3.0, client_name: str = "blender"):
+        self.address, self.request, self.job_dir = address, request, job_dir
+        self.timeout, self.cancel_grace_s, self.client_name = timeout, cancel_grace_s, client_name
+        self.events: "queue.Queue[Event]" = queue.Queue()
+        self.job_id = ""
+        self._cancel = threading.Event()
+        self._client = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="mimo-job", daemon=True)
+        self.finished = threading.Event()
+
+    def start(self) -> "JobClient":
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask for cancellation (any thread, any time); the job ends with a ``cancelled`` event."""
+        self._cancel.set()
+        with self._lock:
+            if self._client is not None and self.job_id:
+                try:
+                    self._client.cancel(self.job_id)
+                except Exception:  # the socket may already be closed; the thread reports
+                    pass
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _put(self, kind: str, *data: Any) -> None:
+        self.events.put(Event(kind, data))
+
+    def _run(self) -> None:
+        try:
+            self._talk()
+        except Exception as exc:  # every failure becomes one terminal event, never a dead thread
+            field = getattr(getattr(exc, "error", None), "field", "") or getattr(exc, "field", "") or ""
+            if self._cancel.is_set():
+                self._put("cancelled")
+            else:
+                self._put("error", str(exc) or type(exc).__name__, field)
+        finally:
+            with self._lock:
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
+            self.finished.set()
+
+    def _talk(self) -> None:
+        from ..vendor.client import Client
+        from ..vendor.protocol import Done, Error, Frame, Preview, Progress
+
+        with self._lock:
+            self._client = Client(self.address, timeout=self.timeout, name=self.client_name)
+        client = self._client
+        self._put("status", f"connecting to {self.address}")
+        caps = client.hello()
+        self._put("capabilities", {"server": caps.server, "backends": list(caps.backends),
+                                   "device": caps.device, "weights": caps.weights,
+                                   "limits": dict(caps.limits)})
+        if self._cancel.is_set():
+            self._put("cancelled")
+            return
+        accepted = client.submit(self.request)
+        with self._lock:
+            self.job_id = accepted.job_id
+        self._put("accepted", accepted.job_id, accepted.queue_position, accepted.num_frames)
+        files: list[str] = []
+        cancel_sent_at = None
+        if self._cancel.is_set():
+            client.cancel(accepted.job_id)
+            cancel_sent_at = time.monotonic()
+        for msg in client.events(accepted.job_id, timeout=self.timeout):
+            if self._cancel.is_set() and cancel_sent_at is None:
+                cancel_sent_at = time.monotonic()
+            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > self.cancel_grace_s:
+                self._put("cancelled")
+                return
+            if isinstance(msg, Progress):
+                self._put("progress", msg.stage, msg.step, msg.total)
+            elif isinstance(msg, Preview):
+                self._put("preview", msg.index, msg.image)
+            elif isinstance(msg, Frame):
+                if msg.index != len(files):
+                    raise RuntimeError(f"frame {msg.index} arrived, expected {len(files)}")
+                path = frame_path(self.job_dir, msg.index)
+                write_png(path, msg.image)
+                files.append(FRAME_NAME.format(msg.index))
+                self._put("frame", msg.index, path)
+            elif isinstance(msg, Done):
+                if self._cancel.is_set():
+                    self._put("cancelled")
+                else:
+                    self._put("done", len(files), dict(msg.stats), files)
+                return
+            elif isinstance(msg, Error):
+                if msg.code == "cancelled" or self._cancel.is_set():
+                    self._put("cancelled")
+                else:
+                    self._put("error", f"{msg.code}: {msg.message}", msg.field)
+                return

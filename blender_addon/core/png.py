@@ -1,0 +1,32 @@
+"""A minimal PNG writer (RGB8, zlib) so frames are written on the receiving thread without bpy.
+
+Shapes: image (H, W, 3) uint8, top row first.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def encode_png(image: np.ndarray, level: int = 3) -> bytes:
+    """PNG bytes of an RGB uint8 image. Shapes: image (H, W, 3)."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or 0 in a.shape:
+        raise ValueError(f"image: expected a non-empty (H, W, 3) uint8 array, got {a.shape} {a.dtype}")
+    H, W, _ = a.shape
+    raw = np.concatenate([np.zeros((H, 1), np.uint8), a.reshape(H, W * 3)], axis=1).tobytes()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b""))
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+    """Write ``image`` to ``path``; refuses to replace an existing file."""
+    data = encode_png(image)
+    with open(path, "xb") as f:
+        f.write(data)

@@ -1,0 +1,75 @@
+"""Blender properties -> one plain :class:`GenerateSettings` -> the wire ``GenerateRequest``.
+
+The operator reads ``scene.mimo`` into :class:`GenerateSettings` (bl/operators.py), the rig and
+camera readers give numpy arrays, and :func:`build_request` assembles the vendored protocol's
+``GenerateRequest`` — the exact dataclass the server receives (DESIGN §2).
+
+Shapes:
+    bodies[i]: global_orient (F, 3), body_pose (F, 21, 3), transl (F, 3), betas (K,),
+               left/right_hand_pose (F, 15, 3)
+    camera:    K (F, 3, 3), R (F, 3, 3), t (F, 3)
+    scene (F, H, W, 3) uint8, occlusion (F, H, W) uint8
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class GenerateSettings:
+    server: str = "tcp://127.0.0.1:5555"
+    timeout: float = 5.0
+    backend: str = "preview"
+    mode: str = "exact"
+    character: str = ""          # absolute path of the reference image
+    steps: int = 25
+    cfg: float = 3.5
+    seed: int = 42
+    job_name: str = "shot"
+    fps: float = 30.0
+    body_model: str = "open"
+
+    def validate(self) -> None:
+        if not self.server.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError(f"server: expected an address like tcp://host:port, got {self.server!r}")
+        if not self.character:
+            raise ValueError("character: choose a reference image of the character")
+        if not os.path.isfile(self.character):
+            raise ValueError(f"character: file not found: {self.character}")
+
+
+def is_loopback(address: str) -> bool:
+    """True for ``tcp://127.x.x.x``/``localhost``/``[::1]`` and local transports (ipc, inproc):
+    those need no ``bpy.app.online_access``."""
+    if not address.startswith("tcp://"):
+        return True
+    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def build_request(settings: GenerateSettings, bodies: list[dict], camera: dict,
+                  scene: np.ndarray | None = None, occlusion: np.ndarray | None = None):
+    """Assemble and validate the wire request (raises ``ValueError`` naming the field)."""
+    from ..vendor import protocol as P
+
+    settings.validate()
+    with open(settings.character, "rb") as f:
+        character = f.read()
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    body_params = []
+    for b in bodies:
+        hands = {k: f32(b[k]) for k in ("left_hand_pose", "right_hand_pose") if b.get(k) is not None}
+        body_params.append(P.BodyParams(global_orient=f32(b["global_orient"]), body_pose=f32(b["body_pose"]),
+                                        transl=f32(b["transl"]), betas=f32(b["betas"]), **hands))
+    cam = P.CameraTrack(K=f32(camera["K"]), R=f32(camera["R"]), t=f32(camera["t"]),
+                        width=int(camera["width"]), height=int(camera["height"]))
+    req = P.GenerateRequest(
+        character=character, bodies=body_params, body_model=settings.body_model, camera=cam,
+        scene=scene, occlusion=occlusion, width=cam.width, height=cam.height, fps=float(settings.fps),
+        steps=int(settings.steps), cfg=float(settings.cfg), seed=int(settings.seed),
+        backend=settings.backend, mode=settings.mode, preview=True, name=settings.job_name)
+    P.validate_request(req)
+    return req
