@@ -71,6 +71,40 @@ def load_body_cached(model: str, device: str | None):
         return _BODY_CACHE[key]
 
 
+def pose_body(body, params, name: str = "body"):
+    """One body's per-frame params -> ``(vertices, faces, vertex_colors)`` for the rasterizer.
+    The default code table is the body's normalised rest pose (DESIGN §6). A hand whose pose is
+    absent is removed from the mesh, as the official renderer did for undetected hands (send
+    zeros for a visible flat hand).
+
+    Shapes: -> vertices (F, V, 3) float32 tensor, faces (T', 3) int64, vertex_colors (V, 3)
+    """
+    import torch
+
+    from mimo.codes import default_code_table, remove_faces
+
+    F = params.global_orient.shape[0]
+    betas = np.asarray(params.betas, dtype=np.float32)
+    if betas.ndim == 1:
+        betas = np.broadcast_to(betas, (F, betas.shape[0]))
+    t = lambda a: None if a is None else torch.as_tensor(np.array(a, dtype=np.float32))  # noqa: E731
+    try:
+        out = body(global_orient=t(params.global_orient), body_pose=t(params.body_pose),
+                   betas=t(betas), transl=t(params.transl),
+                   left_hand_pose=t(params.left_hand_pose), right_hand_pose=t(params.right_hand_pose))
+    except ValueError as exc:
+        raise ValueError(f"{name}.{exc}") from None
+    faces = body.faces.cpu().numpy()
+    if getattr(body, "has_hands", False):
+        for side in ("left", "right"):
+            if getattr(params, f"{side}_hand_pose") is None:
+                faces = remove_faces(faces, body.vertex_sets[f"{side}_hand"].cpu().numpy())
+    if not hasattr(body, "_mimo_code_table"):
+        body._mimo_code_table = default_code_table(body.rest_vertices.cpu().numpy())
+    return out.vertices.float(), torch.as_tensor(faces, device=out.vertices.device), \
+        torch.as_tensor(body._mimo_code_table, device=out.vertices.device)
+
+
 def render_request_codes(req: GenerateRequest, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pose every body of ``req``, merge them, and rasterize the motion codes for its camera.
 
@@ -81,13 +115,7 @@ def render_request_codes(req: GenerateRequest, device: str | None = None) -> tup
     from mimo.codes import concat_meshes, render_codes
 
     body = load_body_cached(req.body_model, device)
-    meshes = []
-    for i, params in enumerate(req.bodies):
-        try:
-            mesh = body.pose(params)
-        except ValueError as exc:
-            raise ValueError(f"bodies[{i}].{exc}") from None
-        meshes.append(mesh)
+    meshes = [pose_body(body, params, f"bodies[{i}]") for i, params in enumerate(req.bodies)]
     vertices, faces, colors = concat_meshes(meshes)
     cam = req.camera
     K = scaled_intrinsics(cam.K, (cam.width, cam.height), (req.width, req.height))

@@ -1,20 +1,155 @@
-"""The ``mimo-server`` command."""
+"""The ``mimo-server`` command.
+
+    mimo-server [serve] [--bind tcp://127.0.0.1:5555] [--backend preview|mimo] [--weights DIR]
+                        [--device cuda|cpu] [--curve DIR] [--insecure] [--heartbeat-timeout S]
+    mimo-server status --connect tcp://HOST:PORT [--curve DIR] [--timeout S]
+    mimo-server keys generate DIR [--client NAME]
+    mimo-server env
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+SUBCOMMANDS = ("serve", "status", "keys", "env")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mimo-server", description="MIMO GPU server (ZeroMQ)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="serve jobs (the default command)")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                       help="ZeroMQ endpoint (default: %(default)s; port 0 picks a free one)")
+    serve.add_argument("--backend", action="append", choices=("preview", "mimo"),
+                       help="backend(s) to load and keep loaded (repeatable; default preview, plus "
+                            "mimo when --weights is given)")
+    serve.add_argument("--weights", help="folder with the MIMO weights (official layout)")
+    serve.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    serve.add_argument("--dtype", default=None, choices=("fp16", "bf16", "fp32"))
+    serve.add_argument("--curve", metavar="DIR", help="CurveZMQ key folder (mimo-server keys generate)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback --bind without CurveZMQ (trusted networks only)")
+    serve.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="S",
+                       help="cancel a client's jobs after S seconds of silence (default %(default)s)")
+    serve.add_argument("--max-jobs-per-client", type=int, default=None)
+    serve.add_argument("--max-frames", type=int, default=None)
+    serve.add_argument("--verbose", "-v", action="store_true")
+
+    status = sub.add_parser("status", help="ask a running server for its capabilities and queue")
+    status.add_argument("--connect", default="tcp://127.0.0.1:5555")
+    status.add_argument("--curve", metavar="DIR", help="key folder with server.key and CLIENT.key_secret")
+    status.add_argument("--client", default="client", help="client key name in --curve (default client)")
+    status.add_argument("--timeout", type=float, default=5.0)
+
+    keys = sub.add_parser("keys", help="CurveZMQ keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    gen = keys_sub.add_parser("generate", help="create server keys and one authorized client key")
+    gen.add_argument("folder")
+    gen.add_argument("--client", default="client", help="name of the client key pair")
+
+    sub.add_parser("env", help="print versions of Python, torch, CUDA and the GPU")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mimo-server", description="MIMO GPU server")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub.add_parser("env", help="print versions of Python, torch, CUDA and the GPU")
-    args = parser.parse_args(argv)
-    if args.command == "env":
-        from mimo.env import environment_report
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "serve")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"serve": _serve, "status": _status, "keys": _keys, "env": _env}[args.command](args)
+    except ValueError as exc:
+        print(f"mimo-server: error: {exc}", file=sys.stderr)
+        return 2
 
-        for key, value in environment_report().items():
-            print(f"{key:>20}: {value}")
+
+def _env(args) -> int:
+    from mimo.env import environment_report
+
+    for key, value in environment_report().items():
+        print(f"{key:>20}: {value}")
+    return 0
+
+
+def _keys(args) -> int:
+    from .security import generate_keys
+
+    paths = generate_keys(args.folder, args.client)
+    print(f"server public key (give to clients): {paths['server_public']}")
+    print(f"server secret key (keep here):      {paths['server_secret']}")
+    print(f"client key pair (give to client):   {paths['client_secret']} (+ {paths['server_public'].name})")
+    print(f"authorized client keys:             {paths['authorized']}/")
+    return 0
+
+
+def _status(args) -> int:
+    from .client import Client, MimoClientError, load_curve_keys
+
+    curve = None
+    if args.curve:
+        import pathlib
+
+        root = pathlib.Path(args.curve)
+        curve = load_curve_keys(str(root / "server.key"), str(root / f"{args.client}.key_secret"))
+    with Client(args.connect, timeout=args.timeout, curve=curve, name="mimo-server-status") as client:
+        try:
+            caps = client.hello()
+            st = client.status()
+        except MimoClientError as exc:
+            print(f"mimo-server status: {exc}", file=sys.stderr)
+            return 1
+    print(f"server {caps.server} at {args.connect}, protocol {'.'.join(map(str, caps.protocol_version))}")
+    print(f"  device: {caps.device or '?'}   weights: {caps.weights or '-'}")
+    print(f"  backends: {', '.join(caps.backends)}   body models: {', '.join(caps.body_models)}")
+    print(f"  uptime {st.uptime_s:.0f} s, {st.jobs_done} jobs done, {st.queued} queued, "
+          f"running: {st.running or '-'}")
+    for row in st.jobs:
+        print(f"    {row['job_id']} {row['state']:>8} {row['frames_sent']}/{row['num_frames']} frames "
+              f"({row['backend']})")
+    return 0
+
+
+def _device_name(device: str | None) -> tuple[str | None, str]:
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return device, f"{device} {torch.cuda.get_device_name(dev)}"
+    return device, device
+
+
+def _serve(args) -> int:
+    from mimo.pipeline.backends import load_backend
+
+    from .core import Server
+    from .security import load_server_keys
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    names = args.backend or (["preview", "mimo"] if args.weights else ["preview"])
+    if "mimo" in names and not args.weights:
+        raise ValueError("weights: --backend mimo needs --weights DIR")
+    curve = load_server_keys(args.curve) if args.curve else None
+    device, device_name = _device_name(args.device)
+    backends = {}
+    for name in dict.fromkeys(names):
+        logging.getLogger("mimo.server").info("loading backend %s", name)
+        backends[name] = load_backend(name, weights=args.weights, device=device, dtype=args.dtype)
+    limits = {}
+    if args.max_jobs_per_client is not None:
+        limits["max_jobs_per_client"] = args.max_jobs_per_client
+    if args.max_frames is not None:
+        limits["max_frames"] = args.max_frames
+    server = Server(backends, bind=args.bind, limits=limits, curve=curve, insecure=args.insecure,
+                    heartbeat_timeout_s=args.heartbeat_timeout, device=device,
+                    device_name=device_name, weights=args.weights or "")
+    server.start()
+    print(f"mimo-server listening on {server.address}", flush=True)
+    server.serve_forever()
     return 0
 
 

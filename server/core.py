@@ -22,6 +22,7 @@ import time
 import uuid
 from typing import Callable
 
+import msgpack
 import numpy as np
 import zmq
 
@@ -192,8 +193,8 @@ class Server:
         self._last_seen[client] = time.monotonic()
         size = sum(len(f) for f in frames[1:])
         if size > self.limits["max_message_bytes"]:
-            self._reply(client, P.Error(code="too_large", message=f"{size} bytes, limit "
-                                        f"{self.limits['max_message_bytes']}"))
+            self._reply(client, P.Error(code="too_large", tag=_peek_tag(frames[1]),
+                                        message=f"{size} bytes, limit {self.limits['max_message_bytes']}"))
             return
         try:
             msg = P.decode(frames[1:])
@@ -395,6 +396,16 @@ class Server:
             self._send(job, P.Error(code="cancelled", message=why, job_id=job.job_id))
         except Exception as exc:  # noqa: BLE001 - every failure ends the job, never the server
             self._send(job, _job_error(job.job_id, exc))
+
+
+def _peek_tag(header_frame) -> str:
+    """The ``tag`` of a message we will not decode (so a refusal still reaches its submit)."""
+    try:
+        header = msgpack.unpackb(header_frame.buffer, raw=False)
+        tag = header.get("tag", "") if isinstance(header, dict) else ""
+        return tag if isinstance(tag, str) else ""
+    except Exception:  # noqa: BLE001 - garbage has no tag
+        return ""
 
 
 def _job_error(job_id: str, exc: Exception) -> P.Error:
