@@ -10,6 +10,10 @@ Shapes:
     scene      (F, H, W, 3) uint8  background plate per frame (None: white, as the official scripts)
     occlusion  (F, H, W) uint8     0..255 alpha of scene pixels that lie in front of the body
                                    (None: nothing occludes); composited from ``scene``
+    occlusion_source (F, H, W, 3) uint8  pixels the occlusion alpha puts in front (None: ``scene``;
+                                   templates use the source video here and the inpainted plate as scene)
+    roi_size   int                 side of the square the MIMO pipeline generates each ROI crop at
+                                   (784 as the official scripts); ignored when ``raw``
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ class GenerationJob:
     overlap: int = 4
     mode: str = "exact"  # "exact" | "fast"
     raw: bool = False  # inputs are already the output size: no ROI crop, no compositing
+    occlusion_source: np.ndarray | None = None
+    roi_size: int = 784
 
     @property
     def num_frames(self) -> int:
@@ -68,6 +74,10 @@ class GenerationJob:
             _check_shape("occlusion", self.occlusion, (F, H, W), (np.uint8,))
             if self.scene is None:
                 raise ValueError("occlusion: needs the scene frames whose pixels it puts in front")
+        if self.occlusion_source is not None:
+            _check_shape("occlusion_source", self.occlusion_source, (F, H, W, 3), (np.uint8,))
+        if not (isinstance(self.roi_size, int) and 64 <= self.roi_size <= MAX_SIDE and self.roi_size % 8 == 0):
+            raise ValueError(f"roi_size: expected a multiple of 8 in 64..{MAX_SIDE}, got {self.roi_size!r}")
         if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and 0 < self.fps <= 240):
             raise ValueError(f"fps: expected a number in (0, 240], got {self.fps!r}")
         if not (isinstance(self.steps, int) and 1 <= self.steps <= 1000):
@@ -112,12 +122,15 @@ class JobEvents:
     progress(stage, step, total)   stage is e.g. "encode", "denoise", "decode", "composite"
     frame(index, image)            final frames, in order, each exactly once; image (H, W, 3) uint8
     preview(index, image)          optional low-cost previews while denoising; image (h, w, 3) uint8
+    raw_frames(frames)             the synthesis output before quantisation and compositing,
+                                   (L, S, S, 3) float32 in [0, 1] (L = F plus ROI clip overlaps)
     cancelled() -> bool            polled between steps; True makes the backend raise JobCancelled
     """
 
     progress: Callable[[str, int, int], None] = lambda stage, step, total: None
     frame: Callable[[int, np.ndarray], None] = lambda index, image: None
     preview: Callable[[int, np.ndarray], None] = lambda index, image: None
+    raw_frames: Callable[[np.ndarray], None] = lambda frames: None
     cancelled: Callable[[], bool] = lambda: False
 
     def check_cancelled(self) -> None:
