@@ -142,7 +142,8 @@ def build_job(req: GenerateRequest, device: str | None = None) -> GenerationJob:
         character=character, codes=codes, fps=float(req.fps), code_mask=mask,
         scene=None if req.scene is None else np.array(req.scene),
         occlusion=None if req.occlusion is None else np.array(req.occlusion),
+        occlusion_source=None if req.occlusion_source is None else np.array(req.occlusion_source),
         steps=req.steps, cfg=float(req.cfg), seed=req.seed, context=req.context,
-        overlap=req.overlap, mode=req.mode)
+        overlap=req.overlap, mode=req.mode, roi_size=req.roi_size, raw=req.raw)
     job.validate()
     return job

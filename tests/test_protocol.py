@@ -208,6 +208,8 @@ def _mutations():
         ("seed", lambda r: setattr(r, "seed", -3)),
         ("overlap", lambda r: setattr(r, "overlap", 24)),
         ("mode", lambda r: setattr(r, "mode", "turbo")),
+        ("roi_size", lambda r: setattr(r, "roi_size", 100)),
+        ("raw", lambda r: setattr(r, "raw", 1)),
         ("backend", lambda r: setattr(r, "backend", "")),
         ("body_model", lambda r: setattr(r, "body_model", "mano")),
         ("camera", lambda r: setattr(r, "camera", None)),
@@ -229,6 +231,7 @@ def _mutations():
         ("scene", lambda r: setattr(r, "scene", np.zeros((F + 1, 48, 64, 3), np.uint8))),
         ("occlusion", lambda r: setattr(r, "occlusion", np.zeros((F, 48, 64), np.uint8))),
         ("codes", lambda r: setattr(r, "codes", np.zeros((F, 48, 64, 3), np.uint8))),
+        ("occlusion_source", lambda r: setattr(r, "occlusion_source", np.zeros((F, 48, 60, 3), np.uint8))),
     ]
 
 

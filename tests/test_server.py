@@ -355,3 +355,28 @@ def test_server_fuzz_random_and_truncated_frames_still_answers_hello(raw, data):
         if isinstance(P.decode(raw.recv_multipart()), P.Capabilities):
             return
     pytest.fail("server did not answer hello after a malformed message")
+
+
+def test_job_with_tiny_mimo_weights_matches_a_direct_backend_call(tmp_path):
+    """The server's frames equal the backend's own output for the same job (same seed, CPU)."""
+    from mimo.models.tiny import make_tiny
+    from mimo.pipeline.job import JobEvents
+    from server.build import build_job
+
+    make_tiny(tmp_path / "w")
+    mimo = load_backend("mimo", weights=str(tmp_path / "w"), device="cpu")
+    req = codes_request(F=2, W=32, H=32, scene=False, backend="mimo", steps=2, context=2, overlap=0,
+                        raw=True, seed=7)
+    direct: list[np.ndarray] = []
+    mimo.generate(build_job(req), JobEvents(frame=lambda i, f: direct.append(f.copy())))
+    srv = Server({"preview": load_backend("preview"), "mimo": mimo}, bind="tcp://127.0.0.1:0").start()
+    try:
+        with Client(srv.address, timeout=60) as c:
+            events = []
+            frames, stats = c.generate(req, on_event=events.append)
+    finally:
+        srv.stop()
+    np.testing.assert_array_equal(frames, np.stack(direct))
+    denoise = [e.step for e in events if isinstance(e, P.Progress) and e.stage == "denoise"]
+    assert denoise == [1, 2]
+    assert stats["backend"] == "mimo"
