@@ -54,6 +54,10 @@ def collect_request(scene: bpy.types.Scene):
     if cam is None or cam.type != "CAMERA":
         raise MimoClientError("no camera: pick one in the panel or set the scene camera")
     frames = fr.scene_frames
+    kinds = {rig_builder.rig_data(r["mimo_rig_data"]).kind for r in rigs}
+    if len(kinds) != 1:
+        raise MimoClientError(f"all bodies of a shot must use one body model, got {sorted(kinds)}")
+    settings.body_model = kinds.pop()
     bodies = []
     for rig in rigs:
         p = rig_builder.read_pose(rig, scene, frames)

@@ -5,7 +5,9 @@ Keys (wire / SMPL axes, metres):
     joint_names (J,) str, parents (J,) int (-1 for the root), rest_joints (J, 3),
     rest_vertices (V, 3), faces (T, 3) int, skin_weights (V, J),
     optional shape space: shapedirs (V, 3, K), joint_shapedirs (J, 3, K), shape_names (K,) str,
-    optional shape_range (K, 2) slider limits.
+    optional shape_range (K, 2) slider limits, kind () str (default "open").
+The open body's own file (``mimo/body/data/open_body.npz``: ``v_template``, ``joint_template``,
+``weights``, ``beta_names``) is read too.
 
 Shapes: as listed; ``betas`` (K,).
 """
@@ -28,6 +30,7 @@ class RigData:
     joint_shapedirs: np.ndarray
     shape_names: list[str]
     shape_range: np.ndarray
+    kind: str = "open"   # body model on the wire: "open", "smpl", "smplh" or "smplx"
 
     @property
     def num_betas(self) -> int:
@@ -93,6 +96,7 @@ def load_rig_data(path: str) -> RigData:
         shape_names=([str(n) for n in arrays["shape_names"]] if "shape_names" in arrays
                      else [f"beta{k}" for k in range(K)]),
         shape_range=f64("shape_range") if "shape_range" in arrays else np.tile(default_range, (K, 1)),
+        kind=str(arrays["kind"]) if "kind" in arrays else "open",
     )
     data.validate()
     return data

@@ -1,0 +1,69 @@
+"""Register / unregister, the panel (with a mocked layout: draw() never runs headless), operators."""
+from __future__ import annotations
+
+import bpy
+import pytest
+
+OPERATORS = ("add_body", "add_camera", "pick_camera", "import_motion", "check_server", "generate", "cancel")
+
+
+def test_register_unregister_twice():
+    import blender_addon
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    for _ in range(2):
+        blender_addon.register()
+        try:
+            assert hasattr(bpy.types, "MIMO_PT_main")
+            assert hasattr(bpy.types.Scene, "mimo")
+            for op in OPERATORS:
+                assert hasattr(bpy.ops.mimo, op)
+            assert bpy.context.scene.mimo.server.startswith("tcp://127.0.0.1")
+        finally:
+            blender_addon.unregister()
+        assert not hasattr(bpy.types, "MIMO_PT_main")
+        assert not hasattr(bpy.types.Scene, "mimo")
+
+
+class _Layout:
+    """Records what draw() puts in the panel."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.log.append((name, args, kwargs))
+            return _Layout(self.log)
+        return call
+
+
+def _draw(context_obj=None):
+    import types
+
+    from blender_addon.bl.panel import MIMO_PT_main
+
+    log: list = []
+    fake_panel = types.SimpleNamespace(layout=_Layout(log))
+    ctx = types.SimpleNamespace(scene=bpy.context.scene, active_object=context_obj)
+    MIMO_PT_main.draw(fake_panel, ctx)
+    return log
+
+
+def test_panel_lists_the_controls(addon, rig_file):
+    from blender_addon.bl import rig_builder
+
+    log = _draw()
+    ops = [a[0] for n, a, k in log if n == "operator"]
+    props = [a[1] for n, a, k in log if n == "prop"]
+    assert "mimo.add_body" in ops and "mimo.generate" in ops and "mimo.add_camera" in ops
+    assert {"server", "character", "camera", "backend", "seed"} <= set(props)
+    s = bpy.context.scene.mimo
+    s.running, s.last_error = True, "server down"
+    log = _draw()
+    assert "mimo.cancel" in [a[0] for n, a, k in log if n == "operator"]
+    assert any(n == "label" and k.get("text") == "server down" for n, a, k in log)
+    rig = rig_builder.build_rig(rig_file[0])
+    log = _draw(rig)
+    sliders = [k.get("text") for n, a, k in log if n == "prop" and a[1] == "mimo_shape"]
+    assert sliders == ["Wide", "Tall"]

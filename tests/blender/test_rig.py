@@ -1,0 +1,164 @@
+"""Rig builder in real Blender: hierarchy, SMPL parameters -> keyframes -> read back, the deformed
+mesh against linear blend skinning (numpy here; mimo.body where torch exists), shape sliders."""
+from __future__ import annotations
+
+import bpy
+import numpy as np
+import pytest
+
+from blender_addon.core import axes, rotations as rot
+from blender_addon.core.smplh import JOINT_NAMES, PARENTS
+
+
+def _lbs_wire(arr, aa, transl, betas=None):
+    """Independent reference: SMPL-style LBS in wire axes (rotations about the shaped rest joints).
+    Shapes: aa (F, J, 3), transl (F, 3) -> (F, V, 3)"""
+    v0 = arr["rest_vertices"].astype(np.float64)
+    j0 = arr["rest_joints"].astype(np.float64)
+    if betas is not None:
+        v0 = v0 + arr["shapedirs"] @ betas
+        j0 = j0 + arr["joint_shapedirs"] @ betas
+    W = arr["skin_weights"].astype(np.float64)
+    out = []
+    for f in range(aa.shape[0]):
+        R = rot.axis_angle_to_matrix(aa[f])
+        G = [None] * len(PARENTS)
+        T = np.zeros((len(PARENTS), 3, 4))
+        for j, p in enumerate(PARENTS):
+            G[j] = R[j] if p < 0 else G[p] @ R[j]
+            pos = j0[j] if p < 0 else Gpos[p] + G[p] @ (j0[j] - j0[p])
+            if p < 0:
+                Gpos = {}
+            Gpos[j] = pos
+            T[j, :, :3] = G[j]
+            T[j, :, 3] = pos - G[j] @ j0[j]
+        A = np.einsum("vj,jab->vab", W, T)
+        out.append(np.einsum("vab,vb->va", A[:, :, :3], v0) + A[:, :, 3] + transl[f])
+    return np.stack(out)
+
+
+def _world_vertices_wire(mesh_obj):
+    dg = bpy.context.evaluated_depsgraph_get()
+    ev = mesh_obj.evaluated_get(dg)
+    me = ev.to_mesh()
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    M = np.array([list(r) for r in mesh_obj.matrix_world])
+    world = co.reshape(-1, 3).astype(np.float64) @ M[:3, :3].T + M[:3, 3]
+    return axes.points_blender_to_wire(world)
+
+
+def _random_pose(rng, F, scale=0.6):
+    aa = rng.normal(scale=scale, size=(F, 52, 3))
+    transl = rng.normal(scale=0.3, size=(F, 3))
+    return aa, transl
+
+
+def test_rig_hierarchy_rest_and_skin(addon, rig_file):
+    from blender_addon.bl import rig_builder
+
+    path, arr = rig_file
+    rig = rig_builder.build_rig(path)
+    bones = rig.data.bones
+    assert [b.name for b in bones if b.parent is None] == ["pelvis"]
+    for j, name in enumerate(JOINT_NAMES):
+        b = bones[name]
+        assert (b.parent.name if b.parent else None) == (JOINT_NAMES[PARENTS[j]] if PARENTS[j] >= 0 else None)
+        head = axes.points_blender_to_wire(np.array(b.head_local))
+        assert np.abs(head - arr["rest_joints"][j]).max() < 1e-6
+    mesh = bpy.data.objects[rig["mimo_mesh"]]
+    assert mesh.parent == rig and mesh.modifiers[0].type == "ARMATURE" and mesh.modifiers[0].object == rig
+    assert {g.name for g in mesh.vertex_groups} == set(JOINT_NAMES)
+    v = 8 * 5 + 3  # a vertex of joint 5's box: its weights are joint 5's and its parent's
+    got = {mesh.vertex_groups[g.group].name: g.weight for g in mesh.data.vertices[v].groups}
+    want = {JOINT_NAMES[j]: arr["skin_weights"][v, j] for j in np.nonzero(arr["skin_weights"][v])[0]}
+    assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-6 for k in got)
+    # zero pose: the mesh is the rest mesh
+    assert np.abs(_world_vertices_wire(mesh) - arr["rest_vertices"]).max() < 1e-6
+
+
+def test_smpl_params_keyframes_read_back(addon, rig_file):
+    from blender_addon.bl import rig_builder
+
+    path, arr = rig_file
+    rig = rig_builder.build_rig(path)
+    rng = np.random.default_rng(11)
+    F = 5
+    aa, transl = _random_pose(rng, F, scale=0.9)
+    frames = [1, 2, 3, 4, 5]
+    rig_builder.keyframe_pose(rig, aa, transl, frames)
+    back = rig_builder.read_pose(rig, bpy.context.scene, frames)
+    got = back["axis_angle"]
+    # compare as rotations (axis-angle is unique for angles < pi, which these are)
+    err = np.linalg.norm(rot.matrix_to_axis_angle(
+        np.swapaxes(rot.axis_angle_to_matrix(got), -1, -2) @ rot.axis_angle_to_matrix(aa)), axis=-1)
+    assert err.max() < 1e-5
+    assert np.abs(back["transl"] - transl).max() < 1e-5
+    assert back["body_pose"].shape == (F, 21, 3) and back["left_hand_pose"].shape == (F, 15, 3)
+    # the mesh Blender deforms is the LBS of those parameters
+    bpy.context.scene.frame_set(3)
+    want = _lbs_wire(arr, aa[2:3], transl[2:3])[0]
+    assert np.abs(_world_vertices_wire(bpy.data.objects[rig["mimo_mesh"]]) - want).max() < 1e-4
+
+
+def test_moved_rig_object_folds_into_global_orient_and_transl(addon, rig_file):
+    from blender_addon.bl import rig_builder
+
+    path, arr = rig_file
+    rig = rig_builder.build_rig(path)
+    rig.location = (0.5, -1.0, 0.25)
+    rig.rotation_euler = (0.1, 0.2, 1.3)
+    rng = np.random.default_rng(12)
+    aa, transl = _random_pose(rng, 1)
+    rig_builder.keyframe_pose(rig, aa, transl, [1])
+    bpy.context.scene.frame_set(1)
+    back = rig_builder.read_pose(rig, bpy.context.scene, [1], world=True)
+    world_aa = back["axis_angle"]
+    want = _lbs_wire(arr, world_aa, back["transl"])[0]
+    got = _world_vertices_wire(bpy.data.objects[rig["mimo_mesh"]])
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_shape_sliders_move_rest_mesh_and_joints(addon, rig_file):
+    from blender_addon.bl import rig_builder
+
+    path, arr = rig_file
+    rig = rig_builder.build_rig(path)
+    betas = np.array([1.5, -2.0])
+    rig.mimo_shape[0], rig.mimo_shape[1] = betas  # the property's update callback reshapes
+    joints = np.array([list(rig.data.bones[n].head_local) for n in JOINT_NAMES])
+    assert np.abs(axes.points_blender_to_wire(joints) - (arr["rest_joints"] + arr["joint_shapedirs"] @ betas)).max() < 1e-5
+    mesh = bpy.data.objects[rig["mimo_mesh"]]
+    assert np.abs(_world_vertices_wire(mesh) - (arr["rest_vertices"] + arr["shapedirs"] @ betas)).max() < 1e-5
+    # posed with a shape: still the LBS of the shaped body, and read-back returns the betas
+    aa, transl = _random_pose(np.random.default_rng(13), 1)
+    rig_builder.keyframe_pose(rig, aa, transl, [1])
+    bpy.context.scene.frame_set(1)
+    assert np.abs(_world_vertices_wire(mesh) - _lbs_wire(arr, aa, transl, betas)[0]).max() < 1e-4
+    assert np.allclose(rig_builder.read_pose(rig, bpy.context.scene, [1])["betas"], betas, atol=1e-6)
+
+
+def test_open_body_rig_equals_mimo_body(addon):
+    """The shipped open body: Blender's deformed mesh equals mimo.body's vertices (needs torch)."""
+    torch = pytest.importorskip("torch")
+    body_mod = pytest.importorskip("mimo.body")
+    from blender_addon.bl import rig_builder
+
+    body = body_mod.load_body("open")
+    rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
+    rng = np.random.default_rng(14)
+    aa, transl = _random_pose(rng, 1, scale=0.4)
+    betas = np.array([0.5, -0.3, 0.2, 0.4, -0.6, 0.1])
+    for k, b in enumerate(betas):
+        rig.mimo_shape[k] = b
+    rig_builder.keyframe_pose(rig, aa, transl, [1])
+    bpy.context.scene.frame_set(1)
+    got = _world_vertices_wire(bpy.data.objects[rig["mimo_mesh"]])
+    t = lambda a: torch.as_tensor(a[None], dtype=torch.float64)  # noqa: E731
+    out = body.to(torch.float64)(global_orient=t(aa[0, 0]), body_pose=t(aa[0, 1:22]), betas=t(betas),
+                                 transl=t(transl[0]), left_hand_pose=t(aa[0, 22:37]),
+                                 right_hand_pose=t(aa[0, 37:52]))
+    want = out.vertices[0].numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-4
