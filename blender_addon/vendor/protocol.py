@@ -27,7 +27,8 @@ Shapes:
     BodyParams: global_orient (F, 3), body_pose (F, 21, 3) [(F, 23, 3) for "smpl"],
                 transl (F, 3), betas (NB,) or (F, NB), left/right_hand_pose (F, 15, 3)
     CameraTrack: K (F, 3, 3), R (F, 3, 3), t (F, 3)
-    GenerateRequest: codes (F, H, W, 3) uint8, scene (F, H, W, 3) uint8, occlusion (F, H, W) uint8
+    GenerateRequest: codes (F, H, W, 3) uint8, scene (F, H, W, 3) uint8, occlusion (F, H, W) uint8,
+                     occlusion_source (F, H, W, 3) uint8
     Frame / Preview: image (H, W, 3) uint8
 """
 from __future__ import annotations
@@ -148,6 +149,7 @@ class GenerateRequest(_Record):
     codes: np.ndarray | None = None
     scene: np.ndarray | None = None
     occlusion: np.ndarray | None = None
+    occlusion_source: np.ndarray | None = None
     width: int = 512
     height: int = 512
     fps: float = 30.0
@@ -158,6 +160,8 @@ class GenerateRequest(_Record):
     overlap: int = 4
     backend: str = "preview"
     mode: str = "exact"
+    roi_size: int = 784
+    raw: bool = False
     preview: bool = False
     name: str = ""
 
@@ -547,8 +551,11 @@ def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None)
         raise bad("mode", f"expected one of {MODES}, got {req.mode!r}")
     if not (isinstance(req.backend, str) and req.backend):
         raise bad("backend", f"expected a backend name, got {req.backend!r}")
-    if type(req.preview) is not bool:
-        raise bad("preview", f"expected a bool, got {req.preview!r}")
+    if not (type(req.roi_size) is int and 64 <= req.roi_size <= lim["max_side"] and req.roi_size % 8 == 0):
+        raise bad("roi_size", f"expected a multiple of 8 in 64..{lim['max_side']}, got {req.roi_size!r}")
+    for name in ("raw", "preview"):
+        if type(getattr(req, name)) is not bool:
+            raise bad(name, f"expected a bool, got {getattr(req, name)!r}")
 
     if req.codes is not None:
         if req.bodies or req.camera is not None:
@@ -574,6 +581,8 @@ def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None)
         _check_array(bad, "occlusion", req.occlusion, (F, H, W), "u")
         if req.scene is None:
             raise bad("occlusion", "needs the scene frames whose pixels it puts in front")
+    if req.occlusion_source is not None:
+        _check_array(bad, "occlusion_source", req.occlusion_source, (F, H, W, 3), "u")
 
 
 def _check_int(bad, name, v, lo, hi):
