@@ -228,3 +228,10 @@ def test_needs_download_skips_complete_files(tmp_path):
     assert needs_download(tmp_path, item)  # partial
     (tmp_path / "sub/a.pth").write_bytes(b"1234")
     assert not needs_download(tmp_path, item)
+
+
+def test_legacy_non_zip_torch_file_is_read(copy):
+    sd = _load(copy / "pose_guider.pth")
+    torch.save(sd, copy / "pose_guider.pth", _use_new_zipfile_serialization=False)
+    state = load_mimo(copy).pose_guider.state_dict()
+    assert all(torch.equal(state[k], sd[k]) for k in sd)

@@ -38,12 +38,12 @@ SD_CLIP_CONFIG = {**TINY_CLIP_CONFIG, "hidden_size": 1024, "intermediate_size": 
 
 
 def _random_state(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in module.state_dict().items()}
+    return {k: (v.to(dtype) if v.is_floating_point() else v).cpu().contiguous() for k, v in module.state_dict().items()}
 
 
 def make_tiny(weights_dir: str | Path, seed: int = 0, unet_config: UNetConfig = TINY_UNET,
               vae_config: dict | None = None, clip_config: dict | None = None,
-              dtype: torch.dtype = torch.float32) -> Path:
+              dtype: torch.dtype = torch.float32, device: str | torch.device | None = None) -> Path:
     """Write a random weights folder in the official layout (DESIGN §7) and return its path.
 
     Files: ``denoising_unet.pth`` (the 2D keys, ``conv_in`` with 8 input channels),
@@ -51,8 +51,9 @@ def make_tiny(weights_dir: str | Path, seed: int = 0, unet_config: UNetConfig = 
     ``pose_guider.pth``, ``stable-diffusion-v1-5/unet/{config.json, diffusion_pytorch_model.safetensors}``
     (SD1.5-style 2D UNet: 4 input channels, with ``conv_out``), ``sd-vae-ft-mse/{config.json,
     diffusion_pytorch_model.safetensors}``, ``image_encoder/{config.json, pytorch_model.bin}``.
-    Deterministic for a given ``seed``. ``unet_config.cross_attention_dim`` must equal the CLIP
-    ``projection_dim``.
+    Deterministic for a given ``seed`` and device. ``unet_config.cross_attention_dim`` must equal
+    the CLIP ``projection_dim``. ``device`` is where the random networks are built (a GPU builds
+    the SD1.5-size ones much faster); the files are always written from CPU tensors.
 
     Shapes: tiny defaults (widths 32, 48, 64, 64; same 1274 keys as SD1.5) give C0 = 32, D = 32; latents are H/8 x W/8 as at full size.
     """
@@ -67,7 +68,8 @@ def make_tiny(weights_dir: str | Path, seed: int = 0, unet_config: UNetConfig = 
                          f"(the UNet's cross_attention_dim), got {clip_config['projection_dim']}")
     folder = Path(weights_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):
+    device = torch.device(device or "cpu")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
         torch.manual_seed(seed)
         denoising = _random_state(DenoisingUNet(unet_config), dtype)
         reference = _random_state(ReferenceUNet(unet_config), dtype)

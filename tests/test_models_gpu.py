@@ -1,0 +1,38 @@
+"""CUDA checks of the networks (run by the lead on the GPU machine; skipped without CUDA)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mimo.models import SD15_UNET, DenoisingUNet, load_mimo, make_tiny
+
+pytestmark = pytest.mark.gpu
+
+
+@torch.no_grad()
+def test_tiny_fp16_cuda_matches_fp32_cpu(tmp_path):
+    folder = make_tiny(tmp_path / "w", seed=1)
+    cpu = load_mimo(folder, dtype=torch.float32)
+    gpu = load_mimo(folder, device="cuda", dtype=torch.float16)
+    g = torch.Generator().manual_seed(0)
+    ref, clip = torch.randn(2, 4, 13, 13, generator=g), torch.randn(2, 1, 32, generator=g)
+    sample, pose = torch.randn(2, 8, 5, 13, 13, generator=g), torch.randn(2, 32, 5, 13, 13, generator=g)
+    outs = []
+    for m, dev, dt in ((cpu, "cpu", torch.float32), (gpu, "cuda", torch.float16)):
+        bank = m.reference_unet.write(ref.to(dev, dt), 0, clip.to(dev, dt))
+        v = m.denoising_unet(sample.to(dev, dt), 999, clip.to(dev, dt), pose_cond=pose.to(dev, dt),
+                             reference=bank, reference_rows=[False, True])
+        outs.append(v.float().cpu())
+    err = (outs[0] - outs[1]).norm() / outs[0].norm()
+    assert err < 2e-2, err
+
+
+@torch.no_grad()
+def test_sd15_size_denoising_unet_on_cuda():
+    with torch.device("cuda"):
+        net = DenoisingUNet(SD15_UNET).half().eval()
+    n = sum(v.numel() for k, v in net.state_dict().items() if not k.endswith(".pe"))
+    assert n == 1_312_741_764
+    x = torch.randn(2, 8, 4, 32, 32, device="cuda", dtype=torch.float16)
+    v = net(x, 999, torch.randn(2, 1, 768, device="cuda", dtype=torch.float16))
+    assert v.shape == (2, 4, 4, 32, 32) and torch.isfinite(v).all()
