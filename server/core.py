@@ -101,6 +101,9 @@ class Server:
         self._router.linger = 0
         self._router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_message_bytes"])
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # A ROUTER silently drops messages to a peer whose queue is full. Frames are bounded by
+        # the job's credit and the rest are small, so never drop: no send high-water mark.
+        self._router.sndhwm = 0
         if self.curve is not None:
             from .security import start_authenticator
 

@@ -380,3 +380,29 @@ def test_job_with_tiny_mimo_weights_matches_a_direct_backend_call(tmp_path):
     denoise = [e.step for e in events if isinstance(e, P.Progress) and e.stage == "denoise"]
     assert denoise == [1, 2]
     assert stats["backend"] == "mimo"
+
+
+def test_client_iterates_in_a_background_thread_and_cancels_from_another(server):
+    """The add-on's pattern: a worker thread owns the iteration, the UI thread presses Cancel."""
+    client = Client(server.address, timeout=5.0, heartbeat_s=0.2)
+    job = client.submit(codes_request(F=50), credit=1)
+    seen: list = []
+    first_frame = threading.Event()
+
+    def consume() -> None:
+        for e in client.events(job.job_id):
+            seen.append(e)
+            if isinstance(e, P.Frame):
+                first_frame.set()
+                time.sleep(0.05)  # a slow consumer
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert first_frame.wait(5)
+    client.cancel(job.job_id)
+    t.join(10)
+    client.close()
+    assert not t.is_alive()
+    assert isinstance(seen[-1], P.Error) and seen[-1].code == "cancelled"
+    idx = [e.index for e in seen if isinstance(e, P.Frame)]
+    assert idx == list(range(len(idx))) and len(idx) < 50
