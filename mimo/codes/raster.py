@@ -196,30 +196,28 @@ def _triangle_setup(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, Kin
     Shapes: cam (B, V, 3) -> E (B, T, 3, 3) [edge i, coefficient of (u+.5, v+.5, 1)], det (B, T),
     x0, y0, nx, ny (B, T) int64 (nx·ny = candidate pixels; 0 for triangles that draw nothing).
     """
-    P = cam[:, faces]  # (B, T, 3 corners, 3 xyz)
+    B, T = cam.shape[0], faces.shape[0]
+    P = cam.index_select(1, faces.reshape(-1)).view(B, T, 3, 3)  # (B, T, 3 corners, 3 xyz)
     n = torch.stack([torch.linalg.cross(P[:, :, j], P[:, :, k]) for j, k in _CYCLIC], 2)  # (B,T,3,3)
     det = (P[:, :, 0] * n[:, :, 0]).sum(-1)
     # w_i(p) = (Kinv p) · n_i = p · (Kinvᵀ n_i): edge coefficients over p = (u + .5, v + .5, 1).
     E = torch.einsum("bji,btkj->btki", Kinv, n)
-    # Bounding box of the triangle clipped to z >= near: corners in front, plus edge crossings.
+    # Bounding box of the projected corners; for triangles crossing the near plane, of the
+    # triangle clipped to z >= near (corners in front plus edge crossings), computed on that subset.
     z = P[..., 2]
     front = z >= near
-    pts, ok = [P], [front]
-    for j, k in _CYCLIC:
-        zj, zk = z[..., j], z[..., k]
-        crosses = (zj >= near) != (zk >= near)
-        s = ((near - zj) / torch.where(crosses, zk - zj, torch.ones_like(zj))).clamp(0, 1)
-        pts.append((P[:, :, j] + s[..., None] * (P[:, :, k] - P[:, :, j]))[:, :, None])
-        ok.append(crosses[..., None])
-    pts = torch.cat(pts, 2)  # (B, T, 6, 3)
-    ok = torch.cat(ok, 2)
-    proj = torch.einsum("bij,btpj->btpi", K, pts)
-    zc = torch.where(ok, proj[..., 2], torch.ones_like(proj[..., 2]))
-    xy = proj[..., :2] / zc[..., None]
-    big = torch.tensor(float(4 * MAX_SIDE), device=cam.device)
-    xy = xy.clamp(-big, big)
-    lo = torch.where(ok[..., None], xy, big).amin(2)
-    hi = torch.where(ok[..., None], xy, -big).amax(2)
+    all_front = front.all(-1)
+    big = float(4 * MAX_SIDE)
+    proj = torch.einsum("bij,btpj->btpi", K, P)
+    zc = torch.where(all_front[..., None], proj[..., 2], torch.ones_like(proj[..., 2]))
+    xy = (proj[..., :2] / zc[..., None]).clamp(-big, big)
+    lo, hi = xy.amin(2), xy.amax(2)
+    partial = torch.nonzero((front.any(-1) & ~all_front).reshape(-1)).squeeze(1)
+    if len(partial):
+        bb = partial // T
+        lo_p, hi_p = _clipped_bbox(P.reshape(B * T, 3, 3)[partial], K[bb], near, big)
+        lo.view(-1, 2)[partial] = lo_p
+        hi.view(-1, 2)[partial] = hi_p
     # Pixel u has its centre at u + 0.5: centres inside [lo, hi] are u in [ceil(lo-.5), floor(hi-.5)].
     x0 = torch.ceil(lo[..., 0] - 0.5).clamp(0, W).long()
     x1 = torch.floor(hi[..., 0] - 0.5).clamp(-1, W - 1).long()
@@ -234,6 +232,26 @@ def _triangle_setup(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, Kin
     return E, det, x0, y0, nx, ny
 
 
+def _clipped_bbox(P: torch.Tensor, K: torch.Tensor, near: float, big: float):
+    """Image bounding box of triangles clipped to z >= near. Shapes: P (N, 3, 3), K (N, 3, 3) -> (N, 2) x2."""
+    z = P[..., 2]
+    pts, ok = [P], [z >= near]
+    for j, k in _CYCLIC:
+        zj, zk = z[:, j], z[:, k]
+        crosses = (zj >= near) != (zk >= near)
+        s = ((near - zj) / torch.where(crosses, zk - zj, torch.ones_like(zj))).clamp(0, 1)
+        pts.append((P[:, j] + s[:, None] * (P[:, k] - P[:, j]))[:, None])
+        ok.append(crosses[:, None])
+    pts = torch.cat(pts, 1)  # (N, 6, 3)
+    ok = torch.cat(ok, 1)
+    proj = torch.einsum("nij,npj->npi", K, pts)
+    zc = torch.where(ok, proj[..., 2], torch.ones_like(proj[..., 2]))
+    xy = (proj[..., :2] / zc[..., None]).clamp(-big, big)
+    lo = torch.where(ok[..., None], xy, torch.full_like(xy, big)).amin(1)
+    hi = torch.where(ok[..., None], xy, torch.full_like(xy, -big)).amax(1)
+    return lo, hi
+
+
 def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     """Rasterize one group of frames. Shapes: cam (B, V, 3) -> (B,H,W,3) uint8, (B,H,W) bool, depth."""
     B = cam.shape[0]
@@ -242,8 +260,10 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     zbuf = torch.full((B * H * W,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if T:
         E, det, x0, y0, nx, ny = _triangle_setup(cam, faces, K, Kinv, W, H, near)
-        E, det = E.reshape(B * T, 9), det.reshape(B * T)
-        x0, y0, nx = x0.reshape(-1), y0.reshape(-1), nx.reshape(-1)
+        E = E.reshape(B * T, 9)
+        tri = torch.cat([E, det.reshape(B * T, 1), x0.reshape(-1, 1).float() + 0.5,
+                         y0.reshape(-1, 1).float() + 0.5], 1)
+        nx = nx.reshape(-1)
         count = nx * ny.reshape(-1)
         live = torch.nonzero(count > 0).squeeze(1)  # triangle ids (flat b*T + t) with candidates
         counts = count[live]
@@ -258,7 +278,7 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
             ids = live[start:stop]
             cnt = counts[start:stop]
             n = int(ends[stop - 1]) - done
-            _fragments(ids, cnt, n, E, det, x0, y0, nx, T, W, H, near, zbuf)
+            _fragments(ids, cnt, n, tri, nx, T, W, H, near, zbuf)
             done += n
             start = stop
     covered = zbuf != _EMPTY_KEY
@@ -274,38 +294,46 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     rem = pix - b * (H * W)
     py = (rem // W).float() + 0.5
     px = (rem % W).float() + 0.5
-    Ep = E[tri].view(-1, 3, 3)
+    Ep = E.index_select(0, tri).view(-1, 3, 3)
     w = Ep[:, :, 0] * px[:, None] + Ep[:, :, 1] * py[:, None] + Ep[:, :, 2]
     bary = w / w.sum(1, keepdim=True)
-    vid = faces[tri_local]  # (N, 3)
-    col = (bary[:, :, None] * colors[b[:, None], vid]).sum(1)
+    vid = faces.index_select(0, tri_local)  # (N, 3)
+    V = colors.shape[1]
+    cv = colors.reshape(-1, 3).index_select(0, (b[:, None] * V + vid).reshape(-1)).view(-1, 3, 3)
+    col = (bary[:, :, None] * cv).sum(1)
     out[pix] = torch.round(col.clamp(0, 1) * 255).to(torch.uint8)
     depth[pix] = (key >> 32).to(torch.int32).view(torch.float32)
     return out.view(B, H, W, 3), covered.view(B, H, W), depth.view(B, H, W)
 
 
-def _fragments(ids, cnt, n, E, det, x0, y0, nx, T, W, H, near, zbuf):
-    """Evaluate ``n`` fragments of the triangles ``ids`` and fold them into ``zbuf`` (in place)."""
+def _fragments(ids, cnt, n, tri, nx, T, W, H, near, zbuf):
+    """Evaluate ``n`` fragments of the triangles ``ids`` and fold them into ``zbuf`` (in place).
+
+    ``tri`` (B·T, 12) packs per triangle: edge coefficients (9), det, x0 + 0.5, y0 + 0.5.
+    """
     device = ids.device
-    frag_tri = torch.repeat_interleave(torch.arange(len(ids), device=device), cnt, output_size=n)
-    first = torch.cumsum(cnt, 0) - cnt
-    local = torch.arange(n, device=device) - first[frag_tri]
-    tid = ids[frag_tri]
-    w_ = nx[tid]
-    du = local % w_
-    u = x0[tid] + du
-    v = y0[tid] + (local - du) // w_
-    e = E[tid]
-    pu = u.float() + 0.5
-    pv = v.float() + 0.5
-    w0 = e[:, 0] * pu + e[:, 1] * pv + e[:, 2]
-    w1 = e[:, 3] * pu + e[:, 4] * pv + e[:, 5]
-    w2 = e[:, 6] * pu + e[:, 7] * pv + e[:, 8]
+    k = torch.arange(len(ids), device=device, dtype=torch.int32)
+    frag_tri = torch.repeat_interleave(k, cnt, output_size=n)  # (n,) index into ids
+    first = (torch.cumsum(cnt, 0) - cnt).to(torch.int32)
+    local = torch.arange(n, device=device, dtype=torch.int32) - first[frag_tri]
+    width = nx[ids].to(torch.int32)[frag_tri]
+    dv = torch.div(local, width, rounding_mode="floor")
+    du = local - dv * width
+    d = tri.index_select(0, ids).index_select(0, frag_tri)  # (n, 12)
+    pu = d[:, 10] + du.float()
+    pv = d[:, 11] + dv.float()
+    w0 = d[:, 0] * pu + d[:, 1] * pv + d[:, 2]
+    w1 = d[:, 3] * pu + d[:, 4] * pv + d[:, 5]
+    w2 = d[:, 6] * pu + d[:, 7] * pv + d[:, 8]
     s = w0 + w1 + w2
-    z = det[tid] / s
-    # Inside: every b_i = w_i / s >= 0, i.e. w_i·s >= 0; in front of the near plane.
+    z = d[:, 9] / s
+    # Inside: every b_i = w_i / s >= 0, i.e. w_i·s >= 0; in front of the near plane (s = 0 gives
+    # z = ±inf or NaN, rejected by the finiteness test).
     hit = (w0 * s >= 0) & (w1 * s >= 0) & (w2 * s >= 0) & (z >= near) & torch.isfinite(z)
-    b = tid // T
-    pix = (b * H + v) * W + u
-    key = (z.view(torch.int32).to(torch.int64) << 32) | tid
-    zbuf.scatter_reduce_(0, pix[hit], key[hit], reduce="amin")
+    sel = torch.nonzero(hit).squeeze(1)
+    tid = ids[frag_tri[sel]]  # flat b*T + t, int64
+    u = pu[sel].long()  # pu = u + 0.5 exactly (small integers in float32)
+    v = pv[sel].long()
+    pix = ((tid // T) * H + v) * W + u
+    key = (z[sel].view(torch.int32).to(torch.int64) << 32) | tid
+    zbuf.scatter_reduce_(0, pix, key, reduce="amin")
