@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("mimo.env", "print versions of Python, torch, CUDA and the GPU (for bug reports)"),
     "weights": ("mimo.models.cli", "check, download or make a tiny MIMO weights folder"),
+    "generate": ("mimo.pipeline.cli", "character image + motion codes -> video (MIMO or weight-free preview)"),
 }
 
 

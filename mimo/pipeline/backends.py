@@ -35,20 +35,24 @@ def load_backend(name: str, weights: str | None = None, device: str | None = Non
 
 
 def composite_preview(codes: np.ndarray, code_mask: np.ndarray | None = None,
-                      scene: np.ndarray | None = None, occlusion: np.ndarray | None = None) -> np.ndarray:
+                      scene: np.ndarray | None = None, occlusion: np.ndarray | None = None,
+                      occluder_source: np.ndarray | None = None) -> np.ndarray:
     """One preview frame (or a stack): scene (white if None), body codes where ``code_mask``, then
-    scene pixels put back in front with alpha ``occlusion``/255, rounded to nearest.
+    ``occluder_source`` pixels (default: the scene's) put back in front with alpha ``occlusion``/255,
+    rounded to nearest.
 
     Shapes:
         codes (..., H, W, 3) uint8; code_mask (..., H, W) bool (None: any code channel non-zero);
-        scene (..., H, W, 3) uint8; occlusion (..., H, W) uint8; returns (..., H, W, 3) uint8
+        scene, occluder_source (..., H, W, 3) uint8; occlusion (..., H, W) uint8;
+        returns (..., H, W, 3) uint8
     """
     mask = np.any(codes != 0, axis=-1) if code_mask is None else code_mask.astype(bool)
     bg = np.full_like(codes, 255) if scene is None else scene
     out = np.where(mask[..., None], codes, bg)
     if occlusion is not None:
         o = occlusion.astype(np.uint32)[..., None]
-        out = ((out.astype(np.uint32) * (255 - o) + bg.astype(np.uint32) * o + 127) // 255).astype(np.uint8)
+        src = bg if occluder_source is None else occluder_source
+        out = ((out.astype(np.uint32) * (255 - o) + src.astype(np.uint32) * o + 127) // 255).astype(np.uint8)
     return out
 
 
@@ -67,7 +71,8 @@ class PreviewBackend(Backend):
                 job.codes[i],
                 None if job.code_mask is None else job.code_mask[i],
                 None if job.scene is None else job.scene[i],
-                None if job.occlusion is None else job.occlusion[i])
+                None if job.occlusion is None else job.occlusion[i],
+                None if job.occlusion_source is None else job.occlusion_source[i])
             events.frame(i, frame)
             events.progress("composite", i + 1, F)
         return {"backend": self.name, "frames": F, "seconds": {"composite": time.perf_counter() - t0}}
