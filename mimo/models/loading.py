@@ -325,6 +325,9 @@ def check_weights(weights_dir: str | Path) -> WeightsReport:
 
     Returns the coverage report; ``report.ok`` is False and ``report.problems`` names every
     missing file, missing/unexpected/misshaped key (with its file) and wrong ``pe`` buffer.
+    Networks are built on the meta device only; files are memory-mapped where possible.
+
+    Shapes: expected key shapes are those of ``tests/fixtures/keys/*.txt`` at SD1.5 size.
     """
     return _plan(weights_dir)[0]
 
