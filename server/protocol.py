@@ -389,7 +389,10 @@ def decode(frames: list) -> Message:
     if cls is None:
         raise ProtocolError("unknown_type", f"unknown message type {name!r}", "type")
     used: set[int] = set()
-    msg = _from_wire(cls, header, views[1:], used, "")
+    try:
+        msg = _from_wire(cls, header, views[1:], used, "")
+    except RecursionError:
+        raise ProtocolError("bad_message", "header nested too deeply") from None
     if len(used) != len(views) - 1:
         raise ProtocolError("bad_message", f"{len(views) - 1} buffers sent, {len(used)} used")
     return msg

@@ -147,6 +147,15 @@ def test_malformed_frames_raise_protocol_errors(frames, code):
     assert e.value.code == code
 
 
+@pytest.mark.parametrize("depth", [600, 5000])
+def test_deeply_nested_headers_are_bad_messages(depth):
+    head = msgpack.packb({"v": [1, 0], "type": "done", "job_id": "j", "num_frames": 1})
+    frame = b"\x85" + head[1:] + msgpack.packb("stats") + b"\x81\xa1a" + b"\x91" * depth + b"\xc0"
+    with pytest.raises(P.ProtocolError) as e:
+        P.decode([frame])
+    assert e.value.code == "bad_message"
+
+
 def test_decoder_never_unpickles():
     import pickle
 

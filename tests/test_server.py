@@ -406,3 +406,68 @@ def test_client_iterates_in_a_background_thread_and_cancels_from_another(server)
     assert isinstance(seen[-1], P.Error) and seen[-1].code == "cancelled"
     idx = [e.index for e in seen if isinstance(e, P.Frame)]
     assert idx == list(range(len(idx))) and len(idx) < 50
+
+
+def test_server_shutdown_ends_running_jobs_and_a_killed_server_is_reported():
+    srv = Server({"preview": load_backend("preview")}, bind="tcp://127.0.0.1:0").start()
+    with Client(srv.address, timeout=2.0, heartbeat_s=0.2) as c:
+        job = c.submit(codes_request(F=4), credit=1)
+        it = c.events(job.job_id)
+        next(e for e in it if isinstance(e, P.Frame))
+        srv.stop()
+        last = list(it)[-1]
+        assert last.code == "cancelled" and "shutting down" in last.message
+
+    exe = os.path.join(os.path.dirname(sys.executable), "mimo-server")
+    proc = subprocess.Popen([exe, "--bind", "tcp://127.0.0.1:0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        address = line.split("listening on ")[1].strip()
+        with Client(address, timeout=1.0, heartbeat_s=0.2) as c:
+            job = c.submit(codes_request(F=4), credit=1)
+            it = c.events(job.job_id)
+            next(e for e in it if isinstance(e, P.Frame))
+            proc.kill()  # no goodbye: the client must notice the silence by itself
+            with pytest.raises(MimoClientError, match="no answer"):
+                list(it)
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+@pytest.mark.gpu
+def test_gpu_body_codes_match_cpu_and_real_oom_fails_only_that_job():
+    import torch
+
+    class _Greedy(Backend):
+        name = "greedy"
+
+        def generate(self, job, events):
+            torch.empty(1 << 50, dtype=torch.uint8, device="cuda")  # 1 PiB: a real CUDA OOM
+            return {}
+
+    F = 2
+    K = np.tile(np.array([[60.0, 0, 32], [0, 60, 32], [0, 0, 1]]), (F, 1, 1))
+    body = P.BodyParams(global_orient=np.zeros((F, 3)), body_pose=np.full((F, 21, 3), 0.1),
+                        transl=np.zeros((F, 3)), betas=np.zeros(6))
+    req = P.GenerateRequest(character=png(), bodies=[body], width=64, height=64,
+                            camera=P.CameraTrack(K=K, R=np.tile(np.diag([1.0, -1, -1]), (F, 1, 1)),
+                                                 t=np.tile([0, -0.3, 3.0], (F, 1)), width=64, height=64))
+    out = {}
+    for device in ("cpu", "cuda"):
+        srv = Server({"preview": load_backend("preview"), "greedy": _Greedy()},
+                     bind="tcp://127.0.0.1:0", device=device).start()
+        try:
+            with Client(srv.address, timeout=60) as c:
+                out[device], _ = c.generate(req)
+                if device == "cuda":
+                    greedy = codes_request(backend="greedy")
+                    last = list(c.events(c.submit(greedy).job_id))[-1]
+                    assert last.code == "oom", last
+                    again, _ = c.generate(req)
+                    np.testing.assert_array_equal(again, out["cuda"])
+        finally:
+            srv.stop()
+    differ = np.any(out["cpu"] != out["cuda"], axis=-1).mean()
+    assert differ < 0.01, differ  # only edge pixels may differ between devices
