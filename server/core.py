@@ -376,8 +376,12 @@ class Server:
             job.frames_sent += 1
 
         def preview(index: int, image: np.ndarray) -> None:
+            # optional and unmetered by credit, so only while the client keeps up; a malformed
+            # preview is dropped rather than failing the job
             if req.preview and job.credit > 0:
-                self._send(job, P.Preview(job_id=job.job_id, index=int(index), image=np.asarray(image)))
+                image = np.asarray(image)
+                if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+                    self._send(job, P.Preview(job_id=job.job_id, index=int(index), image=image))
 
         events = JobEvents(progress=progress, frame=frame, preview=preview,
                            cancelled=lambda: job.cancelled or self._stopping)

@@ -219,7 +219,7 @@ class Accepted(_Record):
 
 @dataclasses.dataclass(eq=False)
 class Progress(_Record):
-    """server -> client: ``stage`` is "queued", "build", "encode", "denoise", "decode", ...;
+    """server -> client: ``stage`` is "build", then the backend's ("denoise", "composite", ...);
     ``eta_s`` < 0 when unknown."""
 
     TYPE: typing.ClassVar[str] = "progress"
