@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from mimo.models import SD15_UNET, TINY_UNET, DenoisingUNet, PoseGuider, ReferenceUNet, load_mimo, make_tiny
+from mimo.models import SD15_UNET, DenoisingUNet, PoseGuider, ReferenceUNet, load_mimo, make_tiny
 from mimo.models.loading import _build_image_encoder, _build_vae
 from mimo.models.tiny import SD_CLIP_CONFIG, SD_VAE_CONFIG
 

@@ -9,11 +9,8 @@ verified from this machine, so the planner finds each MIMO file by its name anyw
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MIMO_REPO = "menyifang/MIMO"  # [unverified] override with --mimo-repo
 SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
