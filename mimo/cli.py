@@ -11,6 +11,7 @@ import sys
 # name -> (module, one-line help). Keep this table the only list of subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("mimo.env", "print versions of Python, torch, CUDA and the GPU (for bug reports)"),
+    "codes": ("mimo.codes.cli", "render a motion clip to structured motion code frames (mp4 or PNGs)"),
     "weights": ("mimo.models.cli", "check, download or make a tiny MIMO weights folder"),
     "generate": ("mimo.pipeline.cli", "character image + motion codes -> video (MIMO or weight-free preview)"),
 }
