@@ -137,7 +137,7 @@ def _show_preview(settings, image: np.ndarray) -> None:
 
 def _popup(message: str) -> None:
     wm = bpy.context.window_manager
-    if wm is None or not wm.windows:
+    if bpy.app.background or wm is None or not wm.windows:  # no UI to pop up in (and it crashes)
         log.error("MIMO: %s", message)
         return
     wm.popup_menu(lambda self, ctx: self.layout.label(text=message), title="MIMO", icon="ERROR")

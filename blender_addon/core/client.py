@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any, NamedTuple
 
 from .frames import FRAME_NAME, frame_path
@@ -34,7 +33,7 @@ class JobClient:
     ``GenerateRequest``; frames go to ``job_dir`` (which must exist and be empty)."""
 
     def __init__(self, address: str, request: Any, job_dir: str, *, timeout: float = 5.0,
-                 cancel_grace_s: float = 3.0, client_name: str = "blender"):
+                 cancel_grace_s: float = 2.0, client_name: str = "blender"):
         self.address, self.request, self.job_dir = address, request, job_dir
         self.timeout, self.cancel_grace_s, self.client_name = timeout, cancel_grace_s, client_name
         self.events: "queue.Queue[Event]" = queue.Queue()
@@ -43,6 +42,7 @@ class JobClient:
         self._client = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mimo-job", daemon=True)
+        self._ended = False  # a terminal event was queued (exactly one per job)
         self.finished = threading.Event()
 
     def start(self) -> "JobClient":
@@ -50,7 +50,11 @@ class JobClient:
         return self
 
     def cancel(self) -> None:
-        """Ask for cancellation (any thread, any time); the job ends with a ``cancelled`` event."""
+        """Ask for cancellation (any thread, any time); the job ends with a ``cancelled`` event,
+        at the latest ``cancel_grace_s`` later even when the server stays silent (a busy stage
+        sends nothing until it finishes); frames arriving after that are not written."""
+        if self._cancel.is_set():
+            return
         self._cancel.set()
         with self._lock:
             if self._client is not None and self.job_id:
@@ -58,12 +62,25 @@ class JobClient:
                     self._client.cancel(self.job_id)
                 except Exception:  # the socket may already be closed; the thread reports
                     pass
+        timer = threading.Timer(self.cancel_grace_s, self._end, args=("cancelled",))
+        timer.daemon = True
+        timer.start()
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _put(self, kind: str, *data: Any) -> None:
+        if kind in TERMINAL:
+            self._end(kind, *data)
+        elif not self._ended:
+            self.events.put(Event(kind, data))
+
+    def _end(self, kind: str, *data: Any) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
         self.events.put(Event(kind, data))
 
     def _run(self) -> None:
@@ -102,21 +119,18 @@ class JobClient:
             self.job_id = accepted.job_id
         self._put("accepted", accepted.job_id, accepted.queue_position, accepted.num_frames)
         files: list[str] = []
-        cancel_sent_at = None
         if self._cancel.is_set():
             client.cancel(accepted.job_id)
-            cancel_sent_at = time.monotonic()
         for msg in client.events(accepted.job_id, timeout=self.timeout):
-            if self._cancel.is_set() and cancel_sent_at is None:
-                cancel_sent_at = time.monotonic()
-            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > self.cancel_grace_s:
-                self._put("cancelled")
+            if self._ended:  # given up after a cancel: stop listening
                 return
             if isinstance(msg, Progress):
                 self._put("progress", msg.stage, msg.step, msg.total)
             elif isinstance(msg, Preview):
                 self._put("preview", msg.index, msg.image)
             elif isinstance(msg, Frame):
+                if self._ended:
+                    return
                 if msg.index != len(files):
                     raise RuntimeError(f"frame {msg.index} arrived, expected {len(files)}")
                 path = frame_path(self.job_dir, msg.index)

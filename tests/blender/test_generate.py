@@ -1,0 +1,168 @@
+"""Generate in real Blender against a real ``mimo-server`` (preview backend) on 127.0.0.1:
+frames on disk under //mimo/<job>/, an image strip in a free VSE channel at the scene start,
+cancel, a server that is down, a request refused before it leaves Blender."""
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import time
+
+import bpy
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SERVER = ROOT / ".venv" / "bin" / "mimo-server"  # the server needs torch: always the main venv
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not SERVER.exists():
+        pytest.skip(f"{SERVER} is missing (make setup creates it)")
+    proc = subprocess.Popen([str(SERVER), "--bind", "tcp://127.0.0.1:0", "--heartbeat-timeout", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"tcp://127\.0\.0\.1:\d+", line)
+        assert m, f"mimo-server did not start: {line!r}"
+        yield m.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _shot(tmp_path, address, frames=4, size=(64, 48)):
+    from blender_addon.bl import rig_builder
+    from blender_addon.core.png import encode_png
+
+    scene = bpy.context.scene
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
+    aa = np.zeros((frames, 52, 3))
+    aa[:, 16, 2] = np.linspace(0, 1.2, frames)  # raise the left arm
+    rig_builder.keyframe_pose(rig, aa, np.zeros((frames, 3)), list(range(1, frames + 1)))
+    bpy.ops.mimo.add_camera()
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.render.resolution_x, scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+    char = tmp_path / "character.png"
+    char.write_bytes(encode_png(np.full((32, 24, 3), 180, np.uint8)))
+    s = scene.mimo
+    s.server, s.character, s.connect_timeout, s.job_name = address, str(char), 5.0, "my shot"
+    return scene
+
+
+def _pump(scene, limit_s=60.0):
+    from blender_addon.bl import timers
+
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        state = timers.drain(scene)
+        if state != "running":
+            return state, time.monotonic() - start
+        assert timers.drain_all() is not None  # the timer keeps ticking while the job runs
+        time.sleep(0.05)
+    raise AssertionError(f"job still running after {limit_s} s: {scene.mimo.status}")
+
+
+def _strips(scene):
+    from blender_addon.bl import vse
+
+    return vse.all_strips(scene)
+
+
+def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
+    scene = _shot(tmp_path, server, frames=4)
+    scene.frame_start = 1
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    assert bpy.app.timers.is_registered(addon_timers().drain_all)
+    state, _ = _pump(scene)
+    assert state == "done", scene.mimo.last_error
+    job_dir = pathlib.Path(scene.mimo.job_dir)
+    assert job_dir == tmp_path / "mimo" / "my_shot"
+    files = sorted(p.name for p in job_dir.iterdir())
+    assert files == [f"frame_{i:05d}.png" for i in range(4)]
+    for f in files:  # Blender's own PNG reader decodes what the add-on wrote
+        img = bpy.data.images.load(str(job_dir / f))
+        assert tuple(img.size) == (64, 48)
+        px = np.array(img.pixels[:]).reshape(48, 64, 4)
+        assert px[..., :3].std() > 0  # a body on a background, not a blank frame
+    (strip,) = _strips(scene)
+    assert strip.type == "IMAGE" and strip.frame_final_start == 1 and strip.frame_final_duration == 4
+    assert [e.filename for e in strip.elements] == files
+    assert pathlib.Path(bpy.path.abspath(strip.directory)) == job_dir
+    assert scene.mimo.progress == pytest.approx(1.0) and not scene.mimo.running
+    assert "preview" in scene.mimo.capabilities
+
+    # a second run never overwrites the first and lands in a free channel
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    assert _pump(scene)[0] == "done"
+    assert pathlib.Path(scene.mimo.job_dir).name == "my_shot_001"
+    strips = _strips(scene)
+    assert len(strips) == 2 and len({s.channel for s in strips}) == 2
+    assert sorted(p.name for p in job_dir.iterdir()) == files
+
+
+def addon_timers():
+    from blender_addon.bl import timers
+
+    return timers
+
+
+def test_cancel_ends_the_job_quickly(addon, server, tmp_path):
+    scene = _shot(tmp_path, server, frames=60)
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    job = addon_timers().active(scene)
+    deadline = time.monotonic() + 30
+    while not job.client.job_id and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.client.job_id, "the server never accepted the job"
+    t0 = time.monotonic()
+    assert bpy.ops.mimo.cancel() == {"FINISHED"}
+    state, _ = _pump(scene, limit_s=15)
+    assert state == "cancelled" and time.monotonic() - t0 < 5.0
+    assert scene.mimo.status == "cancelled" and not scene.mimo.running
+    assert _strips(scene) == []
+    assert len(os.listdir(scene.mimo.job_dir)) < 60
+    assert bpy.ops.mimo.cancel() == {"CANCELLED"}  # nothing left to cancel (a warning)
+
+
+def test_server_down_is_reported_within_seconds(addon, tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    scene = _shot(tmp_path, f"tcp://127.0.0.1:{port}", frames=2)
+    scene.mimo.connect_timeout = 2.0
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="no answer"):
+        bpy.ops.mimo.check_server()
+    assert time.monotonic() - t0 < 4.0
+    assert bpy.ops.mimo.generate() == {"FINISHED"}  # the UI never waits on the socket
+    assert time.monotonic() - t0 < 5.0
+    state, waited = _pump(scene, limit_s=15)
+    assert state == "error" and waited < 5.0
+    assert "no answer" in scene.mimo.last_error and scene.mimo.status == "failed"
+    assert _strips(scene) == []
+
+
+def test_bad_request_is_refused_in_the_operator(addon, server, tmp_path):
+    scene = _shot(tmp_path, server, frames=2)
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"hello")
+    scene.mimo.character = str(bad)
+    with pytest.raises(RuntimeError, match="character"):
+        bpy.ops.mimo.generate()
+    assert "character" in scene.mimo.last_error
+    scene.mimo.character = ""
+    with pytest.raises(RuntimeError, match="character"):
+        bpy.ops.mimo.generate()
+    assert addon_timers().active(scene) is None
+
+
+def test_check_server_reports_capabilities(addon, server):
+    bpy.context.scene.mimo.server = server
+    assert bpy.ops.mimo.check_server() == {"FINISHED"}
+    assert "preview" in bpy.context.scene.mimo.capabilities
