@@ -345,6 +345,12 @@ class Server:
     def _send(self, job: _Job, msg) -> None:
         self._push.send_multipart([job.client, *P.encode(msg)], copy=False)
 
+    def _send_blocking_previews(self, job: _Job, gen: GenerationJob, preview) -> None:
+        """Before a slow backend starts: the motion codes over the scene as preview frames, so a
+        client can show the shot while it waits."""
+        for index, image in _preview_frames(gen):
+            preview(index, image)
+
     def _run(self, job: _Job) -> None:
         req, t0 = job.request, time.monotonic()
         queue_s = t0 - job.submitted
@@ -391,6 +397,8 @@ class Server:
             gen_job = self._build(req)
             progress("build", 1, 1)
             build_s = time.monotonic() - t0
+            if req.preview and req.backend != "preview":
+                self._send_blocking_previews(job, gen_job, preview)
             stats = self.backends[req.backend].generate(gen_job, events)
             if job.frames_sent != gen_job.num_frames:
                 raise RuntimeError(f"backend sent {job.frames_sent} of {gen_job.num_frames} frames")
@@ -403,6 +411,20 @@ class Server:
             self._send(job, P.Error(code="cancelled", message=why, job_id=job.job_id))
         except Exception as exc:  # noqa: BLE001 - every failure ends the job, never the server
             self._send(job, _job_error(job.job_id, exc))
+
+
+PREVIEW_SIDE = 256
+
+
+def _preview_frames(gen: GenerationJob):
+    """The weight-free preview composite of every frame, subsampled to at most PREVIEW_SIDE."""
+    from mimo.pipeline.backends import composite_preview
+
+    step = max(1, -(-max(gen.height, gen.width) // PREVIEW_SIDE))
+    pick = lambda a, i: None if a is None else a[i, ::step, ::step]  # noqa: E731
+    for i in range(gen.num_frames):
+        yield i, composite_preview(pick(gen.codes, i), pick(gen.code_mask, i), pick(gen.scene, i),
+                                   pick(gen.occlusion, i))
 
 
 def _peek_tag(header_frame) -> str:

@@ -366,7 +366,7 @@ def test_job_with_tiny_mimo_weights_matches_a_direct_backend_call(tmp_path):
     make_tiny(tmp_path / "w")
     mimo = load_backend("mimo", weights=str(tmp_path / "w"), device="cpu")
     req = codes_request(F=2, W=32, H=32, scene=False, backend="mimo", steps=2, context=2, overlap=0,
-                        raw=True, seed=7)
+                        raw=True, seed=7, preview=True)
     direct: list[np.ndarray] = []
     mimo.generate(build_job(req), JobEvents(frame=lambda i, f: direct.append(f.copy())))
     srv = Server({"preview": load_backend("preview"), "mimo": mimo}, bind="tcp://127.0.0.1:0").start()
@@ -380,6 +380,10 @@ def test_job_with_tiny_mimo_weights_matches_a_direct_backend_call(tmp_path):
     denoise = [e.step for e in events if isinstance(e, P.Progress) and e.stage == "denoise"]
     assert denoise == [1, 2]
     assert stats["backend"] == "mimo"
+    previews = [e for e in events if isinstance(e, P.Preview)]
+    assert [p.index for p in previews] == [0, 1]  # codes over white while the model works
+    np.testing.assert_array_equal(np.stack([p.image for p in previews]), expected_preview(req))
+    assert events.index(previews[-1]) < min(i for i, e in enumerate(events) if isinstance(e, P.Frame))
 
 
 def test_client_iterates_in_a_background_thread_and_cancels_from_another(server):
@@ -471,3 +475,17 @@ def test_gpu_body_codes_match_cpu_and_real_oom_fails_only_that_job():
             srv.stop()
     differ = np.any(out["cpu"] != out["cuda"], axis=-1).mean()
     assert differ < 0.01, differ  # only edge pixels may differ between devices
+
+
+def test_blocking_previews_are_at_most_256_pixels():
+    from mimo.pipeline.job import GenerationJob
+    from server.core import _preview_frames
+
+    codes = np.zeros((2, 520, 600, 3), np.uint8)
+    codes[:, 100:200, 300:330] = 77
+    gen = GenerationJob(character=np.zeros((4, 4, 3), np.uint8), codes=codes)
+    out = list(_preview_frames(gen))
+    assert [i for i, _ in out] == [0, 1]
+    img = out[0][1]
+    assert img.shape == (174, 200, 3)  # every 3rd pixel of 520 x 600
+    np.testing.assert_array_equal(img, np.where(codes[0, ::3, ::3] != 0, 77, 255))
