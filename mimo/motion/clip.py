@@ -252,7 +252,7 @@ class CameraTrack:
         eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
         z = target - eye
         z /= np.linalg.norm(z)
-        x = np.cross(z, -up)  # camera x (right) for camera y pointing down
+        x = np.cross(z, up)  # camera x (right); camera y = z cross x points down
         x /= np.linalg.norm(x)
         y = np.cross(z, x)
         R = np.stack([x, y, z])  # rows: camera axes in world coordinates
