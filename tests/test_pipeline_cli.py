@@ -140,3 +140,23 @@ def test_preview_cli_on_template(tmp_path):
     out = read_frames(tmp_path / "o")
     tpl = load_template(t)
     np.testing.assert_array_equal(out, composite_preview(tpl.codes, None, tpl.scene, tpl.occlusion, tpl.source))
+
+
+def test_preview_cli_renders_motion_clips(tmp_path):
+    from mimo.body import load_body
+    from mimo.codes.clip import auto_camera_track, render_clip
+    from mimo.motion import BodyTrack, MotionClip, save_npz
+
+    n = 3
+    pose = np.zeros((n, 21, 3))
+    pose[:, 15, 2] = np.linspace(-1.0, -0.5, n)
+    clip = MotionClip(fps=24.0, bodies=[BodyTrack(global_orient=np.zeros((n, 3)), body_pose=pose,
+                                                  transl=np.zeros((n, 3)))]).validate()
+    save_npz(tmp_path / "clip.npz", clip=clip)
+    rc = main(["generate", "--preview", "--motion", str(tmp_path / "clip.npz"), "--size", "48x64",
+               "--device", "cpu", "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 0
+    body = load_body("open", device="cpu")
+    codes, mask = render_clip(clip, auto_camera_track(clip, body, 48, 64), body, size=(48, 64))
+    assert mask.mean() > 0.05  # the body is in view
+    np.testing.assert_array_equal(read_frames(tmp_path / "o"), composite_preview(codes, mask))

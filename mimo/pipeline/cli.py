@@ -35,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     motion.add_argument("--codes", metavar="VIDEO|DIR", help="structured motion code frames (e.g. sdc.mp4)")
     motion.add_argument("--template", metavar="DIR",
                         help="official template folder (vid.mp4, sdc.mp4, bk.mp4, [occ.mp4], config.json)")
-    p.add_argument("--camera", metavar="CAM.npz", help="camera track for --motion (default: official camera)")
+    p.add_argument("--camera", metavar="CAM.npz",
+                   help="camera track for --motion (default: the clip file's, else a front camera framing the motion)")
+    p.add_argument("--body", default="open", help="body model for --motion: open (default) or a SMPL-family file")
     p.add_argument("--scene", metavar="VIDEO|DIR|IMG", help="background plate frames (default white)")
     p.add_argument("--occlusion", metavar="VIDEO|DIR",
                    help="occlusion masks (first channel = alpha of scene pixels in front of the body)")
@@ -79,14 +81,28 @@ def _match_frames(name: str, frames: np.ndarray, count: int) -> np.ndarray:
 
 
 def _render_motion(args, size: tuple[int, int]):
-    """Codes for --motion/--camera through mimo.motion + mimo.body + mimo.codes."""
-    try:
-        from mimo.codes.cli import render_motion_file
-    except ImportError:
-        raise ValueError("motion: rendering motion clips needs `mimo codes` (mimo.codes.cli."
-                         "render_motion_file), which this build lacks; render the codes with "
-                         "`mimo codes` and pass them with --codes") from None
-    return render_motion_file(args.motion, camera=args.camera, width=size[0], height=size[1])
+    """Codes, body mask and fps for --motion through mimo.motion + mimo.body + mimo.codes.
+
+    Camera: --camera, else the one stored in the clip file, else a fixed front camera that frames
+    the whole motion (``auto_camera_track``).
+    """
+    import torch
+
+    from mimo.body import load_body
+    from mimo.codes.clip import auto_camera_track, render_clip
+    from mimo.motion import CameraTrack, load_npz
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    clip, camera = load_npz(args.motion)
+    if clip is None:
+        raise ValueError(f"motion: {args.motion} holds no motion clip")
+    body = load_body(args.body, device=device)
+    if args.camera:
+        camera = CameraTrack.load(args.camera)
+    elif camera is None:
+        camera = auto_camera_track(clip, body, size[0], size[1])
+    codes, mask = render_clip(clip, camera, body, size=size)
+    return codes, mask, clip.fps
 
 
 def build_job(args):
@@ -94,7 +110,7 @@ def build_job(args):
     from mimo.pipeline.job import GenerationJob
     from mimo.video import read_frames, read_image, video_fps
 
-    scene = occlusion = source = None
+    scene = occlusion = source = code_mask = None
     fps = None
     if args.template:
         from mimo.pipeline.template import load_template
@@ -105,9 +121,7 @@ def build_job(args):
         codes = read_frames(args.codes)
         fps = video_fps(args.codes)
     else:
-        codes = _render_motion(args, args.size or (784, 784))
-        fps = getattr(codes, "fps", None)
-        codes = np.asarray(codes)
+        codes, code_mask, fps = _render_motion(args, args.size or (784, 784))
     if args.camera and not args.motion:
         raise ValueError("camera: --camera goes with --motion")
     size = args.size or (codes.shape[2], codes.shape[1])
@@ -136,7 +150,7 @@ def build_job(args):
     if not 1 <= args.context <= 32:
         raise ValueError(f"context: windows longer than 32 frames are not supported by the motion "
                          f"modules (32 positions), got {args.context}")
-    job = GenerationJob(character=character, codes=codes, scene=scene, occlusion=occlusion,
+    job = GenerationJob(character=character, codes=codes, code_mask=code_mask, scene=scene, occlusion=occlusion,
                         occlusion_source=source, steps=args.steps, cfg=args.cfg, seed=args.seed,
                         context=args.context, overlap=args.overlap, mode=args.mode, raw=args.raw,
                         roi_size=args.roi_size, fps=float(args.fps or fps or 30.0))
