@@ -219,7 +219,7 @@ class Accepted(_Record):
 
 @dataclasses.dataclass(eq=False)
 class Progress(_Record):
-    """server -> client: ``stage`` is "queued", "build", "encode", "denoise", "decode", ...;
+    """server -> client: ``stage`` is "build", then the backend's ("denoise", "composite", ...);
     ``eta_s`` < 0 when unknown."""
 
     TYPE: typing.ClassVar[str] = "progress"
@@ -389,7 +389,10 @@ def decode(frames: list) -> Message:
     if cls is None:
         raise ProtocolError("unknown_type", f"unknown message type {name!r}", "type")
     used: set[int] = set()
-    msg = _from_wire(cls, header, views[1:], used, "")
+    try:
+        msg = _from_wire(cls, header, views[1:], used, "")
+    except RecursionError:
+        raise ProtocolError("bad_message", "header nested too deeply") from None
     if len(used) != len(views) - 1:
         raise ProtocolError("bad_message", f"{len(views) - 1} buffers sent, {len(used)} used")
     return msg
