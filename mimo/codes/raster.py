@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 MAX_SIDE = 8192
+MAX_OUTPUT_PIXELS = 1 << 32  # B·H·W per call (~13 GB of uint8 codes): render longer clips in parts
 DEFAULT_NEAR = 0.05  # pyrender's IntrinsicsCamera default znear, which the official renderer used
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _CYCLIC = ((1, 2), (2, 0), (0, 1))
@@ -144,6 +145,9 @@ def render_codes(vertices, faces, vertex_colors, K, R, t, width: int, height: in
         raise ValueError(f"faces: expected (T, 3), got {tuple(f.shape)}")
     if f.numel() and (int(f.min()) < 0 or int(f.max()) >= V):
         raise ValueError(f"faces: expected indices in [0, {V}), got [{int(f.min())}, {int(f.max())}]")
+    if B * H * W > MAX_OUTPUT_PIXELS:
+        raise ValueError(f"vertices: {B} frames of {W}x{H} exceed {MAX_OUTPUT_PIXELS} output pixels "
+                         "per call; render the frames in parts")
     c = _batched("vertex_colors", _as_tensor("vertex_colors", vertex_colors, torch.float32, device), B, (V, 3))
     Kt = _batched("K", _as_tensor("K", K, torch.float32, device), B, (3, 3))
     Rt = _batched("R", _as_tensor("R", R, torch.float32, device), B, (3, 3))
