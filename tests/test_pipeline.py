@@ -78,28 +78,29 @@ def _official(pipe, char, codes, scene, seed=42, cfg=3.5):
     from diffusers.image_processor import VaeImageProcessor
     from transformers import CLIPImageProcessorPil
 
-    vae, dtype = pipe.vae, pipe.dtype
+    vae, dtype, dev = pipe.vae, pipe.dtype, pipe.device
     vproc = VaeImageProcessor(vae_scale_factor=8, resample="lanczos")
     pproc = VaeImageProcessor(vae_scale_factor=8, resample="lanczos", do_normalize=False)
     clip_in = CLIPImageProcessorPil()(Image.fromarray(char).resize((224, 224)), return_tensors="pt").pixel_values
-    e = pipe.image_encoder(pixel_values=clip_in.to(dtype)).image_embeds[:, None]
+    e = pipe.image_encoder(pixel_values=clip_in.to(dev, dtype)).image_embeds[:, None]
     ehs = torch.cat([torch.zeros_like(e), e])
-    ref = vproc.preprocess(Image.fromarray(char), height=H, width=W).to(dtype)
+    ref = vproc.preprocess(Image.fromarray(char), height=H, width=W).to(dev, dtype)
     ref_lat = vae.encode(ref).latent_dist.mean * 0.18215
     bank = pipe.reference_unet.write(ref_lat.repeat(2, 1, 1, 1), 0, ehs).to(torch.float16).to(dtype)
-    scene_lat = torch.stack([vae.encode(vproc.preprocess(Image.fromarray(s), height=H, width=W)).latent_dist.mean
+    scene_lat = torch.stack([vae.encode(vproc.preprocess(Image.fromarray(s), height=H, width=W).to(dev, dtype))
+                             .latent_dist.mean
                              for s in scene], dim=2) * 0.18215
     pose_in = torch.cat([pproc.preprocess(Image.fromarray(c), height=H, width=W) for c in codes])
-    pose = pipe.pose_guider(pose_in.transpose(0, 1)[None].to(dtype))
-    latents = torch.randn((1, 4, F, H // 8, W // 8), generator=torch.manual_seed(seed), dtype=dtype)
+    pose = pipe.pose_guider(pose_in.transpose(0, 1)[None].to(dev, dtype))
+    latents = torch.randn((1, 4, F, H // 8, W // 8), generator=torch.manual_seed(seed), dtype=dtype).to(dev)
     from diffusers import DDIMScheduler
 
     sched = DDIMScheduler(**SCHEDULER_CONFIG)
     sched.set_timesteps(STEPS)
     ts = sched.timesteps.tolist()
     for k, t in enumerate(sched.timesteps):
-        acc = torch.zeros((2, 4, F, H // 8, W // 8), dtype=dtype)
-        cnt = torch.zeros((1, 1, F, 1, 1), dtype=dtype)
+        acc = torch.zeros((2, 4, F, H // 8, W // 8), dtype=dtype, device=dev)
+        cnt = torch.zeros((1, 1, F, 1, 1), dtype=dtype, device=dev)
         for w in _uniform_windows(0, F, CTX, 1, OVL):
             x = torch.cat([latents[:, :, w], scene_lat[:, :, w]], 1)
             p = pose[:, :, w]
@@ -112,7 +113,7 @@ def _official(pipe, char, codes, scene, seed=42, cfg=3.5):
         t = int(t)
         latents = ddim_step_reference(v, t, latents, sched.alphas_cumprod, ts[k + 1] if k + 1 < len(ts) else -1)
     frames = [vae.decode(latents[:, :, i] / 0.18215).sample for i in range(F)]
-    return torch.cat(frames).div(2).add(0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return torch.cat(frames).div(2).add(0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
 
 
 def test_matches_the_official_algorithm(pipe, inputs, out42):
@@ -200,3 +201,17 @@ def test_backend_roi_job_composites_into_full_frames(pipe, inputs):
     np.testing.assert_array_equal(frames[:, outside], scene[:, outside])
     np.testing.assert_array_equal(frames[:, 50], scene[:, 50])  # the occluder row is in front
     assert np.abs(frames[:, 40, 60].astype(int) - scene[:, 40, 60]).max() > 0  # body pixels changed
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_cuda_half_precision_matches_the_official_algorithm(tmp_path, inputs, dtype):
+    from mimo.models import make_tiny
+
+    pipe = MimoPipeline.from_pretrained(make_tiny(tmp_path / "tiny"), device="cuda", dtype=dtype)
+    out = _run(pipe, inputs)
+    assert np.isfinite(out.frames).all()
+    np.testing.assert_array_equal(_run(pipe, inputs).frames, out.frames)
+    want = _official(pipe, *inputs)
+    assert np.abs(out.frames - want).mean() < 2e-2, np.abs(out.frames - want).mean()
+    assert out.stats["peak_memory_gb"] > 0

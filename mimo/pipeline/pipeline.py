@@ -276,6 +276,7 @@ class MimoPipeline:
         timesteps = self.scheduler.timesteps
         windows = context_windows(num_frames, context_frames, context_overlap, closed_loop=True)
         stats["windows"] = len(windows)
+        window_index = [torch.tensor(w, device=self.device) for w in windows]
         rows = [False, True]  # [uncond; cond]: only the conditional row reads the reference
         with clock("denoise"):
             for step, t in enumerate(timesteps):
@@ -285,9 +286,8 @@ class MimoPipeline:
                 else:
                     v = torch.zeros((2,) + latents.shape[1:], dtype=latents.dtype, device=self.device)
                     count = torch.zeros((1, 1, num_frames, 1, 1), dtype=latents.dtype, device=self.device)
-                    for w in windows:
+                    for idx in window_index:
                         check_cancel()
-                        idx = torch.tensor(w, device=self.device)
                         v[:, :, idx] += self._unet(latents[:, :, idx], scene_latents[:, :, idx],
                                                    pose[:, :, idx], t, clip2, bank, rows)
                         count[:, :, idx] += 1
