@@ -157,6 +157,37 @@ class MIMO_OT_import_motion(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MIMO_OT_retarget(bpy.types.Operator):
+    bl_idname = "mimo.retarget"
+    bl_label = "Retarget From Selected"
+    bl_description = ("Bake the motion of the selected armature (Mixamo, Rigify, CMU BVH, SMPL names; "
+                      "auto-detected) onto the active MIMO body")
+    bl_options = {"REGISTER", "UNDO"}
+
+    preset: EnumProperty(name="Bone names", items=[
+        ("auto", "Auto-detect", "Pick the preset that names the most bones"),
+        ("mixamo", "Mixamo", ""), ("rigify", "Rigify", ""), ("cmu_bvh", "CMU BVH", ""),
+        ("smpl", "SMPL names", "")], default="auto")
+
+    @classmethod
+    def poll(cls, context):
+        return rig_builder.is_rig(context.active_object) and any(
+            o.type == "ARMATURE" and not rig_builder.is_rig(o) for o in context.selected_objects)
+
+    def execute(self, context):
+        from .retarget import retarget_onto
+
+        rig = context.active_object
+        source = next(o for o in context.selected_objects if o.type == "ARMATURE" and not rig_builder.is_rig(o))
+        try:
+            res = retarget_onto(source, rig, context.scene, self.preset)
+        except (MimoClientError, ValueError) as exc:
+            return _fail(self, exc)
+        self.report({"INFO"}, f"retargeted {len(res['frames'])} frames ({res['preset']}, "
+                              f"{len(res['bone_map'])} bones mapped, scale {res['scale']:.4g})")
+        return {"FINISHED"}
+
+
 class MIMO_OT_check_server(bpy.types.Operator):
     bl_idname = "mimo.check_server"
     bl_label = "Check Server"
@@ -232,4 +263,4 @@ class MIMO_OT_cancel(bpy.types.Operator):
 
 
 classes = (MIMO_OT_add_body, MIMO_OT_add_camera, MIMO_OT_pick_camera, MIMO_OT_import_motion,
-           MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel)
+           MIMO_OT_retarget, MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel)

@@ -27,7 +27,9 @@ class MIMO_PT_main(bpy.types.Panel):
             col = box.column(align=True)
             for k, name in enumerate(data.shape_names[:len(obj.mimo_shape)]):
                 col.prop(obj, "mimo_shape", index=k, text=name.replace("_", " ").title(), slider=True)
-            box.operator("mimo.import_motion", icon="IMPORT")
+            row = box.row(align=True)
+            row.operator("mimo.import_motion", icon="IMPORT")
+            row.operator("mimo.retarget", icon="ARMATURE_DATA")
 
         box = layout.box()
         box.label(text="Camera", icon="CAMERA_DATA")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import bpy
 import pytest
 
-OPERATORS = ("add_body", "add_camera", "pick_camera", "import_motion", "check_server", "generate", "cancel")
+OPERATORS = ("add_body", "add_camera", "pick_camera", "import_motion", "retarget", "check_server", "generate",
+             "cancel")
 
 
 def test_register_unregister_twice():
