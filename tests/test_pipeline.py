@@ -167,8 +167,12 @@ def _events(store):
                      raw_frames=lambda fr: store.__setitem__("raw", fr))
 
 
-def test_backend_raw_job_streams_truncated_pipeline_frames(pipe, inputs, out42):
+def test_backend_raw_job_streams_truncated_pipeline_frames(pipe, inputs):
     char, codes, scene = inputs
+    # the backend pads the 80x60 character to a white 80x80 square (centred: 10 columns each side)
+    square = np.full((80, 80, 3), 255, np.uint8)
+    square[:, 10:70] = char
+    out42 = _run(pipe, (square, codes, scene))
     job = GenerationJob(character=char, codes=codes, scene=scene, steps=STEPS, context=CTX,
                         overlap=OVL, raw=True)
     store = {}

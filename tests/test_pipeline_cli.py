@@ -160,3 +160,20 @@ def test_preview_cli_renders_motion_clips(tmp_path):
     codes, mask = render_clip(clip, auto_camera_track(clip, body, 48, 64), body, size=(48, 64))
     assert mask.mean() > 0.05  # the body is in view
     np.testing.assert_array_equal(read_frames(tmp_path / "o"), composite_preview(codes, mask))
+
+
+def test_character_alpha_and_mask(tmp_path):
+    from mimo.pipeline.cli import _read_character
+
+    rgba = np.zeros((40, 30, 4), np.uint8)
+    rgba[10:30, 5:15] = (10, 20, 30, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "c.png")
+    out = _read_character(str(tmp_path / "c.png"), None)
+    assert out.shape == (22, 10, 3) and (out[0] == 255).all() and (out[1:21] == (10, 20, 30)).all()
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.png")
+    Image.fromarray(rgba[..., 3]).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(_read_character(str(tmp_path / "rgb.png"), str(tmp_path / "m.png")), out)
+    assert _read_character(str(tmp_path / "rgb.png"), None).shape == (40, 30, 3)
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(ValueError, match="character_mask: expected 30x40"):
+        _read_character(str(tmp_path / "rgb.png"), str(tmp_path / "small.png"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mimo.pipeline.composite import composite_clips, feather_mask, paste_frame
-from mimo.pipeline.roi import RoiClip, frame_box, human_mask, pad_square, roi_clips
+from mimo.pipeline.roi import RoiClip, crop_character, frame_box, human_mask, pad_square, roi_clips
 from mimo.pipeline.schedule import context_windows, ddim_step_reference, make_scheduler
 
 
@@ -187,3 +187,15 @@ def test_composite_clips_crossfade_and_order():
     vals = [img[0, 0, 0] for _, img in out]
     assert vals[:2] == [a, a] and vals[4:] == [b, b]
     assert vals[2] == int(a * 0.8 + b * 0.2) and vals[3] == int(a * 0.6 + b * 0.4)
+
+
+def test_crop_character():
+    img = np.zeros((100, 60, 3), np.uint8)
+    alpha = np.zeros((100, 60), np.uint8)
+    alpha[20:80, 10:30] = 255          # figure: 60 rows -> 3 rows of margin above and below
+    alpha[50, 40] = 128                 # half-transparent pixel widens the box to column 40
+    out = crop_character(img, alpha)
+    assert out.shape == (66, 31, 3)
+    assert (out[0] == 255).all() and (out[3:63, 0] == 0).all()
+    assert (out[33, 30] == 127).all()   # rint(255 * (1 - 128/255)) = 127
+    assert crop_character(img, None) is img

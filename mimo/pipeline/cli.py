@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--weights", metavar="DIR", help="MIMO weights folder (official layout)")
     src.add_argument("--preview", action="store_true",
                      help="weight-free preview: scene + code-coloured body + occlusion layer")
-    p.add_argument("--character", metavar="IMG", help="reference image of the character (RGBA: on white)")
+    p.add_argument("--character", metavar="IMG",
+                   help="reference image of the character (RGBA: composited on white, cropped to the figure)")
+    p.add_argument("--character-mask", metavar="IMG", help="figure mask for an RGB --character (white = figure)")
     motion = p.add_mutually_exclusive_group(required=True)
     motion.add_argument("--motion", metavar="CLIP.npz", help="motion clip; codes are rendered on the fly")
     motion.add_argument("--codes", metavar="VIDEO|DIR", help="structured motion code frames (e.g. sdc.mp4)")
@@ -105,10 +107,33 @@ def _render_motion(args, size: tuple[int, int]):
     return codes, mask, clip.fps
 
 
+def _read_character(path: str, mask: str | None) -> np.ndarray:
+    """RGB of the character; with an alpha channel (or ``mask``), composited on white and cropped
+    to the figure as the official scripts do after matting (spec §8.3)."""
+    from mimo.pipeline.roi import crop_character
+
+    if not Path(path).is_file():
+        raise ValueError(f"character: image {path!r} not found")
+    with Image.open(path) as im:
+        im.load()
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        rgba = np.asarray(im.convert("RGBA"))
+    alpha = rgba[..., 3] if has_alpha else None
+    if mask is not None:
+        if not Path(mask).is_file():
+            raise ValueError(f"character_mask: image {mask!r} not found")
+        with Image.open(mask) as m:
+            alpha = np.asarray(m.convert("L"))
+        if alpha.shape != rgba.shape[:2]:
+            raise ValueError(f"character_mask: expected {rgba.shape[1]}x{rgba.shape[0]} like the "
+                             f"character, got {alpha.shape[1]}x{alpha.shape[0]}")
+    return crop_character(np.ascontiguousarray(rgba[..., :3]), alpha)
+
+
 def build_job(args):
     """Read every input named on the command line into a GenerationJob (+ fps)."""
     from mimo.pipeline.job import GenerationJob
-    from mimo.video import read_frames, read_image, video_fps
+    from mimo.video import read_frames, video_fps
 
     scene = occlusion = source = code_mask = None
     fps = None
@@ -140,7 +165,7 @@ def build_job(args):
     if source is not None:
         source = _resize_all(source, size, Image.LANCZOS)
     if args.character:
-        character = read_image(args.character)
+        character = _read_character(args.character, args.character_mask)
     elif args.preview:
         character = np.full((64, 64, 3), 255, np.uint8)
     else:

@@ -1,6 +1,7 @@
 """The ``"mimo"`` backend: a :class:`GenerationJob` through :class:`MimoPipeline`.
 
-Raw jobs (``job.raw``) run the pipeline at the codes' own size and return its frames (uint8 by
+The character is padded to a centred white square (side a multiple of 16) as the official scripts
+do, so it keeps its aspect ratio when resized. Raw jobs (``job.raw``) run the pipeline at the codes' own size and return its frames (uint8 by
 truncation, as the official scripts). Other jobs follow the editing scripts (spec §8.3–§8.4): split
 into human ROI clips, crop and pad each clip to a square (codes black, scene white), generate at
 ``job.roi_size``², and paste every crop back into its full frame with a feather mask, the occlusion
@@ -60,9 +61,11 @@ class MimoBackend(Backend):
             if job.raw:
                 events.frame(index, (frame * 255).astype(np.uint8))  # truncation, as official
 
+        # the reference image is padded to a white square (multiple of 16), as the official scripts
+        character, _ = pad_square(job.character, 255)
         events.progress("encode", 0, 1)
         out = self.pipeline(
-            job.character, codes_in, scene_in, height=size[0], width=size[1],
+            character, codes_in, scene_in, height=size[0], width=size[1],
             num_inference_steps=job.steps, guidance_scale=job.cfg, seed=job.seed,
             context_frames=job.context, context_overlap=job.overlap, mode=job.mode,
             callback_on_step_end=on_step, frame_callback=on_frame, cancelled=events.cancelled)

@@ -189,3 +189,24 @@ def crop(img: np.ndarray, box: Box) -> np.ndarray:
     """Shapes: img (..., H, W, C) -> (..., y1-y0, x1-x0, C)"""
     x0, x1, y0, y1 = box
     return img[..., y0:y1, x0:x1, :]
+
+
+def crop_character(image: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """The official reference preparation (spec §8.3) before :func:`pad_square`: composite on white
+    with ``alpha`` and crop to the alpha's bounding box, extended vertically by ``int(0.05 * h)``
+    rows on each side (clamped), not horizontally. Without alpha the image is returned as is.
+
+    Shapes:
+        image (H, W, 3) uint8; alpha (H, W) uint8 or None; returns (h', w', 3) uint8
+    """
+    if alpha is None:
+        return image
+    a = alpha.astype(np.float32)[..., None] / 255.0
+    rgb = np.clip(np.rint(image * a + 255.0 * (1.0 - a)), 0, 255).astype(np.uint8)
+    rows, cols = np.flatnonzero((alpha > 0).any(1)), np.flatnonzero((alpha > 0).any(0))
+    if rows.size == 0:
+        return rgb
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    dy = int(0.05 * (y1 - y0))
+    y0, y1 = max(0, y0 - dy), min(alpha.shape[0], y1 + dy)
+    return rgb[y0:y1, x0:x1]
