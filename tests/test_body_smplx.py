@@ -98,8 +98,8 @@ def test_smpl_pkl_matches_smplx(smpl_pkl):
     ref = ref_model(global_orient=p["global_orient"], body_pose=p["body_pose"].reshape(6, -1),
                     betas=p["betas"], transl=p["transl"])
     out = ours(**p)
-    dv = float((out.vertices - ref.vertices).abs().max())
-    dj = float((out.joints - ref.joints[:, :24]).abs().max())
+    dv = float((out.vertices - ref.vertices).detach().abs().max())
+    dj = float((out.joints - ref.joints[:, :24]).detach().abs().max())
     print(f"SMPL max |ours - smplx|: vertices {dv:.2e} m, joints {dj:.2e} m")
     assert dv < 1e-5 and dj < 1e-5
     np.testing.assert_array_equal(ours.faces.numpy(), ref_model.faces.astype(np.int64))
@@ -119,8 +119,8 @@ def test_smplh_npz_matches_smplx(smplh_npz):
                     left_hand_pose=p["left_hand_pose"].reshape(5, -1),
                     right_hand_pose=p["right_hand_pose"].reshape(5, -1))
     out = ours(**p)
-    dv = float((out.vertices - ref.vertices).abs().max())
-    dj = float((out.joints - ref.joints[:, :52]).abs().max())
+    dv = float((out.vertices - ref.vertices).detach().abs().max())
+    dj = float((out.joints - ref.joints[:, :52]).detach().abs().max())
     print(f"SMPL-H max |ours - smplx|: vertices {dv:.2e} m, joints {dj:.2e} m")
     assert dv < 1e-5 and dj < 1e-5
     # a different pose gives a clearly different mesh (the comparison is not vacuous)
@@ -181,3 +181,41 @@ def test_wrong_joint_count_file_is_rejected(tmp_path):
     np.savez(path, **d)
     with pytest.raises(ValueError, match="joints"):
         load_body(path)
+
+
+def test_smplx_npz_matches_smplx(tmp_path):
+    """SMPL-X (55 joints; 10 shape + 10 expression directions, as v1.0 files). smplx reads
+    keypoints at fixed SMPL-X vertex ids, so this file has SMPL-X's 10,475 vertices."""
+    import smplx
+
+    from mimo.body.joints import SMPLX_PARENTS
+
+    global V
+    saved, V = V, 10475
+    try:
+        d = _synthetic(SMPLX_PARENTS, 20, seed=8)
+    finally:
+        V = saved
+    d["posedirs"] = d["posedirs"].astype(np.float32)
+    g = np.random.default_rng(9)
+    for s in "lr":
+        d[f"hands_components{s}"] = g.normal(size=(45, 45))
+        d[f"hands_mean{s}"] = g.normal(size=45) * 0.1
+    d["lmk_faces_idx"] = np.arange(51)
+    d["lmk_bary_coords"] = np.full((51, 3), 1 / 3)
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(path, **d)
+    ref_model = smplx.SMPLX(model_path=str(path), ext="npz", num_betas=10, use_pca=False,
+                            flat_hand_mean=True, use_face_contour=False, batch_size=3)
+    ours = load_body(path)
+    assert ours.kind == "smplx" and ours.num_joints == 55 and ours.num_betas == 10
+    p = _random_params(3, 21, 10, seed=10)
+    ref = ref_model(global_orient=p["global_orient"], body_pose=p["body_pose"].reshape(3, -1),
+                    betas=p["betas"], transl=p["transl"],
+                    left_hand_pose=p["left_hand_pose"].reshape(3, -1),
+                    right_hand_pose=p["right_hand_pose"].reshape(3, -1))
+    out = ours(**p)
+    dv = float((out.vertices - ref.vertices).detach().abs().max())
+    dj = float((out.joints - ref.joints[:, :55]).detach().abs().max())
+    print(f"SMPL-X max |ours - smplx|: vertices {dv:.2e} m, joints {dj:.2e} m")
+    assert dv < 1e-5 and dj < 1e-5

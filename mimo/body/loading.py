@@ -219,7 +219,11 @@ def load_smpl_family(path: str | os.PathLike, dtype: torch.dtype = torch.float32
     if [int(p) for p in file_parents] != parents:
         raise ValueError(f"{path}: kintree_table does not match the {kind} joint tree")
     v_template = d["v_template"].astype(np.float64)
-    shapedirs = d["shapedirs"].astype(np.float64)[:, :, :SHAPE_SPACE_DIM]
+    shapedirs = d["shapedirs"].astype(np.float64)
+    if kind == "smplx":  # shape directions come before expression ones: 300 + 100, or 10 + 10
+        shapedirs = shapedirs[:, :, :SHAPE_SPACE_DIM if shapedirs.shape[-1] >= 400 else 10]
+    else:
+        shapedirs = shapedirs[:, :, :SHAPE_SPACE_DIM]
     jreg = d["J_regressor"].astype(np.float64)
     posedirs = d.get("posedirs")
     if posedirs is not None:  # (V, 3, P) -> (P, V*3), as the file stores it
