@@ -67,6 +67,7 @@ def drain(scene: bpy.types.Scene) -> str | None:
     if job is None:
         return None
     s = scene.mimo
+    latest = None  # only the newest image of this drain reaches the preview
     while True:
         try:
             ev = job.client.events.get_nowait()
@@ -87,14 +88,17 @@ def drain(scene: bpy.types.Scene) -> str | None:
             if stage not in ("frames", "queued") and total:
                 s.progress = min(1.0, step / total) * 0.5
         elif kind == "preview":
-            _show_preview(s, data[1])
+            latest = data[1]
         elif kind == "frame":
+            latest = data[2]
             job.received = data[0] + 1
             s.progress = 0.5 + 0.5 * job.received / max(job.total, job.received)
             s.status = f"frame {job.received}/{job.total}"
         elif kind in TERMINAL:
             _finish(scene, job, kind, data)
             break
+    if latest is not None:
+        _show_preview(s, latest)
     return job.state
 
 

@@ -8,7 +8,8 @@ terminal event ends every job: ``done``, ``error`` or ``cancelled``.
 
 Event kinds and payloads:
     status (text,)  capabilities (dict,)  accepted (job_id, queue_position, num_frames)
-    progress (stage, step, total)  preview (index, image (h, w, 3) uint8)  frame (index, path)
+    progress (stage, step, total)  preview (index, image (h, w, 3) uint8)
+    frame (index, path, thumbnail (h, w, 3) uint8)
     done (num_frames, stats, files)  error (message, field)  cancelled ()
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .frames import FRAME_NAME, frame_path
 from .png import write_png
 
 TERMINAL = ("done", "error", "cancelled")
+PREVIEW_SIDE = 256  # frames also feed the panel's live preview, subsampled to at most this
 
 
 class Event(NamedTuple):
@@ -136,7 +138,8 @@ class JobClient:
                 path = frame_path(self.job_dir, msg.index)
                 write_png(path, msg.image)
                 files.append(FRAME_NAME.format(msg.index))
-                self._put("frame", msg.index, path)
+                step = max(1, -(-max(msg.image.shape[:2]) // PREVIEW_SIDE))
+                self._put("frame", msg.index, path, msg.image[::step, ::step])
             elif isinstance(msg, Done):
                 if self._cancel.is_set():
                     self._put("cancelled")

@@ -96,6 +96,8 @@ def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
     assert pathlib.Path(bpy.path.abspath(strip.directory)) == job_dir
     assert scene.mimo.progress == pytest.approx(1.0) and not scene.mimo.running
     assert "preview" in scene.mimo.capabilities
+    preview = bpy.data.images[scene.mimo.preview_image]  # the live preview shows the frames
+    assert tuple(preview.size) == (64, 48)
 
     # a second run never overwrites the first and lands in a free channel
     assert bpy.ops.mimo.generate() == {"FINISHED"}
