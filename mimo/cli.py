@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "codes": ("mimo.codes.cli", "render a motion clip to structured motion code frames (mp4 or PNGs)"),
     "weights": ("mimo.models.cli", "check, download or make a tiny MIMO weights folder"),
     "generate": ("mimo.pipeline.cli", "character image + motion codes -> video (MIMO or weight-free preview)"),
+    "motion": ("mimo.motion.cli", "convert AMASS / BVH / HMR2 motion to clip .npz, resample, describe; export rig"),
 }
 
 

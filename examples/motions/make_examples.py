@@ -81,7 +81,8 @@ def convert(motion_json: dict, name: str) -> MotionClip:
     fps = 1.0 / float(np.median(frames[:-1, 0]))
     track = BodyTrack(global_orient=out["global_orient"], body_pose=out["body_pose"],
                       transl=out["transl"], model="open", name=name)
-    return MotionClip(fps=round(fps, 3), bodies=[track]).validate()
+    fps = float(round(fps)) if abs(fps - round(fps)) < 0.01 else fps  # 0.033332 s -> 30 fps
+    return MotionClip(fps=fps, bodies=[track]).validate()
 
 
 def main(argv: list[str]) -> int:
