@@ -5,6 +5,7 @@ import os
 
 import bpy
 import numpy as np
+from mathutils import Vector
 from bpy.props import EnumProperty, StringProperty
 
 from ..core.errors import MimoClientError
@@ -65,7 +66,13 @@ def collect_request(scene: bpy.types.Scene):
                                          "left_hand_pose", "right_hand_pose") if k in p})
     w, h = scene.mimo.width, scene.mimo.height
     track = camera_track(scene, cam, frames, *((w, h) if w and h else (None, None)))
-    return build_request(settings, bodies, track)
+    plate = occ = None
+    if scene.mimo.scene_plate or scene.mimo.occlusion:  # occlusion composites scene pixels: needs both
+        from .layers import render_layers
+
+        plate, occ = render_layers(scene, rigs, frames, track["width"], track["height"], crop=not (w and h),
+                                   plate=True, occlusion=scene.mimo.occlusion, engine=scene.mimo.plate_engine)
+    return build_request(settings, bodies, track, scene=plate, occlusion=occ)
 
 
 class MIMO_OT_add_body(bpy.types.Operator):
@@ -82,7 +89,10 @@ class MIMO_OT_add_body(bpy.types.Operator):
             rig = rig_builder.build_rig(self.filepath or rig_builder.OPEN_BODY)
         except (MimoClientError, ValueError, OSError) as exc:
             return _fail(self, exc)
-        rig.location = context.scene.cursor.location
+        # stand on the cursor: the body's rest pelvis is its origin, so lift the feet to it
+        data = rig_builder.rig_data(rig["mimo_rig_data"])
+        lift = -float(data.rest_vertices[:, 1].min())
+        rig.location = context.scene.cursor.location + Vector((0.0, 0.0, lift))
         for o in context.view_layer.objects:
             o.select_set(False)
         rig.select_set(True)

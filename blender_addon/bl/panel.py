@@ -61,6 +61,11 @@ class MIMO_PT_main(bpy.types.Panel):
             row.prop(s, "cfg")
         box.prop(s, "seed")
         box.prop(s, "job_name")
+        row = box.row(align=True)
+        row.prop(s, "scene_plate")
+        row.prop(s, "occlusion")
+        if s.scene_plate or s.occlusion:
+            box.prop(s, "plate_engine")
 
         col = layout.column()
         if s.running:

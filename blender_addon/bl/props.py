@@ -45,6 +45,14 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     cfg: FloatProperty(name="CFG", default=3.5, min=0.0, max=50.0)
     seed: IntProperty(name="Seed", default=42, min=0)
     job_name: StringProperty(name="Job", default="shot", description="Folder name under //mimo/")
+    scene_plate: BoolProperty(name="Scene plate", default=False,
+                              description="Render the scene without the bodies as the background layer")
+    occlusion: BoolProperty(name="Occlusion", default=False,
+                            description="Render what lies in front of the bodies as the occlusion mask "
+                                        "(needs the scene plate)")
+    plate_engine: EnumProperty(name="Plate engine", items=[
+        ("WORKBENCH", "Workbench", "Fast solid shading"), ("CYCLES", "Cycles", "Path traced (slower)"),
+        ("SCENE", "Scene", "The scene's own render engine")], default="WORKBENCH")
     # status shown by the panel (written by the timer drain on the main thread)
     status: StringProperty(name="Status", default="idle")
     capabilities: StringProperty(name="Capabilities", default="")

@@ -168,3 +168,13 @@ def test_check_server_reports_capabilities(addon, server):
     bpy.context.scene.mimo.server = server
     assert bpy.ops.mimo.check_server() == {"FINISHED"}
     assert "preview" in bpy.context.scene.mimo.capabilities
+
+
+def test_generate_with_scene_plate_and_occlusion(addon, server, tmp_path):
+    scene = _shot(tmp_path, server, frames=2)
+    bpy.ops.mesh.primitive_cube_add(size=0.4, location=(0.1, -1.0, 0.2))
+    scene.mimo.scene_plate, scene.mimo.occlusion = True, True
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    state, _ = _pump(scene)
+    assert state == "done", scene.mimo.last_error
+    assert len(os.listdir(scene.mimo.job_dir)) == 2
