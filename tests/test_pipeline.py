@@ -219,3 +219,20 @@ def test_cuda_half_precision_matches_the_official_algorithm(tmp_path, inputs, dt
     want = _official(pipe, *inputs)
     assert np.abs(out.frames - want).mean() < 2e-2, np.abs(out.frames - want).mean()
     assert out.stats["peak_memory_gb"] > 0
+
+
+def test_backend_roi_job_with_two_clips(pipe, inputs):
+    char = inputs[0]
+    codes = np.zeros((8, 96, 96, 3), np.uint8)
+    codes[:4, 40:60, 40:52] = (180, 90, 40)   # small body, then a much bigger one: a new clip
+    codes[4:, 8:90, 10:80] = (180, 90, 40)
+    job = GenerationJob(character=char, codes=codes, steps=1, context=8, overlap=2, roi_size=64)
+    store = {}
+    stats = MimoBackend(None, pipeline=pipe).generate(job, _events(store))
+    assert stats["roi_clips"] == 2
+    assert len(store["raw"]) == 8 + 4  # the second clip starts 4 frames early (crossfaded)
+    assert [i for i, _ in store["frames"]] == list(range(8))
+    frames = np.stack([f for _, f in store["frames"]])
+    assert frames.shape == (8, 96, 96, 3)
+    # frame 0 = 0.8 x clip 1 (white scene above its box) + 0.2 x clip 2 (full frame), truncated
+    assert (frames[0, :20] >= 204).all() and (frames[0, :20] < 255).any()
