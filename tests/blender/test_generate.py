@@ -178,3 +178,13 @@ def test_generate_with_scene_plate_and_occlusion(addon, server, tmp_path):
     state, _ = _pump(scene)
     assert state == "done", scene.mimo.last_error
     assert len(os.listdir(scene.mimo.job_dir)) == 2
+
+
+def test_remote_server_needs_online_access(addon, tmp_path):
+    if bpy.app.online_access:
+        pytest.skip("online access is on in this Blender")
+    scene = _shot(tmp_path, "tcp://10.255.255.1:5555", frames=2)
+    with pytest.raises(RuntimeError, match="online access"):
+        bpy.ops.mimo.generate()
+    with pytest.raises(RuntimeError, match="online access"):
+        bpy.ops.mimo.check_server()

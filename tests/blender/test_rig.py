@@ -162,3 +162,21 @@ def test_open_body_rig_equals_mimo_body(addon):
     want = out.vertices[0].numpy()
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_rig_from_export_rig_data_file(addon, tmp_path):
+    """The file format of mimo.body.export_rig_data (what users make from licensed SMPL files)
+    builds the same rig as the shipped open body, and its kind reaches the request."""
+    pytest.importorskip("torch")
+    body_mod = pytest.importorskip("mimo.body")
+    from blender_addon.bl import rig_builder
+
+    path = tmp_path / "exported.npz"
+    body_mod.export_rig_data(body_mod.load_body("open"), path)
+    a = rig_builder.build_rig(str(path))
+    b = rig_builder.build_rig(rig_builder.OPEN_BODY)
+    assert rig_builder.rig_data(str(path)).kind == "open"
+    va = _world_vertices_wire(bpy.data.objects[a["mimo_mesh"]])
+    vb = _world_vertices_wire(bpy.data.objects[b["mimo_mesh"]])
+    assert np.abs(va - vb).max() < 1e-6
+    assert [x.name for x in a.data.bones] == [x.name for x in b.data.bones]
