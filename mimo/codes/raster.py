@@ -14,11 +14,12 @@ triangle against the near plane (far plane: none). **Near plane: clipped** (per 
 dropped. Back faces are drawn (culling off); degenerate triangles (zero area, or seen edge-on) draw
 nothing. Ties in depth go to the lower triangle index, like OpenGL's ``GL_LESS`` drawing in order.
 
-Work is split into (triangle, pixel) fragments inside each triangle's pixel-centre bounding box
-(the bounding box of its near-clipped polygon), evaluated in vectorised chunks of at most
-``max_fragments``; a z-buffer of packed (depth bits, triangle index) int64 keys is resolved with
-``scatter_reduce(amin)``; a final pass interpolates the colours of the winning triangle per pixel.
-Frames are processed in groups so that memory stays bounded for long clips.
+Work is split into (triangle, row) pairs over each triangle's pixel-centre bounding box (of its
+near-clipped polygon), each row narrowed to the span its three edges allow, then into (triangle,
+pixel) fragments evaluated in vectorised chunks of at most ``max_fragments``; a z-buffer of packed
+(depth bits, triangle index) int64 keys is resolved with ``scatter_reduce(amin)``; a final pass
+interpolates the colours of the winning triangle per pixel. Frames are processed in groups so that
+memory stays bounded for long clips.
 """
 from __future__ import annotations
 
@@ -198,7 +199,8 @@ def _triangle_setup(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, Kin
     """Edge functions, determinants and pixel-centre bounding boxes of every triangle.
 
     Shapes: cam (B, V, 3) -> E (B, T, 3, 3) [edge i, coefficient of (u+.5, v+.5, 1)], det (B, T),
-    x0, y0, nx, ny (B, T) int64 (nx·ny = candidate pixels; 0 for triangles that draw nothing).
+    x0, x1, y0, nx, ny (B, T) int64 (pixel box, nx·ny = its pixels; 0 for triangles that draw
+    nothing), all_front (B, T) bool (no corner nearer than ``near``).
     """
     B, T = cam.shape[0], faces.shape[0]
     P = cam.index_select(1, faces.reshape(-1)).view(B, T, 3, 3)  # (B, T, 3 corners, 3 xyz)
@@ -231,9 +233,9 @@ def _triangle_setup(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, Kin
     ny = (y1 - y0 + 1).clamp(min=0)
     normal = n.sum(2)  # (P1 - P0) × (P2 - P0)
     scale = P.abs().amax((2, 3)).clamp(min=1e-30)
-    drawable = front.any(-1) & (normal.norm(dim=-1) > 1e-12 * scale * scale)
+    drawable = front.any(-1) & (normal.norm(dim=-1) > 1e-12 * scale * scale) & (det != 0)
     nx = torch.where(drawable, nx, torch.zeros_like(nx))
-    return E, det, x0, y0, nx, ny
+    return E, det, x0, x1, y0, nx, ny, all_front
 
 
 def _clipped_bbox(P: torch.Tensor, K: torch.Tensor, near: float, big: float):
@@ -256,6 +258,22 @@ def _clipped_bbox(P: torch.Tensor, K: torch.Tensor, near: float, big: float):
     return lo, hi
 
 
+def _chunks(sizes: torch.Tensor, budget: int):
+    """Split consecutive items with ``sizes`` into runs of total size <= budget (>= 1 item each).
+
+    Yields (start, stop, total) with python ints.
+    """
+    ends = torch.cumsum(sizes, 0)
+    total = int(ends[-1]) if len(ends) else 0
+    start = done = 0
+    while done < total:
+        stop = max(int(torch.searchsorted(ends, done + budget, right=True)), start + 1)
+        n = int(ends[stop - 1]) - done
+        yield start, stop, n
+        done += n
+        start = stop
+
+
 def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     """Rasterize one group of frames. Shapes: cam (B, V, 3) -> (B,H,W,3) uint8, (B,H,W) bool, depth."""
     B = cam.shape[0]
@@ -263,28 +281,20 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     device = cam.device
     zbuf = torch.full((B * H * W,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if T:
-        E, det, x0, y0, nx, ny = _triangle_setup(cam, faces, K, Kinv, W, H, near)
+        E, det, x0, x1, y0, nx, ny, all_front = _triangle_setup(cam, faces, K, Kinv, W, H, near)
         E = E.reshape(B * T, 9)
-        tri = torch.cat([E, det.reshape(B * T, 1), x0.reshape(-1, 1).float() + 0.5,
-                         y0.reshape(-1, 1).float() + 0.5], 1)
-        nx = nx.reshape(-1)
-        count = nx * ny.reshape(-1)
-        live = torch.nonzero(count > 0).squeeze(1)  # triangle ids (flat b*T + t) with candidates
-        counts = count[live]
-        ends = torch.cumsum(counts, 0)
-        total = int(ends[-1]) if len(ends) else 0
-        start = 0  # position in `live`
-        done = 0  # fragments emitted so far
-        while done < total:
-            # Take as many triangles as fit in max_fragments (at least one).
-            stop = int(torch.searchsorted(ends, done + max_fragments, right=True))
-            stop = max(stop, start + 1)
+        # Per triangle: edge coefficients (9), det, x0 + .5, x1 + .5, y0 + .5, all_front.
+        col = lambda x: x.reshape(-1, 1).float()  # noqa: E731
+        tri = torch.cat([E, col(det), col(x0) + 0.5, col(x1) + 0.5, col(y0) + 0.5, col(all_front)], 1)
+        ny = torch.where(nx > 0, ny, torch.zeros_like(ny)).reshape(-1)
+        live = torch.nonzero(ny > 0).squeeze(1)  # triangles (flat b*T + t) with candidate rows
+        rows = ny[live]
+        for start, stop, n_rows in _chunks(rows, max_fragments):
             ids = live[start:stop]
-            cnt = counts[start:stop]
-            n = int(ends[stop - 1]) - done
-            _fragments(ids, cnt, n, tri, nx, T, W, H, near, zbuf)
-            done += n
-            start = stop
+            row_tri, pv, u_lo, span = _row_spans(ids, rows[start:stop], n_rows, tri)
+            for r0, r1, n in _chunks(span, max_fragments):
+                _fragments(ids, row_tri[r0:r1], pv[r0:r1], u_lo[r0:r1], span[r0:r1], n, tri, T, W, H,
+                           near, zbuf)
     covered = zbuf != _EMPTY_KEY
     out = torch.zeros(B * H * W, 3, dtype=torch.uint8, device=device)
     depth = torch.full((B * H * W,), math.inf, device=device)
@@ -310,22 +320,60 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     return out.view(B, H, W, 3), covered.view(B, H, W), depth.view(B, H, W)
 
 
-def _fragments(ids, cnt, n, tri, nx, T, W, H, near, zbuf):
-    """Evaluate ``n`` fragments of the triangles ``ids`` and fold them into ``zbuf`` (in place).
+def _row_spans(ids, rows, n_rows, tri, eps: float = 0.01):
+    """Candidate pixel span of every (triangle, row) pair.
 
-    ``tri`` (B·T, 12) packs per triangle: edge coefficients (9), det, x0 + 0.5, y0 + 0.5.
+    For a triangle wholly in front of the near plane, ``Σw`` has the sign of ``det`` over its image,
+    so "inside" is three half-planes ``sign(det)·w_i >= 0``: on the row through pixel centres
+    ``v + 0.5`` each bounds ``u`` on one side. The bounds are widened by ``eps`` pixels plus their
+    float32 rounding bound, so every pixel the fragment test could accept is kept; that test still
+    decides. Triangles crossing the near plane keep their whole bounding-box rows.
+
+    Shapes: ids (k,) -> row_tri (n_rows,) int32 index into ids, pv (n_rows,) float32 row centre,
+    u_lo (n_rows,) int32 first pixel, span (n_rows,) int64 pixel count (may be 0).
     """
     device = ids.device
     k = torch.arange(len(ids), device=device, dtype=torch.int32)
-    frag_tri = torch.repeat_interleave(k, cnt, output_size=n)  # (n,) index into ids
-    first = (torch.cumsum(cnt, 0) - cnt).to(torch.int32)
-    local = torch.arange(n, device=device, dtype=torch.int32) - first[frag_tri]
-    width = nx[ids].to(torch.int32)[frag_tri]
-    dv = torch.div(local, width, rounding_mode="floor")
-    du = local - dv * width
-    d = tri.index_select(0, ids).index_select(0, frag_tri)  # (n, 12)
-    pu = d[:, 10] + du.float()
-    pv = d[:, 11] + dv.float()
+    row_tri = torch.repeat_interleave(k, rows, output_size=n_rows)
+    first = (torch.cumsum(rows, 0) - rows).to(torch.int32)
+    r = torch.arange(n_rows, device=device, dtype=torch.int32) - first[row_tri]
+    d = tri.index_select(0, ids).index_select(0, row_tri)  # (n_rows, 14)
+    pv = d[:, 12] + r.float()
+    sign = torch.sign(d[:, 9])
+    lo, hi = d[:, 10], d[:, 11]  # centres of the box's first and last pixel
+    bounded_lo, bounded_hi = lo, hi
+    empty = torch.zeros_like(lo, dtype=torch.bool)
+    for i in range(3):
+        a = d[:, 3 * i] * sign
+        cb, cc = d[:, 3 * i + 1] * pv, d[:, 3 * i + 2]
+        c = (cb + cc) * sign
+        size = cb.abs() + cc.abs()  # float32 rounding of c is below 2**-24 of this
+        safe_a = torch.where(a == 0, torch.ones_like(a), a)
+        cross = -c / safe_a  # pu where the edge crosses the row
+        slack = eps + 1e-6 * size / safe_a.abs()
+        bounded_lo = torch.where(a > 0, torch.maximum(bounded_lo, cross - slack), bounded_lo)
+        bounded_hi = torch.where(a < 0, torch.minimum(bounded_hi, cross + slack), bounded_hi)
+        empty |= (a == 0) & (c < -1e-6 * size)
+    front = d[:, 13] > 0
+    lo = torch.where(front, bounded_lo, lo)
+    hi = torch.where(front, bounded_hi, hi)
+    u_lo = torch.ceil(lo - 0.5).to(torch.int32)
+    span = (torch.floor(hi - 0.5).to(torch.int32) - u_lo + 1).clamp(min=0).long()
+    span = torch.where(front & empty, torch.zeros_like(span), span)
+    return row_tri, pv, u_lo, span
+
+
+def _fragments(ids, row_tri, pv, u_lo, span, n, tri, T, W, H, near, zbuf):
+    """Evaluate the ``n`` fragments of some rows and fold them into ``zbuf`` (in place)."""
+    device = ids.device
+    k = torch.arange(len(span), device=device, dtype=torch.int32)
+    frag_row = torch.repeat_interleave(k, span, output_size=n)  # (n,) index into the rows
+    first = (torch.cumsum(span, 0) - span).to(torch.int32)
+    local = torch.arange(n, device=device, dtype=torch.int32) - first[frag_row]
+    ftri = row_tri.index_select(0, frag_row)  # index into ids
+    d = tri.index_select(0, ids).index_select(0, ftri)  # (n, 14)
+    pu = (u_lo.index_select(0, frag_row) + local).float() + 0.5
+    pv = pv.index_select(0, frag_row)
     w0 = d[:, 0] * pu + d[:, 1] * pv + d[:, 2]
     w1 = d[:, 3] * pu + d[:, 4] * pv + d[:, 5]
     w2 = d[:, 6] * pu + d[:, 7] * pv + d[:, 8]
@@ -335,7 +383,7 @@ def _fragments(ids, cnt, n, tri, nx, T, W, H, near, zbuf):
     # z = ±inf or NaN, rejected by the finiteness test).
     hit = (w0 * s >= 0) & (w1 * s >= 0) & (w2 * s >= 0) & (z >= near) & torch.isfinite(z)
     sel = torch.nonzero(hit).squeeze(1)
-    tid = ids[frag_tri[sel]]  # flat b*T + t, int64
+    tid = ids[ftri[sel]]  # flat b*T + t, int64
     u = pu[sel].long()  # pu = u + 0.5 exactly (small integers in float32)
     v = pv[sel].long()
     pix = ((tid // T) * H + v) * W + u
