@@ -100,7 +100,10 @@ class BodyModel(torch.nn.Module):
         self.register_buffer("skin_weights", t(weights).reshape(V, J))
         self.register_buffer("posedirs", None if posedirs is None
                              else t(posedirs).reshape(9 * (J - 1), 3 * V))
-        self._levels = _levels(self.parents)
+        # per depth level of the tree: (joint indices, their parents); moved with the module
+        parents_t = torch.tensor(self.parents)
+        self._levels = [(lv, parents_t[lv]) for lv in _levels(self.parents)]
+        self._parent_index = parents_t
         owner = self.skin_weights.argmax(1)
         self.vertex_sets: dict[str, torch.Tensor] = {}
         for name, joints in HAND_JOINTS.items():
@@ -116,9 +119,12 @@ class BodyModel(torch.nn.Module):
     def num_joints(self) -> int:
         return len(self.parents)
 
-    def _apply(self, fn, *args, **kwargs):  # keep vertex_sets on the module's device
+    def _apply(self, fn, *args, **kwargs):  # keep index tensors on the module's device
         super()._apply(fn, *args, **kwargs)
-        self.vertex_sets = {k: v.to(self.faces.device) for k, v in self.vertex_sets.items()}
+        dev = self.faces.device
+        self.vertex_sets = {k: v.to(dev) for k, v in self.vertex_sets.items()}
+        self._levels = [(lv.to(dev), p.to(dev)) for lv, p in self._levels]
+        self._parent_index = self._parent_index.to(dev)
         return self
 
     # ----------------------------------------------------------------------------------------
@@ -210,18 +216,15 @@ class BodyModel(torch.nn.Module):
             eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
             feature = (rot[:, 1:] - eye).reshape(B, -1)
             v = v + (feature @ self.posedirs).reshape(B, V, 3)
-        parents = torch.tensor(self.parents, device=pose.device)
         rel = joints.clone()
-        rel[:, 1:] -= joints[:, parents[1:]]
+        rel[:, 1:] -= joints[:, self._parent_index[1:]]
         g_rot = torch.empty_like(rot)
         g_pos = torch.empty_like(joints)
-        for level in self._levels:
-            level = level.to(pose.device)
-            if int(parents[level[0]]) < 0:
+        for depth, (level, p) in enumerate(self._levels):
+            if depth == 0:  # the root
                 g_rot[:, level] = rot[:, level]
                 g_pos[:, level] = rel[:, level]
                 continue
-            p = parents[level]
             g_rot[:, level] = g_rot[:, p] @ rot[:, level]
             g_pos[:, level] = (g_rot[:, p] @ rel[:, level, :, None])[..., 0] + g_pos[:, p]
         # skinning transform per joint: x -> R (x - j) + p, as a 3x4 matrix
