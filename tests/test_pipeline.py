@@ -96,7 +96,7 @@ def _official(pipe, char, codes, scene, seed=42, cfg=3.5):
     from diffusers import DDIMScheduler
 
     sched = DDIMScheduler(**SCHEDULER_CONFIG)
-    sched.set_timesteps(STEPS)
+    sched.set_timesteps(STEPS, device=dev)
     ts = sched.timesteps.tolist()
     for k, t in enumerate(sched.timesteps):
         acc = torch.zeros((2, 4, F, H // 8, W // 8), dtype=dtype, device=dev)
