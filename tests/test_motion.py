@@ -219,3 +219,15 @@ def test_hmr2_reader_rotation_matrices_and_camera():
     np.testing.assert_allclose(depth[:, 0], 8.0)
     with pytest.raises(ValueError, match="body_pose"):
         read_smpl_params({"global_orient": data["global_orient"], "body_pose": np.zeros((F, 5))})
+
+
+def test_hmr2_reader_accepts_per_frame_dicts():
+    g = np.random.default_rng(6)
+    frames = [{"global_orient": Rotation.from_rotvec(g.normal(size=3)).as_matrix()[None],
+               "body_pose": np.tile(np.eye(3), (23, 1, 1)), "betas": np.zeros(10),
+               "pred_cam_t": np.array([0.0, 0.0, 5.0])} for _ in range(3)]
+    clip, cam = read_smpl_params(frames)
+    assert clip.num_frames == 3 and cam is None
+    np.testing.assert_allclose(
+        rot.axis_angle_to_matrix(clip.bodies[0].global_orient[1]),
+        np.diag([1.0, -1.0, -1.0]) @ frames[1]["global_orient"][0], atol=1e-9)

@@ -36,7 +36,11 @@ class BVH:
         return 1.0 / self.frame_time
 
     def to_skeleton(self) -> SourceSkeleton:
-        """Source skeleton for retargeting (units of the file)."""
+        """Source skeleton for retargeting (units of the file).
+
+        Shapes:
+            -> rest_positions (N, 3), local_rotations (F, N, 3, 3), root_positions (F, 3)
+        """
         N, F = len(self.names), self.motion.shape[0]
         rest = np.zeros((N, 3))
         for i, p in enumerate(self.parents):
@@ -60,13 +64,22 @@ class BVH:
 
 
 def read_bvh(path: str | os.PathLike) -> BVH:
-    """Parse a BVH file; ValueError with the line number on malformed input."""
+    """Parse a BVH file; ValueError naming what is malformed.
+
+    Shapes:
+        -> BVH with offsets (N, 3), motion (F, C)
+    """
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         text = f.read()
     return parse_bvh(text, source=os.fspath(path))
 
 
 def parse_bvh(text: str, source: str = "<bvh>") -> BVH:
+    """Parse BVH text (see :func:`read_bvh`).
+
+    Shapes:
+        -> BVH with offsets (N, 3), motion (F, C)
+    """
     tokens = text.split()
     pos = 0
 

@@ -172,7 +172,11 @@ class MotionClip:
 
     def resample(self, fps: float) -> "MotionClip":
         """Resample to ``fps``: rotations by slerp, translations linearly, over the same duration
-        (frames at k / fps for k = 0, 1, ... while within the clip)."""
+        (frames at k / fps for k = 0, 1, ... while within the clip); betas are kept.
+
+        Shapes:
+            per-frame fields (F, ...) -> (F', ...), F' = floor((F - 1) / self.fps * fps) + 1
+        """
         times, i0, w = _resample_index(self.num_frames, self.fps, fps)
         bodies = []
         for b in self.bodies:
@@ -283,7 +287,11 @@ class CameraTrack:
         return camera
 
     def resample(self, fps: float) -> "CameraTrack":
-        """Rotations by slerp, translations and intrinsics linearly."""
+        """Rotations by slerp, translations and intrinsics linearly.
+
+        Shapes:
+            K, R (F, 3, 3), t (F, 3) -> (F', ...), F' as for MotionClip.resample
+        """
         _, i0, w = _resample_index(self.num_frames, self.fps, fps)
         i1 = np.minimum(i0 + 1, self.num_frames - 1)
         q = matrix_to_quaternion(self.R)
@@ -315,7 +323,11 @@ def _slerp_axis_angle(a: np.ndarray, i0: np.ndarray, w: np.ndarray) -> np.ndarra
 
 def save_npz(path: str | os.PathLike, clip: MotionClip | None = None,
              camera: CameraTrack | None = None) -> None:
-    """Write a clip and/or a camera track to one ``.npz`` (format in the module docstring)."""
+    """Write a clip and/or a camera track to one ``.npz`` (format in the module docstring).
+
+    Shapes:
+        see the key table in the module docstring
+    """
     if clip is None and camera is None:
         raise ValueError("save_npz: expected a clip, a camera or both, got neither")
     out: dict[str, np.ndarray] = {"format": np.asarray(FORMAT), "version": np.asarray(VERSION)}
@@ -341,7 +353,11 @@ def save_npz(path: str | os.PathLike, clip: MotionClip | None = None,
 
 
 def load_npz(path: str | os.PathLike) -> tuple[MotionClip | None, CameraTrack | None]:
-    """Read and validate a file written by :func:`save_npz`; either part may be None."""
+    """Read and validate a file written by :func:`save_npz`; either part may be None.
+
+    Shapes:
+        see the key table in the module docstring
+    """
     with np.load(path, allow_pickle=False) as d:
         data = {k: d[k] for k in d.files}
     if str(data.get("format", "")) != FORMAT:

@@ -102,7 +102,8 @@ def read_smpl_params(data: dict | str | os.PathLike, fps: float = 30.0, width: i
                      ) -> tuple[MotionClip, CameraTrack | None]:
     """SMPL parameters as 4D-Humans / HMR2 predict them, one person over F frames.
 
-    ``data`` (a dict or an ``.npz``) has ``global_orient`` (F, 1, 3, 3), ``body_pose``
+    ``data`` (a dict, an ``.npz``, or a list of per-frame dicts with the same keys and no frame
+    axis, as 4D-Humans' tracker stores them per person) has ``global_orient`` (F, 1, 3, 3), ``body_pose``
     (F, 23, 3, 3), ``betas`` (F, 10) — rotation matrices or axis-angle — and optionally
     ``pred_cam_t`` / ``cam_t`` / ``transl`` (F, 3): the body's translation in the OpenCV camera
     frame. The clip's world is that camera frame turned to Y up (x, -y, -z); with ``width`` and
@@ -112,7 +113,9 @@ def read_smpl_params(data: dict | str | os.PathLike, fps: float = 30.0, width: i
     Shapes:
         -> MotionClip (body_pose (F, 23, 3), betas (10,) = mean over frames), CameraTrack or None
     """
-    if not isinstance(data, dict):
+    if isinstance(data, (list, tuple)):  # per-frame dicts (e.g. a 4D-Humans/PHALP track)
+        data = {k: np.stack([np.asarray(f[k]) for f in data]) for k in data[0]}
+    elif not isinstance(data, dict):
         with np.load(data, allow_pickle=False) as d:
             data = {k: d[k] for k in d.files}
     for key in ("global_orient", "body_pose"):
