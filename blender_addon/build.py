@@ -41,6 +41,10 @@ WHEELS = ("pyzmq==27.3.0", "msgpack==1.2.4")
 PLATFORMS = ("manylinux_2_28_x86_64", "win_amd64", "macosx_11_0_arm64", "macosx_11_0_x86_64")
 
 
+class WheelFetchError(RuntimeError):
+    """pip could not download the wheels (offline and not cached yet)."""
+
+
 def vendor_pairs() -> list[tuple[str, str]]:
     """(vendored path, source path) for every source that exists in this checkout."""
     return [(os.path.join(HERE, v), os.path.join(ROOT, s)) for v, s in VENDOR.items()
@@ -68,7 +72,7 @@ def fetch_wheels(cache: str, platforms=PLATFORMS) -> list[str]:
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             noise = "is ignored: it is neither"
-            raise SystemExit("build: pip download failed:\n" + "\n".join(
+            raise WheelFetchError("build: pip download failed:\n" + "\n".join(
                 line for line in (out.stdout + out.stderr).splitlines() if noise not in line))
         open(stamp, "w").close()
     wanted = [w.split("==") for w in WHEELS]
@@ -136,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         for b in bad:
             print(f"out of date: {b} (run `make addon`)")
         return 1 if bad else 0
-    print(build(args.out, args.wheels_cache))
+    try:
+        print(build(args.out, args.wheels_cache))
+    except WheelFetchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -36,10 +36,12 @@ def test_manifest_declares_license_permissions_and_version():
     assert m["version"] == project["version"]
 
 
-@pytest.mark.slow
 def test_build_zip_bundles_wheels_for_every_platform(tmp_path):
     pytest.importorskip("bpy")  # blender_ext.py comes from the bpy wheel
-    zpath = build.build(str(tmp_path), str(ROOT / "build" / "addon-wheels"))
+    try:
+        zpath = build.build(str(tmp_path), str(ROOT / "build" / "addon-wheels"))
+    except build.WheelFetchError as exc:  # offline and never fetched: nothing to bundle
+        pytest.skip(str(exc))
     with zipfile.ZipFile(zpath) as z:
         names = z.namelist()
         manifest = tomllib.loads(z.read("blender_manifest.toml").decode())

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent('''
@@ -48,7 +50,10 @@ def test_zip_installs_and_enables_in_blender(tmp_path):
     sys.path.insert(0, str(ROOT))
     from blender_addon import build
 
-    zpath = build.build(str(tmp_path / "dist"), str(ROOT / "build" / "addon-wheels"))
+    try:
+        zpath = build.build(str(tmp_path / "dist"), str(ROOT / "build" / "addon-wheels"))
+    except build.WheelFetchError as exc:  # offline and never fetched: nothing to bundle
+        pytest.skip(str(exc))
     res = tmp_path / "blender-user"
     res.mkdir()
     script = tmp_path / "install.py"
