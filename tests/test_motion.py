@@ -179,7 +179,7 @@ def test_amass_reader_converts_z_up_to_y_up(tmp_path):
     trans = g.normal(size=(F, 3))
     path = tmp_path / "walk_poses.npz"
     np.savez(path, poses=poses, trans=trans, betas=g.normal(size=16), mocap_framerate=120.0,
-             gender=np.array("neutral"))
+             gender=np.array("neutral"), extra=np.array([{"pickled": 1}], dtype=object))
     clip = read_amass(path)
     b = clip.bodies[0]
     assert clip.fps == 120.0 and b.model == "smplh" and b.betas.shape == (16,)

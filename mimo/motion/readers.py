@@ -57,8 +57,9 @@ def read_amass(path: str | os.PathLike, pelvis: np.ndarray | None = None) -> Mot
     Shapes:
         -> MotionClip with one body: body_pose (F, 21, 3), hand poses (F, 15, 3)
     """
-    with np.load(path, allow_pickle=False) as d:
-        data = {k: d[k] for k in d.files}
+    wanted = ("poses", "trans", "betas", "mocap_framerate", "mocap_frame_rate")
+    with np.load(path, allow_pickle=False) as d:  # other keys (gender, dmpls, ...) stay unread
+        data = {k: d[k] for k in wanted if k in d.files}
     for key in ("poses", "trans"):
         if key not in data:
             raise ValueError(f"{key}: missing from AMASS file {os.fspath(path)}")
