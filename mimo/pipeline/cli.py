@@ -246,7 +246,7 @@ def run(args) -> int:
         floats = raw.get("f", frames.astype(np.float32) / 255.0)
         np.save(args.out_npy, np.asarray(floats, dtype=np.float32))
     secs = stats.get("seconds", {})
-    total = sum(v for k, v in secs.items() if k != "total")
+    total = secs.get("total", sum(secs.values()))
     print(f"wrote {job.num_frames} frames to {out} ({stats.get('backend')}, "
           f"{stats.get('device', 'cpu')}, {total:.1f} s)", file=sys.stderr)
     return 0
