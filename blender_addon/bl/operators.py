@@ -208,10 +208,16 @@ class MIMO_OT_check_server(bpy.types.Operator):
         if not is_loopback(s.server) and not bpy.app.online_access:
             return _fail(self, MimoClientError("online access is off (Preferences > System): "
                                                "a remote server cannot be reached"))
+        import zmq
+
         from ..vendor.client import Client
         from ..vendor.client import MimoClientError as WireError
 
-        client = Client(s.server.strip(), timeout=s.connect_timeout, name="blender")
+        try:
+            client = Client(s.server.strip(), timeout=s.connect_timeout, name="blender")
+        except (zmq.ZMQError, ValueError) as exc:
+            s.last_error = f"server: {s.server!r}: {exc}"
+            return _fail(self, MimoClientError(s.last_error))
         try:
             caps = client.hello()
         except (WireError, ValueError) as exc:
@@ -246,10 +252,10 @@ class MIMO_OT_generate(bpy.types.Operator):
                                                "a remote server cannot be reached"))
         try:
             request = collect_request(scene)
+            job_dir = new_job_dir(output_root(), s.job_name)
         except (MimoClientError, ValueError, OSError) as exc:
             s.last_error = str(exc)
             return _fail(self, exc)
-        job_dir = new_job_dir(output_root(), s.job_name)
         client = JobClient(s.server.strip(), request, job_dir, timeout=s.connect_timeout)
         s.running, s.progress, s.last_error, s.job_dir = True, 0.0, "", job_dir
         s.status = "starting"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
 
 import bpy
 import numpy as np
@@ -42,7 +43,8 @@ def start(scene: bpy.types.Scene, job: ActiveJob) -> None:
     _JOBS[scene.name] = job
     job.client.start()
     if not bpy.app.timers.is_registered(drain_all):
-        bpy.app.timers.register(drain_all, first_interval=INTERVAL_S)
+        # persistent: keeps draining across file loads (jobs of vanished scenes are cancelled)
+        bpy.app.timers.register(drain_all, first_interval=INTERVAL_S, persistent=True)
 
 
 def active(scene: bpy.types.Scene) -> ActiveJob | None:
@@ -71,7 +73,7 @@ def drain(scene: bpy.types.Scene) -> str | None:
     while True:
         try:
             ev = job.client.events.get_nowait()
-        except Exception:  # queue.Empty
+        except queue.Empty:
             break
         kind, data = ev.kind, ev.data
         if kind == "status":

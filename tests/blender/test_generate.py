@@ -188,3 +188,9 @@ def test_remote_server_needs_online_access(addon, tmp_path):
         bpy.ops.mimo.generate()
     with pytest.raises(RuntimeError, match="online access"):
         bpy.ops.mimo.check_server()
+
+
+def test_malformed_address_is_reported(addon):
+    bpy.context.scene.mimo.server = "tcp://no port here"
+    with pytest.raises(RuntimeError, match="server"):
+        bpy.ops.mimo.check_server()
