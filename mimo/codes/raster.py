@@ -204,8 +204,11 @@ def _triangle_setup(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, Kin
     """
     B, T = cam.shape[0], faces.shape[0]
     P = cam.index_select(1, faces.reshape(-1)).view(B, T, 3, 3)  # (B, T, 3 corners, 3 xyz)
-    n = torch.stack([torch.linalg.cross(P[:, :, j], P[:, :, k]) for j, k in _CYCLIC], 2)  # (B,T,3,3)
-    det = (P[:, :, 0] * n[:, :, 0]).sum(-1)
+    # P_j × P_k written as P_j × (P_k − P_j), and det = P0 · ((P1 − P0) × (P2 − P0)): the same values,
+    # but the small edge vectors avoid float32 cancellation for small triangles far from the camera.
+    n = torch.stack([torch.linalg.cross(P[:, :, j], P[:, :, k] - P[:, :, j]) for j, k in _CYCLIC], 2)
+    normal = torch.linalg.cross(P[:, :, 1] - P[:, :, 0], P[:, :, 2] - P[:, :, 0])  # (B, T, 3)
+    det = (P[:, :, 0] * normal).sum(-1)
     # w_i(p) = (Kinv p) · n_i = p · (Kinvᵀ n_i): edge coefficients over p = (u + .5, v + .5, 1).
     E = torch.einsum("bji,btkj->btki", Kinv, n)
     # Bounding box of the projected corners; for triangles crossing the near plane, of the
@@ -231,7 +234,6 @@ def _triangle_setup(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, Kin
     y1 = torch.floor(hi[..., 1] - 0.5).clamp(-1, H - 1).long()
     nx = (x1 - x0 + 1).clamp(min=0)
     ny = (y1 - y0 + 1).clamp(min=0)
-    normal = n.sum(2)  # (P1 - P0) × (P2 - P0)
     scale = P.abs().amax((2, 3)).clamp(min=1e-30)
     drawable = front.any(-1) & (normal.norm(dim=-1) > 1e-12 * scale * scale) & (det != 0)
     nx = torch.where(drawable, nx, torch.zeros_like(nx))
