@@ -1,7 +1,8 @@
 """Build the extension zip: ``python blender_addon/build.py`` (what ``make addon`` runs).
 
 1. Refresh ``vendor/``: byte-identical copies of the server's protocol and client modules and of
-   the pure-numpy retargeting code (tests/test_addon_vendor.py checks they match their sources).
+   the pure-numpy motion code of ``mimo.motion`` (retargeting, rotations, clip format, readers);
+   tests/test_addon_package.py checks they match their sources.
 2. Fetch the unmodified PyPI wheels of pyzmq and msgpack for Linux x86_64, Windows x64 and macOS
    (arm64 + x86_64), cp311, into a cache (``build/addon-wheels``; not committed: 3.4 MB of
    binaries that pip fetches reproducibly at the pinned versions).
@@ -31,6 +32,9 @@ VENDOR = {
     "vendor/client.py": "server/client.py",
     "vendor/retarget.py": "mimo/motion/retarget.py",
     "vendor/rotations.py": "mimo/motion/rotations.py",
+    "vendor/clip.py": "mimo/motion/clip.py",
+    "vendor/bvh.py": "mimo/motion/bvh.py",
+    "vendor/readers.py": "mimo/motion/readers.py",
 }
 #: copied into the staged extension only (a source checkout reads them where they are)
 STAGE_DATA = {

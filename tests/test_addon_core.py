@@ -256,41 +256,57 @@ def test_png_decodes_to_the_same_pixels():
         png.encode_png(np.zeros((4, 4), np.uint8))
 
 
-# --- motion files --------------------------------------------------------------------------------------------
-def test_amass_reader_turns_z_up_into_y_up(tmp_path):
+# --- motion files (through the vendored mimo.motion readers) -------------------------------------
+def test_amass_turns_z_up_into_y_up_about_the_rig_pelvis(tmp_path):
     rng = np.random.default_rng(7)
     F = 6
     poses = rng.normal(scale=0.3, size=(F, 156))
     trans = rng.normal(size=(F, 3))
     path = tmp_path / "clip.npz"
     np.savez(path, poses=poses, trans=trans, mocap_framerate=np.float64(60.0), betas=np.zeros(16))
-    J0 = np.array([0.0, 0.2, 0.0])
-    clip = motion_io.read_motion(str(path), pelvis_rest=J0)
-    assert clip.fps == 60.0 and clip.axis_angle.shape == (F, 52, 3)
-    assert np.allclose(clip.axis_angle[:, 1:22].reshape(F, 63), poses[:, 3:66])
-    assert np.allclose(clip.axis_angle[:, 37:52].reshape(F, 45), poses[:, 111:156])
-    # a body vertex placed by SMPL in the Z-up file, turned to Y-up, equals the converted placement
+    joints = np.zeros((52, 3))
+    J0 = joints[0] = [0.0, 0.2, 0.0]
+    clip = motion_io.read_motion(str(path), rest_joints=joints)
+    aa, transl = motion_io.clip_to_rig(clip, 60.0)
+    assert clip.fps == 60.0 and aa.shape == (F, 52, 3)
+    assert np.allclose(aa[:, 1:22].reshape(F, 63), poses[:, 3:66])
+    assert np.allclose(aa[:, 37:52].reshape(F, 45), poses[:, 111:156])
+    # a vertex placed by SMPL in the Z-up file, turned to Y-up, equals the converted placement
     Rz = axes.BLENDER_TO_WIRE  # AMASS Z-up -> Y-up is the same turn as Blender -> wire
     v = np.array([0.1, 0.5, 0.3])
     for f in range(F):
         zup = rot.axis_angle_to_matrix(poses[f, :3]) @ (v - J0) + J0 + trans[f]
-        yup = rot.axis_angle_to_matrix(clip.axis_angle[f, 0]) @ (v - J0) + J0 + clip.transl[f]
+        yup = rot.axis_angle_to_matrix(aa[f, 0]) @ (v - J0) + J0 + transl[f]
         assert np.allclose(Rz @ zup, yup)
+    # 60 -> 30 fps keeps every other frame exactly
+    aa2, t2 = motion_io.clip_to_rig(clip, 30.0)
+    assert aa2.shape == (3, 52, 3) and np.allclose(aa2, aa[::2], atol=1e-9) and np.allclose(t2, transl[::2])
 
 
-def test_smpl_param_npz_and_safe_pickle(tmp_path):
-    import pickle
+def test_mimo_clip_format_round_trip(tmp_path):
+    from blender_addon.vendor import clip as C
 
     rng = np.random.default_rng(8)
+    F = 4
+    body = C.BodyTrack(global_orient=rng.normal(scale=0.3, size=(F, 3)), body_pose=rng.normal(scale=0.3, size=(F, 21, 3)),
+                       transl=rng.normal(size=(F, 3)), betas=np.zeros(6))
+    C.save_npz(tmp_path / "c.npz", C.MotionClip(fps=25.0, bodies=[body]))
+    aa, transl = motion_io.clip_to_rig(motion_io.read_motion(str(tmp_path / "c.npz")), 25.0)
+    assert np.allclose(aa[:, 0], body.global_orient, atol=1e-6) and np.allclose(transl, body.transl)
+    assert np.allclose(aa[:, 1:22], body.body_pose, atol=1e-6) and np.all(aa[:, 22:] == 0)
+
+
+def test_smpl_pickle_is_read_without_running_code(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(9)
     F = 3
     mats = rot.axis_angle_to_matrix(rng.normal(scale=0.5, size=(F, 23, 3)))
     go = rot.axis_angle_to_matrix(rng.normal(scale=0.5, size=(F, 1, 3)))
-    d = {"global_orient": go, "body_pose": mats, "transl": np.ones((F, 3))}
     with open(tmp_path / "p.pkl", "wb") as f:
-        pickle.dump(d, f)
-    clip = motion_io.read_motion(str(tmp_path / "p.pkl"))
-    assert np.allclose(rot.axis_angle_to_matrix(clip.axis_angle[:, 1:22]), mats[:, :21], atol=1e-9)
-    assert clip.fps == 30.0
+        pickle.dump({"global_orient": go, "body_pose": mats, "betas": np.zeros((F, 10))}, f)
+    aa, _ = motion_io.clip_to_rig(motion_io.read_motion(str(tmp_path / "p.pkl"), fps=30.0), 30.0)
+    assert np.allclose(rot.axis_angle_to_matrix(aa[:, 1:22]), mats[:, :21], atol=1e-9)
 
     class Evil:
         def __reduce__(self):
@@ -300,16 +316,6 @@ def test_smpl_param_npz_and_safe_pickle(tmp_path):
         pickle.dump({"global_orient": Evil()}, f)
     with pytest.raises(ValueError, match="only numpy"):
         motion_io.read_motion(str(tmp_path / "evil.pkl"))
-
-
-def test_resample_exact_cases():
-    rng = np.random.default_rng(9)
-    aa = rng.normal(scale=0.5, size=(9, 52, 3))
-    t = rng.normal(size=(9, 3))
-    a2, t2 = motion_io.resample(aa, t, 60.0, 30.0)  # every other frame, exactly
-    assert a2.shape == (5, 52, 3) and np.allclose(a2, aa[::2], atol=1e-9) and np.allclose(t2, t[::2])
-    # doubling the rate puts the slerp midpoint between frames: half the relative rotation
-    one = np.zeros((2, 1, 3))
-    one[1, 0] = [0, 0, 1.0]
-    a3, _ = motion_io.resample(one, np.zeros((2, 3)), 1.0, 2.0)
-    assert np.allclose(a3[:, 0], [[0, 0, 0], [0, 0, 0.5], [0, 0, 1.0]])
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="neither"):
+        motion_io.read_motion(str(tmp_path / "other.npz"))

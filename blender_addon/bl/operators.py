@@ -134,11 +134,12 @@ class MIMO_OT_pick_camera(bpy.types.Operator):
 class MIMO_OT_import_motion(bpy.types.Operator):
     bl_idname = "mimo.import_motion"
     bl_label = "Import Motion"
-    bl_description = "Keyframe an AMASS .npz or SMPL parameter .npz/.pkl sequence onto the active body"
+    bl_description = ("Keyframe a motion onto the active body: mimo clip / AMASS / SMPL parameter .npz, "
+                      "SMPL .pkl or BVH (retargeted), resampled to the scene fps")
     bl_options = {"REGISTER", "UNDO"}
 
     filepath: StringProperty(subtype="FILE_PATH")
-    filter_glob: StringProperty(default="*.npz;*.pkl", options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.npz;*.pkl;*.bvh", options={"HIDDEN"})
 
     @classmethod
     def poll(cls, context):
@@ -154,10 +155,11 @@ class MIMO_OT_import_motion(bpy.types.Operator):
         scene = context.scene
         try:
             rig = context.active_object
-            _, joints = rig_builder.rig_data(rig["mimo_rig_data"]).shaped(None)
-            clip = motion_io.read_motion(bpy.path.abspath(self.filepath), pelvis_rest=joints[0])
+            data = rig_builder.rig_data(rig["mimo_rig_data"])
+            _, joints = data.shaped(rig_builder.betas_of(rig) if data.num_betas else None)
             fps = frame_range(scene).fps
-            aa, transl = motion_io.resample(clip.axis_angle, clip.transl, clip.fps, fps)
+            clip = motion_io.read_motion(bpy.path.abspath(self.filepath), rest_joints=joints, fps=fps)
+            aa, transl = motion_io.clip_to_rig(clip, fps)
             frames = list(range(scene.frame_start, scene.frame_start + len(aa)))
             rig_builder.keyframe_pose(rig, aa, transl, frames)
         except (MimoClientError, ValueError, OSError) as exc:

@@ -7,7 +7,7 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.core import axes
+from blender_addon.core import axes, rotations as rot
 
 # A CMU-style skeleton (Y up, facing +Z, +X = the body's left; centimetres).
 _CHAINS = {
@@ -120,5 +120,36 @@ def test_import_amass_onto_rig(addon, tmp_path):
     back = rig_builder.read_pose(rig, scene, [1, 2, 6])
     assert np.abs(back["body_pose"].reshape(3, 63) - poses[[0, 2, 10], 3:66]).max() < 1e-5
     with pytest.raises(RuntimeError, match="poses"):
-        np.savez(tmp_path / "bad.npz", poses=np.zeros((3, 10)))
+        np.savez(tmp_path / "bad.npz", poses=np.zeros((3, 10)), trans=np.zeros((3, 3)),
+                 mocap_framerate=np.float64(30.0))
         bpy.ops.mimo.import_motion(filepath=str(tmp_path / "bad.npz"))
+
+
+def test_bvh_through_blender_importer_equals_direct_bvh_import(addon, tmp_path):
+    """Blender's BVH importer + Retarget and Import Motion's own BVH reader give the same motion
+    (the importer's Y-up -> Z-up turn is exactly the add-on's axis conversion)."""
+    from blender_addon.bl import rig_builder
+
+    bvh = tmp_path / "dance.bvh"
+    _write_bvh(bvh, frames=6, seed=5)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+    if not hasattr(bpy.ops.import_anim, "bvh"):
+        bpy.ops.preferences.addon_enable(module="io_anim_bvh")
+    bpy.ops.import_anim.bvh(filepath=str(bvh), global_scale=0.01)
+    source = bpy.context.active_object
+    a = rig_builder.build_rig(rig_builder.OPEN_BODY, name="A")
+    b = rig_builder.build_rig(rig_builder.OPEN_BODY, name="B")
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o in (source, a))
+    bpy.context.view_layer.objects.active = a
+    assert bpy.ops.mimo.retarget(preset="cmu_bvh") == {"FINISHED"}
+    bpy.context.view_layer.objects.active = b
+    assert bpy.ops.mimo.import_motion(filepath=str(bvh)) == {"FINISHED"}
+    frames = list(range(1, 7))
+    pa = rig_builder.read_pose(a, scene, frames)
+    pb = rig_builder.read_pose(b, scene, frames)
+    Ra = rot.axis_angle_to_matrix(pa["axis_angle"][:, :22])
+    Rb = rot.axis_angle_to_matrix(pb["axis_angle"][:, :22])
+    assert np.abs(Ra - Rb).max() < 1e-4
+    assert np.abs(pa["transl"] - pb["transl"]).max() < 1e-4
