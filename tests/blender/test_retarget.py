@@ -153,3 +153,30 @@ def test_bvh_through_blender_importer_equals_direct_bvh_import(addon, tmp_path):
     Rb = rot.axis_angle_to_matrix(pb["axis_angle"][:, :22])
     assert np.abs(Ra - Rb).max() < 1e-4
     assert np.abs(pa["transl"] - pb["transl"]).max() < 1e-4
+
+
+def test_import_example_walk_clip(addon):
+    """The shipped real-mocap example (our clip format) lands on the rig unchanged at 30 fps."""
+    import pathlib
+
+    from blender_addon.bl import rig_builder
+    from blender_addon.vendor import clip as C
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "motions" / "walk.npz"
+    if not path.exists():
+        pytest.skip("examples/motions/walk.npz is not in this checkout")
+    clip, _ = C.load_npz(path)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+    rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
+    bpy.context.view_layer.objects.active = rig
+    assert bpy.ops.mimo.import_motion(filepath=str(path)) == {"FINISHED"}
+    assert scene.frame_end == clip.num_frames
+    frames = [1, 10, clip.num_frames]
+    back = rig_builder.read_pose(rig, scene, frames)
+    body = clip.bodies[0]
+    idx = [f - 1 for f in frames]
+    Rg = rot.axis_angle_to_matrix(back["body_pose"])
+    Rw = rot.axis_angle_to_matrix(body.body_pose[idx])
+    assert np.abs(Rg - Rw).max() < 1e-5
+    assert np.abs(back["transl"] - body.transl[idx]).max() < 1e-5
