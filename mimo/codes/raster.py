@@ -99,6 +99,24 @@ def concat_meshes(meshes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.cat(verts, 1), torch.cat(faces, 0), torch.cat(cols, 1)
 
 
+def _inverse_intrinsics(K: torch.Tensor) -> torch.Tensor:
+    """Closed-form inverse of upper-triangular pinhole intrinsics (no LAPACK/cuSOLVER call).
+
+    Shapes: K (B, 3, 3) -> (B, 3, 3)
+    """
+    Kd = K.double()
+    fx, s, cx, fy, cy = Kd[:, 0, 0], Kd[:, 0, 1], Kd[:, 0, 2], Kd[:, 1, 1], Kd[:, 1, 2]
+    inv = torch.zeros_like(Kd)
+    inv[:, 0, 0] = 1 / fx
+    inv[:, 0, 1] = -s / (fx * fy)
+    inv[:, 0, 2] = (s * cy - cx * fy) / (fx * fy)
+    inv[:, 1, 1] = 1 / fy
+    inv[:, 1, 2] = -cy / fy
+    inv[:, 2, 2] = 1
+    return inv.float()
+
+
+@torch.no_grad()
 def render_codes(vertices, faces, vertex_colors, K, R, t, width: int, height: int,
                  return_mask: bool = False, return_depth: bool = False, *,
                  near: float = DEFAULT_NEAR, max_fragments: int | None = None,
@@ -180,7 +198,7 @@ def render_codes(vertices, faces, vertex_colors, K, R, t, width: int, height: in
     codes = torch.zeros(B, H, W, 3, dtype=torch.uint8, device=device)
     mask = torch.zeros(B, H, W, dtype=torch.bool, device=device) if return_mask else None
     depth = torch.full((B, H, W), math.inf, device=device) if return_depth else None
-    Kinv = torch.linalg.inv(Kt.double()).float()
+    Kinv = _inverse_intrinsics(Kt)
     for b0 in range(0, B, frames_per_chunk):
         sl = slice(b0, min(B, b0 + frames_per_chunk))
         cam = torch.einsum("bij,bvj->bvi", Rt[sl], v[sl]) + tt[sl, None, :]
