@@ -139,3 +139,18 @@ def test_mimo_codes_loads_an_official_layout_table(tmp_path, body, clip):
     np.save(bad, {"smpl": table8[:100]}, allow_pickle=True)
     with pytest.raises(ValueError, match="one colour per body vertex"):
         mimo_main(["codes", "--motion", str(motion), "--auto-camera", "--codes", str(bad), "--out", str(out)])
+
+
+def test_remove_hands_auto_drops_only_unposed_hands(body, clip):
+    cam = auto_camera_track(clip, body, 96, 80, focal=120.0)
+    posed_left = MotionClip(fps=clip.fps, bodies=[
+        BodyTrack(**{**vars(b), "left_hand_pose": np.zeros((F, 15, 3))}) for b in clip.bodies]).validate()
+    _, keep = render_clip(clip, cam, body)
+    _, both = render_clip(clip, cam, body, remove_hands=True)
+    _, auto_none = render_clip(clip, cam, body, remove_hands="auto")  # no hand poses: both removed
+    _, auto_left = render_clip(posed_left, cam, body, remove_hands="auto")  # left kept
+    np.testing.assert_array_equal(auto_none, both)
+    assert (both <= auto_left).all() and (auto_left <= keep).all()
+    assert (auto_left & ~both).sum() > 5 and (keep & ~auto_left).sum() > 5
+    with pytest.raises(ValueError, match="remove_hands: expected True, False or 'auto'"):
+        render_clip(clip, cam, body, remove_hands="yes")

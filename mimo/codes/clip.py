@@ -78,7 +78,7 @@ def auto_camera_track(clip, body, width: int, height: int, margin: float = 0.05,
     return CameraTrack(K, R, t, width, height, fps=clip.fps).validate()
 
 
-def render_clip(clip, camera, body, table=None, remove_hands: bool = False, *,
+def render_clip(clip, camera, body, table=None, remove_hands: bool | str = False, *,
                 size: tuple[int, int] | None = None, device: str | torch.device | None = None,
                 progress: Callable[[int, int], None] | None = None):
     """Structured motion codes of every frame of a MotionClip (several bodies share each frame).
@@ -90,7 +90,9 @@ def render_clip(clip, camera, body, table=None, remove_hands: bool = False, *,
         body: BodyModel for every clip body, or a sequence with one per body.
         table: vertex colour table (V, 3) in [0, 1], or a sequence per body; None = each body's
             :func:`default_code_table` of its rest vertices.
-        remove_hands: drop each body's hand faces (``vertex_sets`` "left_hand", "right_hand").
+        remove_hands: True drops every body's hand faces (``vertex_sets`` "left_hand",
+            "right_hand"); "auto" drops a hand only where the clip body has no pose for it (as the
+            official renderer did for undetected hands); False keeps them.
         size: (width, height) of the output; with a camera of another size its K is rescaled.
         device: where to rasterize (default: the first body model's device).
         progress: called as ``progress(frames_done, frames_total)`` after each chunk.
@@ -98,6 +100,8 @@ def render_clip(clip, camera, body, table=None, remove_hands: bool = False, *,
     Shapes:
         -> codes (F, H, W, 3) uint8, mask (F, H, W) bool (numpy)
     """
+    if remove_hands not in (True, False, "auto"):
+        raise ValueError(f"remove_hands: expected True, False or 'auto', got {remove_hands!r}")
     n = len(clip.bodies)
     bodies = _per_body("body", body, n)
     tables = _per_body("table", table, n)
@@ -114,8 +118,14 @@ def render_clip(clip, camera, body, table=None, remove_hands: bool = False, *,
         if tab.shape != (V, 3):
             raise ValueError(f"table: expected ({V}, 3) colours for body {i}, got {tab.shape}")
         f = b.faces.cpu().numpy()
-        if remove_hands:
-            f = _remove_hands(f, {k: v.cpu().numpy() for k, v in b.vertex_sets.items()})
+        sets = {k: v.cpu().numpy() for k, v in b.vertex_sets.items()}
+        if remove_hands is True:
+            f = _remove_hands(f, sets)
+        elif remove_hands == "auto":
+            track = clip.bodies[i]
+            hands = [f"{side}_hand" for side in ("left", "right")
+                     if getattr(track, f"{side}_hand_pose") is None and f"{side}_hand" in sets]
+            f = _remove_hands(f, sets, hands)
         faces.append(torch.as_tensor(f + offset))
         colors.append(torch.as_tensor(tab, dtype=torch.float32))
         offset += V
