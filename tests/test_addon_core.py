@@ -319,3 +319,24 @@ def test_smpl_pickle_is_read_without_running_code(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(ValueError, match="neither"):
         motion_io.read_motion(str(tmp_path / "other.npz"))
+
+
+def test_rig_joint_matching_by_name_for_the_smpl_family():
+    rng = np.random.default_rng(10)
+    aa = rng.normal(size=(2, 52, 3))
+    smpl_names = list(JOINT_NAMES[:22]) + ["left_hand", "right_hand"]
+    smplx_names = list(JOINT_NAMES[:22]) + ["jaw", "left_eye_smplhf", "right_eye_smplhf"] + list(JOINT_NAMES[22:])
+    for names, kind, body_joints in ((smpl_names, "smpl", 23), (smplx_names, "smplx", 21),
+                                     (list(JOINT_NAMES), "open", 21)):
+        on_rig = rig.smplh_to_rig(aa, names)
+        assert on_rig.shape == (2, len(names), 3)
+        p = rig.rig_to_params(on_rig, names, kind)
+        assert p["body_pose"].shape == (2, body_joints, 3)
+        assert np.array_equal(p["global_orient"], aa[:, 0]) and np.array_equal(p["body_pose"][:, :21], aa[:, 1:22])
+        has_fingers = "left_index1" in names
+        assert ("left_hand_pose" in p) == has_fingers
+        if has_fingers:
+            assert np.array_equal(p["right_hand_pose"], aa[:, 37:52]) and np.array_equal(p["smplh"], aa)
+    assert np.all(rig.smplh_to_rig(aa, smplx_names)[:, 22:25] == 0)  # jaw and eyes stay still
+    with pytest.raises(ValueError, match="lacks"):
+        rig.rig_to_params(np.zeros((1, 3, 3)), ["pelvis", "left_hip", "right_hip"], "open")

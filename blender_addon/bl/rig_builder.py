@@ -150,16 +150,18 @@ def bone_rest(arm_obj: bpy.types.Object, names: list[str]) -> np.ndarray:
 
 def keyframe_pose(arm_obj: bpy.types.Object, axis_angle: np.ndarray, transl: np.ndarray,
                   frames: list[int]) -> None:
-    """Keyframe SMPL local rotations and ``transl`` (wire axes) at scene ``frames``.
+    """Keyframe SMPL local rotations and ``transl`` (wire axes) at scene ``frames``; joints are
+    matched by name, so SMPL, SMPL-X and open rigs all take SMPL-H-ordered input.
 
-    Shapes: axis_angle (F, J, 3) in the rig's joint order, transl (F, 3), len(frames) == F.
+    Shapes: axis_angle (F, 52, 3) SMPL-H order, transl (F, 3), len(frames) == F.
     """
     data = rig_data(arm_obj["mimo_rig_data"])
     names = data.joint_names
-    aa = np.asarray(axis_angle, dtype=np.float64)
     F = len(frames)
-    if aa.shape != (F, len(names), 3):
-        raise ValueError(f"axis_angle: expected shape ({F}, {len(names)}, 3), got {aa.shape}")
+    aa = np.asarray(axis_angle, dtype=np.float64)
+    if aa.shape[0] != F:
+        raise ValueError(f"axis_angle: expected {F} frames (one per keyframe), got {aa.shape[0]}")
+    aa = rigmath.smplh_to_rig(aa, names)
     B = bone_rest(arm_obj, names)
     quats = rigmath.pose_to_quaternions(aa, B)
     loc = rigmath.transl_to_root_location(transl, B[0])
@@ -179,8 +181,8 @@ def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[in
     """Read the rig back as SMPL-H parameters (wire axes) at scene ``frames``; any rotation mode.
     ``world``: fold the armature object's transform into ``global_orient``/``transl``.
 
-    Shapes: -> global_orient (F, 3), body_pose (F, 21, 3), left/right_hand_pose (F, 15, 3),
-               transl (F, 3), betas (K,), axis_angle (F, J, 3)
+    Shapes: -> global_orient (F, 3), body_pose (F, 21|23, 3), left/right_hand_pose (F, 15, 3)
+               (rigs with fingers), transl (F, 3), betas (K,), axis_angle (F, 52, 3) SMPL-H order
     """
     data = rig_data(arm_obj["mimo_rig_data"])
     names = data.joint_names
@@ -206,6 +208,6 @@ def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[in
         for f in range(F):
             go, tr = rigmath.apply_object_transform(aa[f:f + 1, 0], transl[f:f + 1], joints_w[0], mats[f])
             aa[f, 0], transl[f] = go[0], tr[0]
-    out = rigmath.split_smplh(aa) if J == 52 else {"global_orient": aa[:, 0], "body_pose": aa[:, 1:]}
-    out.update(transl=transl, betas=betas, axis_angle=aa)
+    out = rigmath.rig_to_params(aa, names, data.kind)
+    out.update(transl=transl, betas=betas, axis_angle=out.pop("smplh"))
     return out

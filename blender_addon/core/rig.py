@@ -20,7 +20,7 @@ import numpy as np
 
 from . import rotations as rot
 from .axes import BLENDER_TO_WIRE as C
-from .smplh import LEFT_HAND, NUM_BODY_JOINTS, RIGHT_HAND
+from .smplh import BODY_JOINT_NAMES, JOINT_NAMES, LEFT_HAND, NUM_BODY_JOINTS, RIGHT_HAND
 
 
 def _rest(bone_rest: np.ndarray, J: int) -> np.ndarray:
@@ -148,4 +148,46 @@ def join_smplh(global_orient: np.ndarray, body_pose: np.ndarray, left_hand_pose:
             if h.shape != (F, 15, 3):
                 raise ValueError(f"{name}: expected shape ({F}, 15, 3), got {h.shape}")
             out[:, sl] = h
+    return out
+
+
+def smplh_to_rig(axis_angle: np.ndarray, rig_names: list[str]) -> np.ndarray:
+    """SMPL-H-ordered rotations -> the rig's joint order, by name (SMPL, SMPL-H, SMPL-X and open
+    rigs share names); rig joints SMPL-H lacks (jaw, eyes, SMPL's hand joints) stay identity.
+
+    Shapes: axis_angle (F, 52, 3) -> (F, J_rig, 3)
+    """
+    aa = np.asarray(axis_angle, dtype=np.float64)
+    if aa.ndim != 3 or aa.shape[1:] != (len(JOINT_NAMES), 3):
+        raise ValueError(f"axis_angle: expected shape (F, {len(JOINT_NAMES)}, 3), got {aa.shape}")
+    pos = {n: i for i, n in enumerate(JOINT_NAMES)}
+    out = np.zeros((aa.shape[0], len(rig_names), 3))
+    for j, n in enumerate(rig_names):
+        if n in pos:
+            out[:, j] = aa[:, pos[n]]
+    return out
+
+
+def rig_to_params(axis_angle: np.ndarray, rig_names: list[str], kind: str) -> dict[str, np.ndarray]:
+    """Rig-ordered rotations -> the wire's SMPL fields for body model ``kind``, by joint name.
+
+    Shapes: axis_angle (F, J_rig, 3) -> global_orient (F, 3), body_pose (F, 21|23, 3),
+            left/right_hand_pose (F, 15, 3) when the rig has fingers, smplh (F, 52, 3)
+    """
+    aa = np.asarray(axis_angle, dtype=np.float64)
+    pos = {n: i for i, n in enumerate(rig_names)}
+    body_names = list(BODY_JOINT_NAMES[1:]) + (["left_hand", "right_hand"] if kind == "smpl" else [])
+    missing = [n for n in ["pelvis", *body_names] if n not in pos]
+    if missing:
+        raise ValueError(f"rig_names: the rig lacks joints {missing[:4]} of body model {kind!r}")
+    out = {"global_orient": aa[:, pos["pelvis"]], "body_pose": aa[:, [pos[n] for n in body_names]]}
+    for side, sl in (("left", LEFT_HAND), ("right", RIGHT_HAND)):
+        names = JOINT_NAMES[sl]
+        if all(n in pos for n in names):
+            out[f"{side}_hand_pose"] = aa[:, [pos[n] for n in names]]
+    smplh = np.zeros((aa.shape[0], len(JOINT_NAMES), 3))
+    for i, n in enumerate(JOINT_NAMES):
+        if n in pos:
+            smplh[:, i] = aa[:, pos[n]]
+    out["smplh"] = smplh
     return out
