@@ -12,7 +12,8 @@ OFFICIAL_FOCAL = 5000.0  # HMR2's FOCAL_LENGTH, defined for its 256-pixel crops 
 OFFICIAL_CROP = 256.0
 # Looking at the front of an SMPL-convention body (Y up, facing +Z) from the +Z side: camera
 # x = world +X (the body's left shows on the right, as when facing a person), y down = world −Y,
-# z forward = world −Z. This is the 180° rotation about X that the official renderer applied.
+# z forward = world −Z. Seeing an upright world body through it equals what the official camera
+# (R = I) saw of HMR2 bodies, whose global orientation carried this 180° turn about X.
 FRONT_VIEW = np.diag([1.0, -1.0, -1.0])
 
 

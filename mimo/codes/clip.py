@@ -1,7 +1,7 @@
 """Render a whole MotionClip to structured motion codes: what the server and ``mimo codes`` call."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
