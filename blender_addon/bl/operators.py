@@ -100,6 +100,19 @@ class MIMO_OT_add_body(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MIMO_OT_add_body_file(MIMO_OT_add_body):
+    bl_idname = "mimo.add_body_file"
+    bl_label = "Add Body From File"
+    bl_description = ("Add a body from a rig data .npz (e.g. your licensed SMPL / SMPL-H / SMPL-X model "
+                      "exported with mimo.body.export_rig_data)")
+
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
 class MIMO_OT_add_camera(bpy.types.Operator):
     bl_idname = "mimo.add_camera"
     bl_label = "Add Camera"
@@ -280,5 +293,5 @@ class MIMO_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (MIMO_OT_add_body, MIMO_OT_add_camera, MIMO_OT_pick_camera, MIMO_OT_import_motion,
+classes = (MIMO_OT_add_body, MIMO_OT_add_body_file, MIMO_OT_add_camera, MIMO_OT_pick_camera, MIMO_OT_import_motion,
            MIMO_OT_retarget, MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel)

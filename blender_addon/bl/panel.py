@@ -21,7 +21,9 @@ class MIMO_PT_main(bpy.types.Panel):
 
         box = layout.box()
         box.label(text="Body", icon="ARMATURE_DATA")
-        box.operator("mimo.add_body", icon="ADD")
+        row = box.row(align=True)
+        row.operator("mimo.add_body", icon="ADD")
+        row.operator("mimo.add_body_file", text="", icon="FILE_FOLDER")
         if rig_builder.is_rig(obj):
             data = rig_builder.rig_data(obj["mimo_rig_data"])
             col = box.column(align=True)

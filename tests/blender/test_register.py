@@ -4,7 +4,7 @@ from __future__ import annotations
 import bpy
 import pytest
 
-OPERATORS = ("add_body", "add_camera", "pick_camera", "import_motion", "retarget", "check_server", "generate",
+OPERATORS = ("add_body", "add_body_file", "add_camera", "pick_camera", "import_motion", "retarget", "check_server", "generate",
              "cancel")
 
 
@@ -68,3 +68,14 @@ def test_panel_lists_the_controls(addon, rig_file):
     log = _draw(rig)
     sliders = [k.get("text") for n, a, k in log if n == "prop" and a[1] == "mimo_shape"]
     assert sliders == ["Wide", "Tall"]
+
+
+def test_add_body_reports_a_bad_file(addon, tmp_path):
+    with pytest.raises(RuntimeError, match="not found"):
+        bpy.ops.mimo.add_body_file(filepath=str(tmp_path / "missing.npz"))
+    import numpy as np
+
+    np.savez(tmp_path / "partial.npz", joint_names=np.array(["pelvis"]))
+    with pytest.raises(RuntimeError, match="lacks keys"):
+        bpy.ops.mimo.add_body_file(filepath=str(tmp_path / "partial.npz"))
+    assert not [o for o in bpy.data.objects if o.type == "ARMATURE"]

@@ -173,8 +173,10 @@ def test_rig_from_export_rig_data_file(addon, tmp_path):
 
     path = tmp_path / "exported.npz"
     body_mod.export_rig_data(body_mod.load_body("open"), path)
-    a = rig_builder.build_rig(str(path))
+    assert bpy.ops.mimo.add_body_file(filepath=str(path)) == {"FINISHED"}
+    a = bpy.context.active_object
     b = rig_builder.build_rig(rig_builder.OPEN_BODY)
+    b.location = a.location
     assert rig_builder.rig_data(str(path)).kind == "open"
     va = _world_vertices_wire(bpy.data.objects[a["mimo_mesh"]])
     vb = _world_vertices_wire(bpy.data.objects[b["mimo_mesh"]])
