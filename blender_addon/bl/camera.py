@@ -8,6 +8,7 @@ from ..core import camera as cam
 
 
 def lens_of(cam_obj: bpy.types.Object, scene: bpy.types.Scene) -> cam.BlenderLens:
+    """The projection settings of a camera object in a scene (current frame)."""
     d, r = cam_obj.data, scene.render
     return cam.BlenderLens(
         lens=d.lens, sensor_width=d.sensor_width, sensor_height=d.sensor_height,
@@ -18,6 +19,7 @@ def lens_of(cam_obj: bpy.types.Object, scene: bpy.types.Scene) -> cam.BlenderLen
 
 
 def matrix_of(obj: bpy.types.Object) -> np.ndarray:
+    """The object's world matrix. Shapes: -> (4, 4)"""
     return np.array([list(row) for row in obj.matrix_world])
 
 

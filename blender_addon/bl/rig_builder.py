@@ -126,7 +126,7 @@ def is_rig(obj: bpy.types.Object | None) -> bool:
 
 
 def betas_of(arm_obj: bpy.types.Object) -> np.ndarray:
-    """The rig's shape coefficients (K,)."""
+    """The rig's shape coefficients. Shapes: -> (K,)"""
     K = int(arm_obj.get("mimo_num_shapes", 0))
     return np.array(arm_obj.mimo_shape[:K], dtype=np.float64)
 

@@ -52,7 +52,11 @@ def is_loopback(address: str) -> bool:
 
 def build_request(settings: GenerateSettings, bodies: list[dict], camera: dict,
                   scene: np.ndarray | None = None, occlusion: np.ndarray | None = None):
-    """Assemble and validate the wire request (raises ``ValueError`` naming the field)."""
+    """Assemble and validate the wire request (raises ``ValueError`` naming the field).
+
+    Shapes: bodies and camera as in the module docstring (F frames each);
+            scene (F, H, W, 3) uint8 or None, occlusion (F, H, W) uint8 or None
+    """
     from ..vendor import protocol as P
 
     settings.validate()

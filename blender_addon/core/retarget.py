@@ -48,8 +48,11 @@ def retarget_arrays(names: list[str], parent_names: list[str | None], head_local
                     matrix_local: np.ndarray, basis: np.ndarray, root_head: np.ndarray,
                     object_matrix: np.ndarray, target_rest_joints: np.ndarray,
                     preset: str = "auto", scale: float | None = None) -> dict:
-    """Retarget; returns ``axis_angle`` (F, 52, 3), ``transl`` (F, 3), ``scale``, ``bone_map``,
-    ``preset``. Raises ``ValueError`` naming what does not fit."""
+    """Retarget; raises ``ValueError`` naming what does not fit.
+
+    Shapes: see the module docstring -> axis_angle (F, 52, 3), transl (F, 3); plus ``scale``
+            (metres per source unit), ``bone_map`` (SMPL joint -> source bone), ``preset``
+    """
     from ..vendor import retarget as rt
 
     if preset not in PRESET_NAMES:
