@@ -44,5 +44,7 @@ def add_image_strip(scene: bpy.types.Scene, directory: str, files: list[str], st
                                        channel=channel, frame_start=start)
     for f in files[1:]:
         strip.elements.append(f)
+    if bpy.data.filepath:  # keep the blend portable: //mimo/<job>/ rather than an absolute path
+        strip.directory = bpy.path.relpath(directory).rstrip("/\\") + "/"
     strip.frame_final_duration = len(files)
     return strip

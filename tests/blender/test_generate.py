@@ -93,6 +93,7 @@ def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
     (strip,) = _strips(scene)
     assert strip.type == "IMAGE" and strip.frame_final_start == 1 and strip.frame_final_duration == 4
     assert [e.filename for e in strip.elements] == files
+    assert strip.directory.startswith("//mimo/my_shot")  # relative to the blend file
     assert pathlib.Path(bpy.path.abspath(strip.directory)) == job_dir
     assert scene.mimo.progress == pytest.approx(1.0) and not scene.mimo.running
     assert "preview" in scene.mimo.capabilities
