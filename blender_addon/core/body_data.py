@@ -70,12 +70,71 @@ ALIASES = {"v_template": "rest_vertices", "joint_template": "rest_joints", "weig
            "beta_names": "shape_names"}
 
 
+#: SMPL-family joint names by joint count (model files carry no names)
+def _family_names(J: int) -> tuple[str, list[str]] | None:
+    from .smplh import BODY_JOINT_NAMES, JOINT_NAMES
+
+    body = list(BODY_JOINT_NAMES)
+    if J == 24:
+        return "smpl", body + ["left_hand", "right_hand"]
+    if J == 52:
+        return "smplh", list(JOINT_NAMES)
+    if J == 55:
+        return "smplx", body + ["jaw", "left_eye_smplhf", "right_eye_smplhf"] + list(JOINT_NAMES[22:])
+    return None
+
+
+def _from_model_file(path: str, z) -> dict:
+    """A licensed SMPL-H / SMPL-X (or converted SMPL) ``.npz`` model file as rig arrays: rest
+    joints from ``J_regressor``, skinning ``weights``, ``shapedirs`` (SMPL-X: the first 10 shape
+    directions, not expressions). Pose correctives (``posedirs``) cannot live in an armature;
+    the server applies them, so Blender's mesh differs from the server's by them only."""
+    J = int(z["kintree_table"].shape[1])
+    named = _family_names(J)
+    if named is None:
+        raise ValueError(f"path: {path} has {J} joints; expected 24 (SMPL), 52 (SMPL-H) or 55 (SMPL-X)")
+    kind, names = named
+    v = z["v_template"].astype(np.float64)
+    try:
+        jreg = z["J_regressor"].astype(np.float64)
+    except ValueError:  # a pickled (sparse) regressor: not loaded inside Blender
+        raise ValueError(f"J_regressor: stored as a pickled object in {path}; export the model with "
+                         "mimo.body.export_rig_data") from None
+    K = min(z["shapedirs"].shape[2], 10 if kind == "smplx" else 16)
+    sd = z["shapedirs"][:, :, :K].astype(np.float64)
+    parents = z["kintree_table"][0].astype(np.int64)
+    parents[0] = -1
+    return {"joint_names": np.array(names), "parents": parents, "rest_vertices": v,
+            "rest_joints": jreg @ v, "faces": z["f"].astype(np.int64), "skin_weights": z["weights"],
+            "shapedirs": sd, "joint_shapedirs": np.einsum("jv,vck->jck", jreg, sd),
+            "shape_range": np.tile([-3.0, 3.0], (K, 1)), "kind": np.array(kind)}
+
+
 def load_rig_data(path: str) -> RigData:
-    """Read and validate a rig data ``.npz`` (our key names, or the open body file's own:
-    ``v_template``, ``joint_template``, ``weights``, ``beta_names``). Shapes: see the module
-    docstring."""
+    """Read and validate rig data: the ``.npz`` of ``mimo.body.export_rig_data`` (our key names),
+    the open body's own file (``v_template``, ``joint_template``, ``weights``, ``beta_names``),
+    or a licensed SMPL-family ``.npz`` model file (``kintree_table``, ``J_regressor``, ...).
+    Shapes: see the module docstring."""
+    if path.lower().endswith(".pkl"):
+        raise ValueError(f"path: {path} is a pickled model; export it with mimo.body.export_rig_data "
+                         "(pickles are not loaded inside Blender)")
     with np.load(path, allow_pickle=False) as z:
-        arrays = {ALIASES.get(k, k): z[k] for k in z.files}
+        if "kintree_table" in z.files:
+            arrays = _from_model_file(path, z)
+        else:
+            arrays = None
+    if arrays is not None:
+        return _finish(path, arrays)
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {ALIASES.get(k, k): z[k] for k in z.files if k in KEYS or k in ALIASES}
+    return _finish(path, arrays)
+
+
+KEYS = {"joint_names", "parents", "rest_joints", "rest_vertices", "faces", "skin_weights", "shapedirs",
+        "joint_shapedirs", "shape_names", "shape_range", "kind"}
+
+
+def _finish(path: str, arrays: dict) -> RigData:
     need = {"joint_names", "parents", "rest_joints", "rest_vertices", "faces", "skin_weights"}
     if not need <= arrays.keys():
         raise ValueError(f"path: {path} lacks keys {sorted(need - arrays.keys())}")

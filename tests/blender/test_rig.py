@@ -182,3 +182,60 @@ def test_rig_from_export_rig_data_file(addon, tmp_path):
     vb = _world_vertices_wire(bpy.data.objects[b["mimo_mesh"]])
     assert np.abs(va - vb).max() < 1e-6
     assert [x.name for x in a.data.bones] == [x.name for x in b.data.bones]
+
+
+def _smplh_model_file(path, seed=0, V=400):
+    """A small body written like a licensed SMPL-H ``.npz`` model file (v_template, f, shapedirs,
+    posedirs, J_regressor, weights, kintree_table); posedirs zero so an armature can match it."""
+    g = np.random.default_rng(seed)
+    J = 52
+    joints = np.zeros((J, 3))
+    for j, p in enumerate(PARENTS[1:], start=1):
+        joints[j] = joints[p] + g.normal(size=3) * 0.12
+    owner = g.integers(0, J, size=V)
+    v = joints[owner] + g.normal(size=(V, 3)) * 0.03
+    w = np.zeros((V, J))
+    w[np.arange(V), owner] = 1.0
+    w[np.arange(V), g.integers(0, J, size=V)] += g.uniform(0, 1, size=V)
+    w /= w.sum(1, keepdims=True)
+    jreg = np.zeros((J, V))
+    for j in range(J):
+        near = np.argsort(np.linalg.norm(v - joints[j], axis=1))[:5]
+        jreg[j, near] = g.uniform(0.5, 1.0, size=5)
+    jreg /= jreg.sum(1, keepdims=True)
+    kintree = np.array([[4294967295] + list(PARENTS[1:]), list(range(J))], dtype=np.int64)
+    faces = np.array([(i, (i + 1) % V, (i + 7) % V) for i in range(V)], dtype=np.uint32)
+    np.savez(path, v_template=v, f=faces, shapedirs=g.normal(size=(V, 3, 16)) * 0.02,
+             posedirs=np.zeros((V, 3, 9 * (J - 1))), J_regressor=jreg, weights=w, kintree_table=kintree,
+             hands_componentsl=np.eye(45), hands_componentsr=np.eye(45), hands_meanl=np.zeros(45),
+             hands_meanr=np.zeros(45))
+    return {"v": v, "jreg": jreg}
+
+
+def test_smplh_model_file_rig_and_wire_params(addon, tmp_path):
+    from blender_addon.bl import rig_builder
+
+    path = tmp_path / "SMPLH_NEUTRAL.npz"
+    ref = _smplh_model_file(path)
+    assert bpy.ops.mimo.add_body_file(filepath=str(path)) == {"FINISHED"}
+    rig = bpy.context.active_object
+    data = rig_builder.rig_data(rig["mimo_rig_data"])
+    assert data.kind == "smplh" and data.num_betas == 16 and data.joint_names == list(JOINT_NAMES)
+    head = np.array([list(rig.data.bones[n].head_local) for n in JOINT_NAMES])
+    assert np.abs(axes.points_blender_to_wire(head) - ref["jreg"] @ ref["v"]).max() < 1e-5
+    aa, transl = _random_pose(np.random.default_rng(21), 1)
+    rig_builder.keyframe_pose(rig, aa, transl, [1])
+    back = rig_builder.read_pose(rig, bpy.context.scene, [1], world=False)
+    assert back["body_pose"].shape == (1, 21, 3) and "left_hand_pose" in back
+    assert np.abs(back["transl"] - transl).max() < 1e-5
+
+    torch = pytest.importorskip("torch")
+    body_mod = pytest.importorskip("mimo.body")
+    body = body_mod.load_body(str(path)).to(torch.float64)  # the server's loader of the same file
+    t = lambda a: torch.as_tensor(a[None], dtype=torch.float64)  # noqa: E731
+    out = body(global_orient=t(aa[0, 0]), body_pose=t(aa[0, 1:22]), transl=t(transl[0]),
+               left_hand_pose=t(aa[0, 22:37]), right_hand_pose=t(aa[0, 37:52]))
+    bpy.context.scene.frame_set(1)
+    got = _world_vertices_wire(bpy.data.objects[rig["mimo_mesh"]]) - axes.points_blender_to_wire(
+        np.array(rig.location))
+    assert np.abs(got - out.vertices[0].numpy()).max() < 1e-4
