@@ -340,14 +340,15 @@ def _rasterize(cam, faces, colors, K, Kinv, W, H, near, max_fragments):
     return out.view(B, H, W, 3), covered.view(B, H, W), depth.view(B, H, W)
 
 
-def _row_spans(ids, rows, n_rows, tri, eps: float = 0.01):
+def _row_spans(ids, rows, n_rows, tri, eps: float = 0.01, min_width: int = 4):
     """Candidate pixel span of every (triangle, row) pair.
 
     For a triangle wholly in front of the near plane, ``Σw`` has the sign of ``det`` over its image,
     so "inside" is three half-planes ``sign(det)·w_i >= 0``: on the row through pixel centres
     ``v + 0.5`` each bounds ``u`` on one side. The bounds are widened by ``eps`` pixels plus their
     float32 rounding bound, so every pixel the fragment test could accept is kept; that test still
-    decides. Triangles crossing the near plane keep their whole bounding-box rows.
+    decides. Triangles crossing the near plane, and boxes narrower than ``min_width`` pixels, keep
+    their whole bounding-box rows.
 
     Shapes: ids (k,) -> row_tri (n_rows,) int32 index into ids, pv (n_rows,) float32 row centre,
     u_lo (n_rows,) int32 first pixel, span (n_rows,) int64 pixel count (may be 0).
@@ -357,29 +358,35 @@ def _row_spans(ids, rows, n_rows, tri, eps: float = 0.01):
     row_tri = torch.repeat_interleave(k, rows, output_size=n_rows)
     first = (torch.cumsum(rows, 0) - rows).to(torch.int32)
     r = torch.arange(n_rows, device=device, dtype=torch.int32) - first[row_tri]
-    d = tri.index_select(0, ids).index_select(0, row_tri)  # (n_rows, 14)
-    pv = d[:, 12] + r.float()
-    sign = torch.sign(d[:, 9])
-    lo, hi = d[:, 10], d[:, 11]  # centres of the box's first and last pixel
-    bounded_lo, bounded_hi = lo, hi
-    empty = torch.zeros_like(lo, dtype=torch.bool)
-    for i in range(3):
-        a = d[:, 3 * i] * sign
-        cb, cc = d[:, 3 * i + 1] * pv, d[:, 3 * i + 2]
-        c = (cb + cc) * sign
-        size = cb.abs() + cc.abs()  # float32 rounding of c is below 2**-24 of this
-        safe_a = torch.where(a == 0, torch.ones_like(a), a)
-        cross = -c / safe_a  # pu where the edge crosses the row
-        slack = eps + 1e-6 * size / safe_a.abs()
-        bounded_lo = torch.where(a > 0, torch.maximum(bounded_lo, cross - slack), bounded_lo)
-        bounded_hi = torch.where(a < 0, torch.minimum(bounded_hi, cross + slack), bounded_hi)
-        empty |= (a == 0) & (c < -1e-6 * size)
-    front = d[:, 13] > 0
-    lo = torch.where(front, bounded_lo, lo)
-    hi = torch.where(front, bounded_hi, hi)
+    dk = tri.index_select(0, ids)  # (k, 14)
+    box = dk[:, 10:].index_select(0, row_tri)  # x0 + .5, x1 + .5, y0 + .5, all_front
+    pv = box[:, 2] + r.float()
+    lo, hi = box[:, 0], box[:, 1]  # centres of the box's first and last pixel
+    # Narrow only rows of boxes at least `min_width` pixels wide: for smaller ones the bounds cost
+    # more than the fragments they would save.
+    narrow = torch.nonzero((box[:, 3] > 0) & (hi - lo >= min_width - 1)).squeeze(1)
+    if len(narrow):
+        d = dk.index_select(0, row_tri.index_select(0, narrow))
+        pvn = pv.index_select(0, narrow)
+        sign = torch.sign(d[:, 9])
+        lo_n, hi_n = d[:, 10], d[:, 11]
+        empty = torch.zeros_like(lo_n, dtype=torch.bool)
+        for i in range(3):
+            a = d[:, 3 * i] * sign
+            cb, cc = d[:, 3 * i + 1] * pvn, d[:, 3 * i + 2]
+            c = (cb + cc) * sign
+            size = cb.abs() + cc.abs()  # float32 rounding of c is below 2**-24 of this
+            safe_a = torch.where(a == 0, torch.ones_like(a), a)
+            cross = -c / safe_a  # pu where the edge crosses the row
+            slack = eps + 1e-6 * size / safe_a.abs()
+            lo_n = torch.where(a > 0, torch.maximum(lo_n, cross - slack), lo_n)
+            hi_n = torch.where(a < 0, torch.minimum(hi_n, cross + slack), hi_n)
+            empty |= (a == 0) & (c < -1e-6 * size)
+        hi_n = torch.where(empty, lo_n - 1, hi_n)
+        lo = lo.index_put((narrow,), lo_n)
+        hi = hi.index_put((narrow,), hi_n)
     u_lo = torch.ceil(lo - 0.5).to(torch.int32)
     span = (torch.floor(hi - 0.5).to(torch.int32) - u_lo + 1).clamp(min=0).long()
-    span = torch.where(front & empty, torch.zeros_like(span), span)
     return row_tri, pv, u_lo, span
 
 
