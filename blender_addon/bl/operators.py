@@ -75,14 +75,11 @@ def collect_request(scene: bpy.types.Scene):
     return build_request(settings, bodies, track, scene=plate, occlusion=occ)
 
 
-class MIMO_OT_add_body(bpy.types.Operator):
-    bl_idname = "mimo.add_body"
-    bl_label = "Add Body"
-    bl_description = "Add a MIMO body rig (SMPL-H skeleton, skinned mesh, T-pose) at the 3D cursor"
-    bl_options = {"REGISTER", "UNDO"}
+class _AddBody:
+    """Shared by the two Add Body operators (registered operator classes must not subclass each
+    other: Blender then loses track of the parent's Python class)."""
 
-    filepath: StringProperty(name="Body data", subtype="FILE_PATH", default="",
-                             description="Rig data .npz (empty: the open body shipped with the add-on)")
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         try:
@@ -100,12 +97,22 @@ class MIMO_OT_add_body(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MIMO_OT_add_body_file(MIMO_OT_add_body):
+class MIMO_OT_add_body(_AddBody, bpy.types.Operator):
+    bl_idname = "mimo.add_body"
+    bl_label = "Add Body"
+    bl_description = "Add a MIMO body rig (SMPL-H skeleton, skinned mesh, T-pose) at the 3D cursor"
+
+    filepath: StringProperty(name="Body data", subtype="FILE_PATH", default="",
+                             description="Rig data .npz (empty: the open body shipped with the add-on)")
+
+
+class MIMO_OT_add_body_file(_AddBody, bpy.types.Operator):
     bl_idname = "mimo.add_body_file"
     bl_label = "Add Body From File"
-    bl_description = ("Add a body from a rig data .npz (e.g. your licensed SMPL / SMPL-H / SMPL-X model "
-                      "exported with mimo.body.export_rig_data)")
+    bl_description = ("Add a body from a licensed SMPL-H / SMPL-X .npz model file or a rig data .npz "
+                      "written by mimo.body.export_rig_data")
 
+    filepath: StringProperty(name="Body data", subtype="FILE_PATH", default="")
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
 
     def invoke(self, context, event):

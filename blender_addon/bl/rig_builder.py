@@ -28,7 +28,12 @@ _PREFERRED_CHILD = {"pelvis": "spine1", "spine3": "neck", "left_wrist": "left_mi
                     "right_wrist": "right_middle1"}
 
 
+OPEN_TOKEN = "<open body>"  # stored instead of the add-on's install path: blends stay portable
+
+
 def rig_data(path: str) -> RigData:
+    """The (cached) rig data of a file path, ``//``-relative path or :data:`OPEN_TOKEN`."""
+    path = OPEN_BODY if path == OPEN_TOKEN else path
     path = bpy.path.abspath(path) if path.startswith("//") else path
     if path not in _CACHE:
         if not os.path.exists(path):
@@ -94,7 +99,8 @@ def build_rig(data_path: str = OPEN_BODY, name: str = "MIMO Body",
     arm = bpy.data.armatures.new(name)
     arm_obj = bpy.data.objects.new(name, arm)
     collection.objects.link(arm_obj)
-    arm_obj["mimo_rig_data"] = data_path
+    same = os.path.exists(data_path) and os.path.exists(OPEN_BODY) and os.path.samefile(data_path, OPEN_BODY)
+    arm_obj["mimo_rig_data"] = OPEN_TOKEN if same else data_path
     arm_obj["mimo_num_shapes"] = data.num_betas
     verts_w, joints_w = data.shaped(None)
     _set_edit_bones(arm_obj, data, points_wire_to_blender(joints_w), create=True)

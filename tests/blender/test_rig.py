@@ -147,6 +147,7 @@ def test_open_body_rig_equals_mimo_body(addon):
 
     body = body_mod.load_body("open")
     rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
+    assert rig["mimo_rig_data"] == rig_builder.OPEN_TOKEN  # no install path inside the blend
     rng = np.random.default_rng(14)
     aa, transl = _random_pose(rng, 1, scale=0.4)
     betas = np.array([0.5, -0.3, 0.2, 0.4, -0.6, 0.1])
