@@ -282,7 +282,8 @@ class MIMO_OT_generate(bpy.types.Operator):
         s.running, s.progress, s.last_error, s.job_dir = True, 0.0, "", job_dir
         s.status = "starting"
         timers.start(scene, timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir,
-                                             start_frame=scene.frame_start, total=request.num_frames))
+                                             start_frame=scene.frame_start, total=request.num_frames,
+                                             hold=scene.frame_step))
         return {"FINISHED"}
 
 

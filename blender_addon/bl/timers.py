@@ -30,6 +30,7 @@ class ActiveJob:
     job_dir: str
     start_frame: int
     total: int
+    hold: int = 1  # scene frames per generated frame (the scene's frame step)
     received: int = 0
     strip_name: str = ""
     state: str = "running"
@@ -111,13 +112,16 @@ def _finish(scene: bpy.types.Scene, job: ActiveJob, kind: str, data: tuple) -> N
     _JOBS.pop(scene.name, None)
     if kind == "done":
         files = data[2]
-        if files:
-            strip = vse.add_image_strip(scene, job.job_dir, files, job.start_frame,
-                                        name=os.path.basename(job.job_dir))
-            job.strip_name = strip.name
         s.progress = 1.0
         s.status = f"done: {len(files)} frames in {job.job_dir}"
         s.last_error = ""
+        if files:
+            try:
+                strip = vse.add_image_strip(scene, job.job_dir, files, job.start_frame,
+                                            name=os.path.basename(job.job_dir), hold=job.hold)
+                job.strip_name = strip.name
+            except (RuntimeError, ValueError) as exc:  # the frames are safe on disk either way
+                s.last_error = f"the frames are in {job.job_dir}, but the sequencer strip failed: {exc}"
     elif kind == "error":
         message, field = data
         s.last_error = f"{field}: {message}" if field and not message.startswith(field) else message

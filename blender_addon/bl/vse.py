@@ -34,17 +34,21 @@ def free_channel(scene: bpy.types.Scene, start: int, end: int) -> int:
 
 
 def add_image_strip(scene: bpy.types.Scene, directory: str, files: list[str], start: int,
-                    name: str = "MIMO") -> bpy.types.Strip:
+                    name: str = "MIMO", hold: int = 1) -> bpy.types.Strip:
     """Add ``files`` (names inside ``directory``, in display order) as one image strip starting at
-    scene frame ``start`` in a free channel; returns the strip."""
+    scene frame ``start`` in a free channel, each image held ``hold`` scene frames (the scene's
+    frame step, so the strip keeps the shot's timing); returns the strip."""
     if not files:
         raise ValueError("files: expected at least one frame file, got none")
-    channel = free_channel(scene, start, start + len(files) - 1)
-    strip = strips_of(scene).new_image(name=name, filepath=os.path.join(directory, files[0]),
+    if hold < 1:
+        raise ValueError(f"hold: expected >= 1 scene frames per image, got {hold}")
+    shown = [f for f in files for _ in range(hold)]
+    channel = free_channel(scene, start, start + len(shown) - 1)
+    strip = strips_of(scene).new_image(name=name, filepath=os.path.join(directory, shown[0]),
                                        channel=channel, frame_start=start)
-    for f in files[1:]:
+    for f in shown[1:]:
         strip.elements.append(f)
     if bpy.data.filepath:  # keep the blend portable: //mimo/<job>/ rather than an absolute path
         strip.directory = bpy.path.relpath(directory).rstrip("/\\") + "/"
-    strip.frame_final_duration = len(files)
+    strip.frame_final_duration = len(shown)
     return strip

@@ -170,6 +170,17 @@ def test_check_server_reports_capabilities(addon, server):
     assert "preview" in bpy.context.scene.mimo.capabilities
 
 
+def test_frame_step_keeps_the_shot_timing(addon, server, tmp_path):
+    scene = _shot(tmp_path, server, frames=6)
+    scene.frame_step = 2  # frames 1, 3, 5 are generated; each image covers 2 scene frames
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    assert _pump(scene)[0] == "done", scene.mimo.last_error
+    assert len(os.listdir(scene.mimo.job_dir)) == 3
+    (strip,) = _strips(scene)
+    assert strip.frame_final_start == 1 and strip.frame_final_duration == 6
+    assert [e.filename for e in strip.elements] == [f"frame_{i // 2:05d}.png" for i in range(6)]
+
+
 def test_generate_with_scene_plate_and_occlusion(addon, server, tmp_path):
     scene = _shot(tmp_path, server, frames=2)
     bpy.ops.mesh.primitive_cube_add(size=0.4, location=(0.1, -1.0, 0.2))
