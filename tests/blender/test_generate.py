@@ -56,14 +56,18 @@ def _shot(tmp_path, address, frames=4, size=(64, 48)):
 
 
 def _pump(scene, limit_s=60.0):
+    """Do what the timer would: call drain_all every 50 ms until the scene's job ends."""
     from blender_addon.bl import timers
 
+    job = timers.active(scene)
+    assert job is not None, "no job was started"
     start = time.monotonic()
     while time.monotonic() - start < limit_s:
-        state = timers.drain(scene)
-        if state != "running":
-            return state, time.monotonic() - start
-        assert timers.drain_all() is not None  # the timer keeps ticking while the job runs
+        again = timers.drain_all()
+        if job.state != "running":
+            assert again is None and timers.active(scene) is None  # the timer stops with the job
+            return job.state, time.monotonic() - start
+        assert again == timers.INTERVAL_S  # the timer keeps ticking while the job runs
         time.sleep(0.05)
     raise AssertionError(f"job still running after {limit_s} s: {scene.mimo.status}")
 
