@@ -138,7 +138,8 @@ class Client:
                     if isinstance(msg, want) and (tag is None or getattr(msg, "tag", tag) == tag):
                         self._other.remove(msg)
                         return msg
-                    if isinstance(msg, Error) and (tag is None or msg.tag == tag):
+                    # an untagged error answers whatever we sent last (e.g. an undecodable message)
+                    if isinstance(msg, Error) and (tag is None or msg.tag in (tag, "")):
                         self._other.remove(msg)
                         raise MimoClientError(f"server refused: {msg.code}: "
                                               f"{msg.field + ': ' if msg.field else ''}{msg.message}", msg)
