@@ -399,11 +399,16 @@ class Server:
             build_s = time.monotonic() - t0
             if req.preview and req.backend != "preview":
                 self._send_blocking_previews(job, gen_job, preview)
+            cuda = _cuda_reset_peak()
             stats = self.backends[req.backend].generate(gen_job, events)
             if job.frames_sent != gen_job.num_frames:
                 raise RuntimeError(f"backend sent {job.frames_sent} of {gen_job.num_frames} frames")
             stats = {**_plain(stats or {}), "queue_s": queue_s, "build_s": build_s,
                      "total_s": time.monotonic() - t0}
+            if cuda:
+                import torch
+
+                stats["server_peak_cuda_bytes"] = int(torch.cuda.max_memory_allocated())
             self._send(job, P.Done(job_id=job.job_id, num_frames=job.frames_sent, stats=stats))
             log.info("job %s done: %d frames in %.2f s", job.job_id, job.frames_sent, stats["total_s"])
         except JobCancelled:
@@ -425,6 +430,17 @@ def _preview_frames(gen: GenerationJob):
     for i in range(gen.num_frames):
         yield i, composite_preview(pick(gen.codes, i), pick(gen.code_mask, i), pick(gen.scene, i),
                                    pick(gen.occlusion, i))
+
+
+def _cuda_reset_peak() -> bool:
+    """Reset torch's CUDA peak-memory counter when torch is already in use with CUDA."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return False
+    torch.cuda.reset_peak_memory_stats()
+    return True
 
 
 def _peek_tag(header_frame) -> str:
