@@ -464,8 +464,9 @@ def test_gpu_body_codes_match_cpu_and_real_oom_fails_only_that_job():
                      bind="tcp://127.0.0.1:0", device=device).start()
         try:
             with Client(srv.address, timeout=60) as c:
-                out[device], _ = c.generate(req)
+                out[device], stats = c.generate(req)
                 if device == "cuda":
+                    assert stats["server_peak_cuda_bytes"] > 0  # the codes were rendered on the GPU
                     greedy = codes_request(backend="greedy")
                     last = list(c.events(c.submit(greedy).job_id))[-1]
                     assert last.code == "oom", last
