@@ -391,6 +391,10 @@ class Server:
 
         events = JobEvents(progress=progress, frame=frame, preview=preview,
                            cancelled=lambda: job.cancelled or self._stopping)
+        if _cuda_in_use():
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()  # peak of this job: build + backend
         try:
             events.check_cancelled()
             progress("build", 0, 1)
@@ -399,13 +403,12 @@ class Server:
             build_s = time.monotonic() - t0
             if req.preview and req.backend != "preview":
                 self._send_blocking_previews(job, gen_job, preview)
-            cuda = _cuda_reset_peak()
             stats = self.backends[req.backend].generate(gen_job, events)
             if job.frames_sent != gen_job.num_frames:
                 raise RuntimeError(f"backend sent {job.frames_sent} of {gen_job.num_frames} frames")
             stats = {**_plain(stats or {}), "queue_s": queue_s, "build_s": build_s,
                      "total_s": time.monotonic() - t0}
-            if cuda:
+            if _cuda_in_use():
                 import torch
 
                 stats["server_peak_cuda_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -432,15 +435,12 @@ def _preview_frames(gen: GenerationJob):
                                    pick(gen.occlusion, i))
 
 
-def _cuda_reset_peak() -> bool:
-    """Reset torch's CUDA peak-memory counter when torch is already in use with CUDA."""
+def _cuda_in_use() -> bool:
+    """True when torch is loaded and has initialised CUDA (never initialises it itself)."""
     import sys
 
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
-        return False
-    torch.cuda.reset_peak_memory_stats()
-    return True
+    return torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
 def _peek_tag(header_frame) -> str:
