@@ -76,6 +76,8 @@ class Client:
         self._lock = threading.RLock()
         self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._sock.linger = 0
+        # a DEALER whose only connection failed (e.g. a refused CurveZMQ handshake) blocks on send
+        self._sock.sndtimeo = max(1, int(self.timeout * 1000))
         if curve is not None:
             self._sock.curve_serverkey = curve["server_public"]
             self._sock.curve_publickey = curve["public"]
@@ -91,7 +93,10 @@ class Client:
     # -- plumbing ---------------------------------------------------------------------------------
     def _send(self, msg) -> None:
         with self._lock:
-            self._sock.send_multipart(encode(msg), copy=False)
+            try:
+                self._sock.send_multipart(encode(msg), copy=False)
+            except zmq.Again:
+                raise self._silence(self.timeout) from None
             self._last_sent = time.monotonic()
 
     def _pump(self, wait_s: float) -> bool:
@@ -133,7 +138,8 @@ class Client:
                     if isinstance(msg, want) and (tag is None or getattr(msg, "tag", tag) == tag):
                         self._other.remove(msg)
                         return msg
-                    if isinstance(msg, Error) and (tag is None or msg.tag == tag):
+                    # an untagged error answers whatever we sent last (e.g. an undecodable message)
+                    if isinstance(msg, Error) and (tag is None or msg.tag in (tag, "")):
                         self._other.remove(msg)
                         raise MimoClientError(f"server refused: {msg.code}: "
                                               f"{msg.field + ': ' if msg.field else ''}{msg.message}", msg)
