@@ -116,9 +116,12 @@ def stage(stage_dir: str, wheels: list[str]) -> str:
     return stage_dir
 
 
-def build(out_dir: str, cache: str, platforms=PLATFORMS, wheel_files: list[str] | None = None) -> str:
-    """Build the zip and return its path."""
-    sync_vendor()
+def build(out_dir: str, cache: str, platforms=PLATFORMS, wheel_files: list[str] | None = None,
+          sync: bool = True) -> str:
+    """Build the zip and return its path. ``sync=False`` zips ``vendor/`` as it is (tests do, so
+    they never rewrite the checkout and the byte-identity test keeps its meaning)."""
+    if sync:
+        sync_vendor()
     wheels = wheel_files if wheel_files is not None else fetch_wheels(cache, platforms)
     stage_dir = stage(os.path.join(ROOT, "build", "addon-stage", "mimo_blender"), wheels)
     os.makedirs(out_dir, exist_ok=True)

@@ -51,7 +51,7 @@ def test_zip_installs_and_enables_in_blender(tmp_path):
     from blender_addon import build
 
     try:
-        zpath = build.build(str(tmp_path / "dist"), str(ROOT / "build" / "addon-wheels"))
+        zpath = build.build(str(tmp_path / "dist"), str(ROOT / "build" / "addon-wheels"), sync=False)
     except build.WheelFetchError as exc:  # offline and never fetched: nothing to bundle
         pytest.skip(str(exc))
     res = tmp_path / "blender-user"
