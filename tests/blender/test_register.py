@@ -79,3 +79,22 @@ def test_add_body_reports_a_bad_file(addon, tmp_path):
     with pytest.raises(RuntimeError, match="lacks keys"):
         bpy.ops.mimo.add_body_file(filepath=str(tmp_path / "partial.npz"))
     assert not [o for o in bpy.data.objects if o.type == "ARMATURE"]
+
+
+def test_enabling_is_cheap_no_zmq_or_torch(tmp_path):
+    """Registering imports neither zmq nor the protocol (they load when a job starts), nor torch."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import bpy, blender_addon\n"
+            "blender_addon.register()\n"
+            "bad = [m for m in ('zmq', 'msgpack', 'torch') if m in sys.modules]\n"
+            "blender_addon.unregister()\n"
+            "print('LOADED', bad)\n") % str(root)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "LOADED []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
