@@ -149,6 +149,13 @@ def _serve(args) -> int:
                     device_name=device_name, weights=args.weights or "")
     server.start()
     print(f"mimo-server listening on {server.address}", flush=True)
+
+    def _terminate(signum, frame):  # SIGTERM: stop like Ctrl-C, telling clients of running jobs
+        raise KeyboardInterrupt
+
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     server.serve_forever()
     return 0
 

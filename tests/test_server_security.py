@@ -145,8 +145,10 @@ def test_cli_serve_and_status_end_to_end(keys, capsys):
         assert "protocol 1.0" in out and "backends: preview" in out and "device: cpu" in out
         assert cli.main(["status", "--connect", address, "--timeout", "0.5"]) == 1  # no keys
         assert "no answer" in capsys.readouterr().err
+        proc.terminate()  # SIGTERM: a clean stop
+        assert proc.wait(30) == 0
     finally:
-        proc.terminate()
+        proc.kill()
         proc.wait(30)
 
 
