@@ -312,3 +312,24 @@ def test_documented_version_matches_the_code():
             assert f"`{f.name}`" in doc, f"PROTOCOL.md does not document field `{f.name}` of {cls.TYPE}"
     for code in P.ERROR_CODES:
         assert f"`{code}`" in doc, f"PROTOCOL.md does not document error code `{code}`"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_encode_decode_round_trip_property(data):
+    from hypothesis.extra import numpy as hnp
+
+    dtype = data.draw(st.sampled_from(["u1", "<i2", "<f4", "<f8", "<i8", "?", ">f4", ">i4"]))
+    arr = data.draw(hnp.arrays(np.dtype(dtype), hnp.array_shapes(min_dims=0, max_dims=4, max_side=5)))
+    text = st.text(max_size=8)
+    stats = data.draw(st.dictionaries(text, st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+                                      | st.floats(allow_nan=False) | text, max_size=4))
+    msgs = [P.Frame(job_id=data.draw(text), index=data.draw(st.integers(0, 2**31)), image=arr),
+            P.Done(job_id="j", num_frames=data.draw(st.integers(0, 10)), stats=stats),
+            P.Progress(job_id="j", stage=data.draw(text), step=1, total=2,
+                       eta_s=data.draw(st.floats(allow_nan=False)))]
+    for m in msgs:
+        back = P.decode(P.encode(m))
+        if isinstance(m, P.Frame):  # the wire is little endian: big-endian arrays arrive swapped
+            m.image = m.image.astype(m.image.dtype.newbyteorder("<"))
+        assert back == m
