@@ -57,6 +57,21 @@ def scaled_intrinsics(K: np.ndarray, cam_size: tuple[int, int], out_size: tuple[
     return K
 
 
+def available_body_models() -> list[str]:
+    """Body models this server can load now: ``open`` (shipped) plus each SMPL-family kind whose
+    licensed file is installed (see :func:`mimo.body.default_models_dir`)."""
+    from mimo.body import loading
+
+    found = ["open"]
+    for kind in ("smpl", "smplh", "smplx"):
+        try:
+            loading._find_model_file(kind)
+        except (FileNotFoundError, AttributeError):
+            continue
+        found.append(kind)
+    return found
+
+
 def load_body_cached(model: str, device: str | None):
     """One body model per (name, device), loaded once and kept (like the backends' networks)."""
     key = (model, str(device))

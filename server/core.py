@@ -57,6 +57,8 @@ class Server:
         curve: ``(public, secret, authorized_clients_dir)`` from :mod:`server.security`, or None.
         insecure: allow a non-loopback ``bind`` without CurveZMQ.
         device: torch device for body posing and code rendering (None: the backends' default).
+        device_name, weights: reported in ``capabilities`` (e.g. "cuda:0 NVIDIA H100", the folder).
+        body_models: models clients may ask for (default: ``open`` plus installed SMPL files).
         build: request -> GenerationJob (default :func:`server.build.build_job`).
     """
 
@@ -75,7 +77,11 @@ class Server:
         self.bind, self.limits = bind, {**P.DEFAULT_LIMITS, **(limits or {})}
         self.heartbeat_timeout_s = float(heartbeat_timeout_s)
         self.curve, self.device, self.device_name, self.weights = curve, device, device_name, weights
-        self.body_models = list(P.BODY_MODELS if body_models is None else body_models)
+        if body_models is None:
+            from .build import available_body_models
+
+            body_models = available_body_models()
+        self.body_models = list(body_models)
         if build is None:
             from .build import build_job
 

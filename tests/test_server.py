@@ -192,6 +192,19 @@ def test_invalid_requests_get_typed_errors_naming_the_field(client):
     with pytest.raises(MimoClientError) as e:
         client.submit(req)
     assert e.value.error.code == "unknown_backend" and e.value.error.field == "backend"
+    caps = client.hello()
+    missing = [m for m in P.BODY_MODELS if m not in caps.body_models]
+    assert "open" in caps.body_models
+    if missing:  # licensed SMPL files are not installed here: refused at submit, by name
+        bad = P.GenerateRequest(character=png(), body_model=missing[0], width=16, height=16,
+                                bodies=[P.BodyParams(global_orient=np.zeros((1, 3)),
+                                                     body_pose=np.zeros((1, 23 if missing[0] == "smpl" else 21, 3)),
+                                                     transl=np.zeros((1, 3)), betas=np.zeros(10))],
+                                camera=P.CameraTrack(K=np.eye(3)[None], R=np.eye(3)[None],
+                                                     t=np.zeros((1, 3)), width=16, height=16))
+        with pytest.raises(MimoClientError) as e:
+            client.submit(bad)
+        assert e.value.error.field == "body_model"
     req = codes_request()
     req.character = b"\x89PNG\r\n\x1a\n" + b"not really a png"
     job = client.submit(req)
