@@ -503,3 +503,15 @@ def test_blocking_previews_are_at_most_256_pixels():
     img = out[0][1]
     assert img.shape == (174, 200, 3)  # every 3rd pixel of 520 x 600
     np.testing.assert_array_equal(img, np.where(codes[0, ::3, ::3] != 0, 77, 255))
+
+
+def test_a_submit_the_client_gave_up_on_is_cancelled_when_it_is_accepted(server):
+    """A submit that times out client-side (slow upload) must not hold the worker later."""
+    with Client(server.address, timeout=5.0, heartbeat_s=0.2) as c:
+        accepted = c.submit(codes_request(F=3), credit=1)  # blocks the worker on credit
+        with pytest.raises(MimoClientError):
+            c.submit(codes_request(F=3), credit=1, timeout=0.0)  # gives up before any answer
+        frames = [e for e in c.events(accepted.job_id) if isinstance(e, P.Frame)]
+        assert len(frames) == 3  # draining this job also received the late Accepted
+        st_ = wait_idle(c, timeout=3.0)
+        assert not st_.jobs, st_.jobs
