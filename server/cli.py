@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "mimo when --weights is given)")
     serve.add_argument("--weights", help="folder with the MIMO weights (official layout)")
     serve.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    serve.add_argument("--body-models", metavar="DIR",
+                       help="folder with licensed SMPL/SMPL-H/SMPL-X files (default: $MIMO_BODY_MODELS "
+                            "or ~/.cache/mimo/body_models); the open body needs none")
     serve.add_argument("--dtype", default=None, choices=("fp16", "bf16", "fp32"))
     serve.add_argument("--curve", metavar="DIR", help="CurveZMQ key folder (mimo-server keys generate)")
     serve.add_argument("--insecure", action="store_true",
@@ -130,6 +133,12 @@ def _serve(args) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.body_models:
+        import os
+
+        from mimo.body.loading import MODELS_ENV
+
+        os.environ[MODELS_ENV] = args.body_models
     names = args.backend or (["preview", "mimo"] if args.weights else ["preview"])
     if "mimo" in names and not args.weights:
         raise ValueError("weights: --backend mimo needs --weights DIR")
