@@ -515,3 +515,51 @@ def test_a_submit_the_client_gave_up_on_is_cancelled_when_it_is_accepted(server)
         assert len(frames) == 3  # draining this job also received the late Accepted
         st_ = wait_idle(c, timeout=3.0)
         assert not st_.jobs, st_.jobs
+
+
+def _write_synthetic_smplh(path) -> None:
+    """A tiny body in the SMPL-H .npz layout (random, but the real keys and shapes)."""
+    from mimo.body.joints import SMPLH_PARENTS
+
+    g = np.random.default_rng(3)
+    J, V = len(SMPLH_PARENTS), 80
+    joints = np.zeros((J, 3))
+    for j, p in enumerate(SMPLH_PARENTS[1:], start=1):
+        joints[j] = joints[p] + g.normal(size=3) * 0.1
+    owner = g.integers(0, J, size=V)
+    v = joints[owner] + g.normal(size=(V, 3)) * 0.05
+    weights = np.zeros((V, J))
+    weights[np.arange(V), owner] = 1.0
+    jreg = np.zeros((J, V))
+    jreg[owner, np.arange(V)] = 1.0
+    jreg[jreg.sum(1) == 0, 0] = 1.0
+    jreg /= jreg.sum(1, keepdims=True)
+    np.savez(path, v_template=v, f=g.integers(0, V, size=(160, 3)).astype(np.uint32),
+             shapedirs=g.normal(size=(V, 3, 10)) * 0.01, posedirs=g.normal(size=(V, 3, 9 * (J - 1))) * 0.001,
+             J_regressor=jreg, weights=weights, J=jreg @ v,
+             kintree_table=np.array([[4294967295] + SMPLH_PARENTS[1:], list(range(J))], dtype=np.int64),
+             **{f"hands_components{s}": np.eye(45) for s in "lr"}, **{f"hands_mean{s}": np.zeros(45) for s in "lr"})
+
+
+def test_installed_smplh_file_is_offered_and_used(tmp_path, monkeypatch):
+    (tmp_path / "smplh").mkdir()
+    _write_synthetic_smplh(tmp_path / "smplh" / "SMPLH_NEUTRAL.npz")
+    monkeypatch.setenv("MIMO_BODY_MODELS", str(tmp_path))
+    srv = Server({"preview": load_backend("preview")}, bind="tcp://127.0.0.1:0").start()
+    try:
+        with Client(srv.address, timeout=30) as c:
+            assert "smplh" in c.hello().body_models
+            F = 2
+            body = P.BodyParams(global_orient=np.zeros((F, 3)), body_pose=np.zeros((F, 21, 3)),
+                                transl=np.zeros((F, 3)), betas=np.zeros(10),
+                                left_hand_pose=np.zeros((F, 15, 3)), right_hand_pose=np.zeros((F, 15, 3)))
+            K = np.tile(np.array([[40.0, 0, 16], [0, 40, 16], [0, 0, 1]]), (F, 1, 1))
+            cam = P.CameraTrack(K=K, R=np.tile(np.diag([1.0, -1, -1]), (F, 1, 1)),
+                                t=np.tile([0, 0, 2.0], (F, 1)), width=32, height=32)
+            req = P.GenerateRequest(character=png(), bodies=[body], body_model="smplh", camera=cam,
+                                    width=32, height=32)
+            frames, _ = c.generate(req)
+            assert frames.shape == (F, 32, 32, 3)
+            assert np.any(frames != 255)  # the body is drawn over the white background
+    finally:
+        srv.stop()
