@@ -86,6 +86,7 @@ class Client:
         self._jobs: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self._other: collections.deque = collections.deque()
         self._tags = itertools.count()
+        self._abandoned: set[str] = set()
         self._last_heard = 0.0
         self._last_sent = 0.0
         self.capabilities: Capabilities | None = None
@@ -113,7 +114,11 @@ class Client:
                 raise MimoClientError(f"{self.address}: {exc}") from None
             log.warning("dropping a malformed message from %s: %s", self.address, exc)
             return True
-        if isinstance(msg, _JOB_EVENTS) and msg.job_id:
+        if isinstance(msg, Accepted) and msg.tag in self._abandoned:
+            # we gave up waiting for this submit: cancel it rather than hold the server's worker
+            self._abandoned.discard(msg.tag)
+            self._send(Cancel(job_id=msg.job_id))
+        elif isinstance(msg, _JOB_EVENTS) and msg.job_id:
             self._jobs[msg.job_id].append(msg)
         elif not isinstance(msg, Heartbeat):
             self._other.append(msg)
@@ -174,7 +179,12 @@ class Client:
             validate_request(request, limits)
         tag = f"{self.name}:{next(self._tags)}"
         self._send(Submit(request=request, credit=credit, tag=tag))
-        return self._wait_other((Accepted,), timeout, tag=tag)
+        try:
+            return self._wait_other((Accepted,), timeout, tag=tag)
+        except MimoClientError as exc:
+            if exc.error is None:  # silence: if the server accepts it later, cancel it then
+                self._abandoned.add(tag)
+            raise
 
     def cancel(self, job_id: str) -> None:
         """Ask the server to cancel; the job's events end with ``Error(code="cancelled")`` (or

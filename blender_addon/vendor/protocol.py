@@ -343,7 +343,7 @@ def encode(msg: Message) -> list[bytes | memoryview]:
 
 def _to_wire(value: Any, buffers: list) -> Any:
     if isinstance(value, np.ndarray):
-        arr = np.ascontiguousarray(value)
+        arr = np.ascontiguousarray(value).reshape(value.shape)  # (ascontiguousarray makes 0-d 1-d)
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         if arr.dtype.str not in _DTYPES:
