@@ -12,10 +12,13 @@ and attends over the concatenation of its own tokens and the bank's tokens.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from torch import nn
@@ -24,6 +27,36 @@ from torch import nn
 PE_MAX_LEN = 32
 #: Attention heads of every motion module (``motion_module_kwargs.num_attention_heads``).
 MOTION_HEADS = 8
+
+
+#: Feed-forward chunk size in tokens (None: whole batch at once); see :func:`feed_forward_chunking`.
+_FF_CHUNK: contextvars.ContextVar[int | None] = contextvars.ContextVar("mimo_ff_chunk", default=None)
+
+
+@contextlib.contextmanager
+def feed_forward_chunking(tokens: int | None):
+    """Within the block, run every transformer feed-forward ``tokens`` tokens at a time.
+
+    The GEGLU FF acts per token, so chunking changes no value; it bounds the largest transient
+    (the projection to 2 x 4C channels: 10 bytes x C per token in bf16) so long windows and batched
+    windows fit in memory. Fast mode uses it.
+    """
+    if tokens is not None and not (isinstance(tokens, int) and tokens > 0):
+        raise ValueError(f"tokens: expected a positive int or None, got {tokens!r}")
+    reset = _FF_CHUNK.set(tokens)
+    try:
+        yield
+    finally:
+        _FF_CHUNK.reset(reset)
+
+
+def _feed_forward(ff: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``ff(h)`` for h (S, N, C), in chunks of whole rows when feed_forward_chunking is active."""
+    chunk = _FF_CHUNK.get()
+    if chunk is None or h.shape[0] * h.shape[1] <= chunk:
+        return ff(h)
+    rows = max(1, chunk // h.shape[1])
+    return torch.cat([ff(part) for part in h.split(rows)])
 
 
 @dataclasses.dataclass
@@ -69,6 +102,17 @@ class RefContext:
     read: ReferenceBank | None = None
     rows: torch.Tensor | None = None
     frames: int = 1
+
+
+def _row_runs(rows: torch.Tensor) -> list[tuple[int, int, bool]]:
+    """Runs of equal values in a (B,) bool mask: [(start, stop, value), ...]."""
+    values = [bool(v) for v in rows.tolist()]
+    runs, start = [], 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            runs.append((start, i, values[start]))
+            start = i
+    return runs
 
 
 def sinusoidal_pe(channels: int, max_len: int = PE_MAX_LEN) -> torch.Tensor:
@@ -117,8 +161,17 @@ class TransformerBlock(nn.Module):
         else:
             a = self._read_attention(n, ref)
         h = a + h
-        h = self.attn2(self.norm2(h), encoder_hidden_states=context) + h
-        return self.ff(self.norm3(h)) + h
+        h = self._cross_attention(self.norm2(h), context) + h
+        return _feed_forward(self.ff, self.norm3(h)) + h
+
+    def _cross_attention(self, n: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """attn2 over the context tokens. MIMO's context is one CLIP token, and a softmax over one
+        key is exactly 1, so the output is ``to_out(to_v(context))`` for every query: computed
+        once per row instead of projecting and attending all N queries (same values)."""
+        if context.shape[1] != 1:
+            return self.attn2(n, encoder_hidden_states=context)
+        out = self.attn2.to_out[0](self.attn2.to_v(context))               # (B*F, 1, C)
+        return out.expand_as(n)
 
     def _read_attention(self, n: torch.Tensor, ref: RefContext) -> torch.Tensor:
         """attn1 with K/V = concat(own tokens, reference tokens) on reading rows; plain elsewhere."""
@@ -130,16 +183,19 @@ class TransformerBlock(nn.Module):
         if bank.shape[0] not in (1, batch) or bank.shape[1:] != n.shape[1:]:
             raise ValueError(f"reference['{self.block_path}']: expected shape ({batch} or 1, "
                              f"{n.shape[1]}, {n.shape[2]}), got {tuple(bank.shape)}")
-        bank = bank.expand(batch, -1, -1).repeat_interleave(frames, dim=0)  # (B*F, N, C)
-        if ref.rows is None or bool(ref.rows.all()):
-            return self.attn1(n, encoder_hidden_states=torch.cat([n, bank], dim=1))
-        rows = ref.rows.to(n.device).repeat_interleave(frames)  # (B*F,)
-        out = torch.empty_like(n)
-        if bool(rows.any()):
-            nr = n[rows]
-            out[rows] = self.attn1(nr, encoder_hidden_states=torch.cat([nr, bank[rows]], dim=1))
-        out[~rows] = self.attn1(n[~rows])
-        return out
+        runs = [(0, batch, True)] if ref.rows is None else _row_runs(ref.rows)
+        outs = []
+        for start, stop, reads in runs:  # contiguous runs of rows: slices, no gathers
+            part = n[start * frames:stop * frames]
+            if not reads:
+                outs.append(self.attn1(part))
+                continue
+            if bank.shape[0] == 1:  # one reference row for every frame: broadcast, no copy
+                rb = bank.expand(part.shape[0], -1, -1)
+            else:
+                rb = bank[start:stop].repeat_interleave(frames, dim=0)       # (rows*F, N, C)
+            outs.append(self.attn1(part, encoder_hidden_states=torch.cat([part, rb], dim=1)))
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 class SpatialTransformer(nn.Module):
@@ -153,14 +209,19 @@ class SpatialTransformer(nn.Module):
         self.proj_out = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, ref: RefContext) -> torch.Tensor:
-        """Shapes: x (B*F, C, h, w), context (B*F, 1, D) -> (B*F, C, h, w)."""
+        """Shapes: x (B*F, C, h, w), context (B*F, 1, D) -> (B*F, C, h, w).
+
+        The 1x1 convolutions ``proj_in``/``proj_out`` are applied as matrix products in token
+        layout (the same arithmetic), which spares cuDNN's NCHW<->NHWC transposes around them.
+        """
         rows, channels, height, width = x.shape
-        h = self.proj_in(self.norm(x))
-        h = h.permute(0, 2, 3, 1).reshape(rows, height * width, channels)
+        h = self.norm(x).permute(0, 2, 3, 1).reshape(rows, height * width, channels)
+        h = F.linear(h, self.proj_in.weight.view(channels, channels), self.proj_in.bias)
         for block in self.transformer_blocks:
             h = block(h, context, ref)
-        h = h.reshape(rows, height, width, channels).permute(0, 3, 1, 2).contiguous()
-        return self.proj_out(h) + x
+        h = F.linear(h, self.proj_out.weight.view(channels, channels), self.proj_out.bias)
+        h = h.view(rows, height, width, channels).permute(0, 3, 1, 2)
+        return x + h  # x first: the sum comes out in x's (contiguous NCHW) layout
 
 
 class PositionalEncoding(nn.Module):
@@ -201,15 +262,16 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.ff_norm = nn.LayerNorm(dim, eps=1e-5)
 
-    def forward(self, h: torch.Tensor, frames: int) -> torch.Tensor:
-        """Shapes: h (B*F, N, C) -> (B*F, N, C)."""
-        rows, tokens, channels = h.shape
-        batch = rows // frames
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Shapes: h (S, F, C) frame sequences (S = B * tokens) -> (S, F, C).
+
+        LayerNorms and the FF act per token, so the whole block runs in the frame-sequence
+        layout: no transposes between its attentions (they dominated its time when the block
+        worked on folded frames).
+        """
         for attention, norm in zip(self.attention_blocks, self.norms):
-            n = norm(h).reshape(batch, frames, tokens, channels).transpose(1, 2)
-            a = attention(n.reshape(batch * tokens, frames, channels))
-            h = h + a.reshape(batch, tokens, frames, channels).transpose(1, 2).reshape(rows, tokens, channels)
-        return self.ff(self.ff_norm(h)) + h
+            h = attention(norm(h)) + h
+        return _feed_forward(self.ff, self.ff_norm(h)) + h
 
 
 class TemporalTransformer(nn.Module):
@@ -223,13 +285,15 @@ class TemporalTransformer(nn.Module):
         self.proj_out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """Shapes: x (B*F, C, h, w) folded -> (B*F, C, h, w); one regrouping copy each way."""
         rows, channels, height, width = x.shape
-        h = self.norm(x).permute(0, 2, 3, 1).reshape(rows, height * width, channels)
-        h = self.proj_in(h)
+        batch, tokens = rows // frames, height * width
+        h = self.norm(x).view(batch, frames, channels, tokens).permute(0, 3, 1, 2)
+        h = self.proj_in(h.reshape(batch * tokens, frames, channels))     # (B*h*w, F, C)
         for block in self.transformer_blocks:
-            h = block(h, frames)
-        h = self.proj_out(h)
-        return h.reshape(rows, height, width, channels).permute(0, 3, 1, 2).contiguous() + x
+            h = block(h)
+        h = self.proj_out(h).view(batch, height, width, frames, channels)
+        return x + h.permute(0, 3, 4, 1, 2).reshape(rows, channels, height, width)
 
 
 class MotionModule(nn.Module):
