@@ -8,6 +8,16 @@ Prints, with the device name on every line: seconds per frame of a whole generat
 per stage (CLIP+VAE encode, reference pass, pose guider, denoising loop, VAE decode), one
 denoising-UNet window call (CFG batch 2), and peak GPU memory. The official code's figures on one
 H200 (DESIGN §10: 784², 32 frames, 25 steps, CFG 3.5, fp16) are printed for comparison.
+Also: frame-evaluations per output frame (window frames summed over windows / frames) and the
+achieved TFLOP/s of the denoising loop (FLOP of one window call counted by
+``torch.utils.flop_counter``, times the calls made). ``--mode fast`` defaults to bf16 and 32-frame
+windows.
+
+    python benchmarks/pipeline.py --device cuda --compare --frames 32 --size 256
+
+``--compare`` runs exact mode (fp16) and fast mode (fp16, then bf16) on the same random networks,
+inputs and seed and prints how far fast-mode frames are from exact-mode frames (PSNR over the clip
+and the largest per-frame max difference, in 8-bit levels) — what a user trades for the speed.
 """
 from __future__ import annotations
 
@@ -59,27 +69,74 @@ def inputs(frames: int, size: int, seed: int = 0):
     return character, codes, scene
 
 
-def time_window(pipe: MimoPipeline, frames: int, size: int, repeats: int = 3) -> float:
-    """Seconds of one denoising-UNet call on a window (CFG batch 2, reference bank read)."""
+def _window_call(pipe: MimoPipeline, frames: int, size: int):
+    """A closure making one denoising-UNet call on a window (CFG batch 2, reference bank read)."""
     h = size // 8
     dev, dt = pipe.device, pipe.dtype
     c0 = pipe.denoising_unet.config.block_out_channels[0]
     d = pipe.denoising_unet.config.cross_attention_dim
     with torch.no_grad():
-        ref = torch.randn(2, 4, h, h, device=dev, dtype=dt)
         clip2 = torch.randn(2, 1, d, device=dev, dtype=dt)
-        bank = pipe.reference_unet.write(ref, 0, clip2)
-        x = torch.randn(2, 8, frames, h, h, device=dev, dtype=dt)
-        pose = torch.randn(2, c0, frames, h, h, device=dev, dtype=dt)
-        t = torch.tensor(999, device=dev)
-        times = []
-        for _ in range(repeats + 1):
-            _sync(dev)
-            t0 = time.perf_counter()
-            pipe.denoising_unet(x, t, clip2, pose_cond=pose, reference=bank, reference_rows=[False, True])
-            _sync(dev)
-            times.append(time.perf_counter() - t0)
+        bank = pipe.reference_unet.write(torch.randn(2, 4, h, h, device=dev, dtype=dt), 0, clip2)
+    x = torch.randn(2, 8, frames, h, h, device=dev, dtype=dt)
+    pose = torch.randn(2, c0, frames, h, h, device=dev, dtype=dt)
+    t = torch.tensor(999, device=dev)
+
+    @torch.no_grad()
+    def call():
+        return pipe.denoising_unet(x, t, clip2, pose_cond=pose, reference=bank, reference_rows=[False, True])
+
+    return call
+
+
+def time_window(pipe: MimoPipeline, frames: int, size: int, repeats: int = 3) -> float:
+    """Seconds of one denoising-UNet call on a window (median of ``repeats`` after a warm-up)."""
+    call = _window_call(pipe, frames, size)
+    times = []
+    for _ in range(repeats + 1):
+        _sync(pipe.device)
+        t0 = time.perf_counter()
+        call()
+        _sync(pipe.device)
+        times.append(time.perf_counter() - t0)
     return float(np.median(times[1:]))
+
+
+def window_flops(pipe: MimoPipeline, frames: int, size: int) -> float:
+    """FLOP of one denoising-UNet window call (CFG batch 2), counted by torch's flop counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    call = _window_call(pipe, frames, size)
+    with FlopCounterMode(display=False) as counter:
+        call()
+    return float(counter.get_total_flops())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def compare(pipe_args, args) -> None:
+    """Exact (fp16) vs fast (fp16, bf16) frames on the same networks, inputs and seed."""
+    device = pipe_args["device"]
+    pipe = build_pipeline(args.tiny, device, torch.float16)
+    character, codes, scene = inputs(args.frames, args.size)
+    run = dict(height=args.size, width=args.size, guidance_scale=args.cfg, context_overlap=args.overlap,
+               num_inference_steps=args.steps)
+    exact = pipe(character, codes, scene, mode="exact", context_frames=args.context or 24, **run).frames
+    size = "tiny" if args.tiny else "SD1.5-size"
+    tag = f"[{_device_name(device)}, {args.frames} frames {args.size}² {args.steps} steps, random {size} weights]"
+    for dtype in (torch.float16, torch.bfloat16):
+        for net in (pipe.vae, pipe.image_encoder, pipe.reference_unet, pipe.denoising_unet, pipe.pose_guider):
+            net.to(dtype)
+        pipe.dtype = dtype
+        for context in (24, 32):
+            fast = pipe(character, codes, scene, mode="fast", context_frames=context, **run).frames
+            per_frame = np.abs(fast - exact).reshape(len(fast), -1).max(axis=1) * 255
+            print(f"fast ({str(dtype).replace('torch.', '')}, {context}-frame windows) vs exact (float16, 24): "
+                  f"PSNR {psnr(fast, exact):.1f} dB, per-frame max |diff| {per_frame.max():.0f} levels "
+                  f"(median {np.median(per_frame):.0f}), mean |diff| {np.abs(fast - exact).mean() * 255:.2f} levels {tag}")
 
 
 def _sync(dev):
@@ -93,26 +150,34 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=784)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=3.5)
-    p.add_argument("--context", type=int, default=24)
+    p.add_argument("--context", type=int, default=None, help="default: 24 exact, 32 fast")
     p.add_argument("--overlap", type=int, default=4)
     p.add_argument("--mode", choices=("exact", "fast"), default="exact")
     p.add_argument("--device", default=None)
-    p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None)
+    p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None,
+                   help="default: fp16 (exact) / bf16 (fast) on CUDA, fp32 on CPU")
     p.add_argument("--tiny", action="store_true", help="tiny networks (CPU smoke run)")
     p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--compare", action="store_true", help="fast vs exact frames (PSNR, max difference)")
     args = p.parse_args(argv)
 
     device, dtype = resolve_device_dtype(args.device, args.dtype)
+    if args.dtype is None and args.mode == "fast" and device.type == "cuda":
+        dtype = torch.bfloat16
+    if args.compare:
+        compare(dict(device=device), args)
+        return 0
+    context = args.context or (32 if args.mode == "fast" else 24)
     name = _device_name(device)
     tag = f"[{name}, {str(dtype).replace('torch.', '')}, {'tiny' if args.tiny else 'SD1.5 size'}]"
     t0 = time.perf_counter()
     pipe = build_pipeline(args.tiny, device, dtype)
     print(f"build random networks: {time.perf_counter() - t0:.1f} s {tag}")
     character, codes, scene = inputs(args.frames, args.size)
-    run = dict(height=args.size, width=args.size, guidance_scale=args.cfg, context_frames=args.context,
+    run = dict(height=args.size, width=args.size, guidance_scale=args.cfg, context_frames=context,
                context_overlap=args.overlap, mode=args.mode)
     if not args.no_warmup:  # kernels, allocator, cuDNN autotuning
-        w = min(args.frames, args.context)
+        w = min(args.frames, context)
         pipe(character, codes[:w], scene[:w], num_inference_steps=1, **run)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -120,14 +185,19 @@ def main(argv=None) -> int:
     out = pipe(character, codes, scene, num_inference_steps=args.steps, **run)
     total = time.perf_counter() - t0
     s = out.stats
+    per_call = f", {s['windows_per_call']} per call" if "windows_per_call" in s else ""
     print(f"generate {args.frames} frames {args.size}² {args.steps} steps cfg {args.cfg} "
-          f"({s['windows']} windows of {args.context}, mode {args.mode}): {total:.2f} s = "
-          f"{total / args.frames:.3f} s/frame {tag}")
+          f"({s['windows']} windows of {min(context, args.frames)}{per_call}, mode {args.mode}): "
+          f"{total:.2f} s = {total / args.frames:.3f} s/frame {tag}")
     for stage, sec in s["seconds"].items():
         print(f"  {stage:10s} {sec:8.3f} s  ({100 * sec / total:5.1f} %) {tag}")
     if "peak_memory_gb" in s:
         print(f"  peak GPU memory {s['peak_memory_gb']:.2f} GiB {tag}")
-    win = min(args.frames, args.context)
+    win = min(args.frames, context)
+    evals = s["frame_evaluations_per_frame"]
+    flops = window_flops(pipe, win, args.size) / win * evals * args.frames * args.steps
+    print(f"  frame-evaluations per output frame {evals:.2f}; denoising loop {flops / 1e12:.0f} TFLOP "
+          f"at {flops / s['seconds']['denoise'] / 1e12:.0f} TFLOP/s {tag}")
     sec = time_window(pipe, win, args.size)
     print(f"one denoising-UNet window call ({win} frames, CFG batch 2): {sec:.3f} s {tag}")
     if not args.tiny and args.size == 784 and args.steps == 25 and args.frames in OFFICIAL_H200:

@@ -48,13 +48,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--context", type=int, default=24, help="frames per context window (<= 32)")
+    p.add_argument("--context", type=int, default=None,
+                   help="frames per context window (<= 32; default 24 in exact mode, 32 in fast mode)")
     p.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows")
     p.add_argument("--roi-size", type=int, default=784, help="side of the generated ROI crops")
-    p.add_argument("--mode", choices=("exact", "fast"), default="exact")
+    p.add_argument("--mode", choices=("exact", "fast"), default="exact",
+                   help="exact: the official schedule; fast: same networks, non-wrapping (32-frame) "
+                        "windows, batched windows, bf16 (mimo/pipeline/fast.py lists every difference)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None,
-                   help="default: fp16 on CUDA, fp32 on CPU")
+                   help="default: fp16 on CUDA (bf16 with --mode fast), fp32 on CPU")
     p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 30)")
     p.add_argument("--raw", action="store_true",
                    help="inputs are already WxH: no ROI crop, no compositing; output the pipeline frames")
@@ -172,7 +175,7 @@ def build_job(args):
         raise ValueError("character: --character IMG is required with --weights")
     if args.raw and (size[0] % 8 or size[1] % 8):
         raise ValueError(f"size: --raw generates at {size[0]}x{size[1]}, which must be a multiple of 8")
-    if not 1 <= args.context <= 32:
+    if args.context is not None and not 1 <= args.context <= 32:
         raise ValueError(f"context: windows longer than 32 frames are not supported by the motion "
                          f"modules (32 positions), got {args.context}")
     job = GenerationJob(character=character, codes=codes, code_mask=code_mask, scene=scene, occlusion=occlusion,
@@ -193,7 +196,12 @@ def load(args):
         raise ValueError(f"weights: folder {str(weights)!r} not found; get the official weights with "
                          f"`mimo weights download {weights}` (or `mimo weights make-tiny DIR` for a test run)")
     try:
-        return load_backend("mimo", weights=str(weights), device=args.device, dtype=args.dtype)
+        dtype = args.dtype
+        if dtype is None and args.mode == "fast":
+            from mimo.pipeline.pipeline import resolve_device_dtype
+
+            dtype = "bf16" if resolve_device_dtype(args.device, None)[0].type == "cuda" else None
+        return load_backend("mimo", weights=str(weights), device=args.device, dtype=dtype)
     except ValueError as e:  # mimo.models.WeightsError lists every missing or misshaped file
         raise ValueError(f"{e}\n(get the official weights with `mimo weights download {weights}`)") from e
 

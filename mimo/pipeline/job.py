@@ -38,7 +38,7 @@ class GenerationJob:
     steps: int = 25
     cfg: float = 3.5
     seed: int = 42
-    context: int = 24
+    context: int | None = None  # None: 24 in exact mode, 32 in fast mode
     overlap: int = 4
     mode: str = "exact"  # "exact" | "fast"
     raw: bool = False  # inputs are already the output size: no ROI crop, no compositing
@@ -86,9 +86,10 @@ class GenerationJob:
             raise ValueError(f"cfg: expected a number in [0, 50], got {self.cfg!r}")
         if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
-        if not (isinstance(self.context, int) and 1 <= self.context <= 32):
+        if not (self.context is None or (isinstance(self.context, int) and 1 <= self.context <= 32)):
             raise ValueError(f"context: expected 1..32 frames per window, got {self.context!r}")
-        if not (isinstance(self.overlap, int) and 0 <= self.overlap < self.context):
+        context = self.context or 24
+        if not (isinstance(self.overlap, int) and 0 <= self.overlap < context):
             raise ValueError(f"overlap: expected 0..context-1, got {self.overlap!r}")
         if self.mode not in ("exact", "fast"):
             raise ValueError(f"mode: expected 'exact' or 'fast', got {self.mode!r}")

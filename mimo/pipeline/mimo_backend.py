@@ -61,6 +61,10 @@ class MimoBackend(Backend):
             if job.raw:
                 events.frame(index, (frame * 255).astype(np.uint8))  # truncation, as official
 
+        def on_preview(step, indices, images):  # fast mode: half-size x0 previews a few times
+            for index, image in zip(indices, images):
+                events.preview(min(index, F - 1), image)
+
         # the reference image is padded to a white square (multiple of 16), as the official scripts
         character, _ = pad_square(job.character, 255)
         events.progress("encode", 0, 1)
@@ -68,7 +72,8 @@ class MimoBackend(Backend):
             character, codes_in, scene_in, height=size[0], width=size[1],
             num_inference_steps=job.steps, guidance_scale=job.cfg, seed=job.seed,
             context_frames=job.context, context_overlap=job.overlap, mode=job.mode,
-            callback_on_step_end=on_step, frame_callback=on_frame, cancelled=events.cancelled)
+            callback_on_step_end=on_step, frame_callback=on_frame, cancelled=events.cancelled,
+            preview_every=max(1, steps // 5) if job.mode == "fast" else 0, preview_callback=on_preview)
         events.raw_frames(out.frames)
         stats = dict(out.stats, backend=self.name, roi_clips=None if clips is None else len(clips))
 

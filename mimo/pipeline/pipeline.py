@@ -10,8 +10,9 @@ drawn on a CPU generator in the pipeline dtype). What it does differently only c
 * VAE encodes and decodes are batched over frames (the official code loops frame by frame);
 * with a single window the accumulate-and-divide is skipped (dividing by 1 changes no bit).
 
-Fast mode (``mode="fast"``) additionally: keeps the reference bank in the model dtype (no fp16
-round trip) and runs the reference pass on the conditional row only.
+Fast mode (``mode="fast"``) runs the same networks on a faster schedule; every deviation is listed
+in :mod:`mimo.pipeline.fast` (non-wrapping 32-frame windows, batched windows, bf16, one reference
+row, float32 latents, chunked feed-forwards and decodes, optional previews).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import fast as fast_mode
 from .schedule import MAX_WINDOW, context_windows, make_scheduler
 
 VAE_SCALE = 0.18215  # hard-coded in the official pipeline (spec §1)
@@ -69,6 +71,12 @@ def _frames_to_tensor(frames, width: int, height: int, normalize: bool) -> torch
     arr = np.stack([resize_lanczos(f, width, height) for f in frames]).astype(np.float32) / 255.0
     t = torch.from_numpy(arr).permute(0, 3, 1, 2)
     return t * 2.0 - 1.0 if normalize else t
+
+
+def _frame_chunks(frames, width: int, height: int, normalize: bool, chunk: int):
+    """Like :func:`_frames_to_tensor`, ``chunk`` frames at a time (host memory stays bounded)."""
+    for i in range(0, len(frames), chunk):
+        yield _frames_to_tensor(frames[i:i + chunk], width, height, normalize)
 
 
 class MimoPipeline:
@@ -185,15 +193,17 @@ class MimoPipeline:
             out.append(self.pose_guider(x))
         return torch.cat(out, dim=2)
 
-    def prepare_latents(self, num_frames: int, height: int, width: int, seed: int) -> torch.Tensor:
-        """The initial noise exactly as the official scripts draw it (CPU generator, pipeline dtype).
+    def prepare_latents(self, num_frames: int, height: int, width: int, seed: int,
+                        dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The initial noise exactly as the official scripts draw it (CPU generator, pipeline dtype;
+        fast mode draws the same normals in float32).
 
         Shapes:
             returns (1, 4, F, h, w) on the pipeline device
         """
         g = torch.Generator("cpu").manual_seed(seed)
         shape = (1, 4, num_frames, height // 8, width // 8)
-        latents = torch.randn(shape, generator=g, dtype=self.dtype).to(self.device)
+        latents = torch.randn(shape, generator=g, dtype=dtype or self.dtype).to(self.device)
         return latents * self.scheduler.init_noise_sigma
 
     # ------------------------------------------------------------------------------------------
@@ -208,12 +218,15 @@ class MimoPipeline:
         num_inference_steps: int = 25,
         guidance_scale: float = 3.5,
         seed: int = 42,
-        context_frames: int = 24,
+        context_frames: int | None = None,
         context_overlap: int = 4,
         mode: str = "exact",
         callback_on_step_end: Callable[["MimoPipeline", int, int, dict], None] | None = None,
         frame_callback: Callable[[int, np.ndarray], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        windows_per_call: int | None = None,
+        preview_every: int = 0,
+        preview_callback: Callable[[int, list[int], list[np.ndarray]], None] | None = None,
     ) -> MimoPipelineOutput:
         """Generate F frames of the character performing the motion codes inside the scene.
 
@@ -221,7 +234,11 @@ class MimoPipeline:
         frames (as run_animate.py). ``callback_on_step_end(pipe, step, timestep, info)`` runs after
         every denoising step; ``frame_callback(index, frame)`` receives decoded frames in order;
         ``cancelled()`` is polled between UNet calls and raises
-        :class:`mimo.pipeline.job.JobCancelled` when it returns True.
+        :class:`mimo.pipeline.job.JobCancelled` when it returns True. ``context_frames`` None
+        means 24 in exact mode (official) and 32 in fast mode. Fast mode only:
+        ``windows_per_call`` (None: :func:`mimo.pipeline.fast.windows_per_call`), and
+        ``preview_callback(step, frame_indices, images)`` every ``preview_every`` steps with
+        cheap half-size previews of a few frames.
 
         Shapes:
             character (Hc, Wc, 3) uint8
@@ -239,8 +256,11 @@ class MimoPipeline:
         clock = _Clock(self.device, stats["seconds"])
 
         # 1. Check inputs
+        if context_frames is None:
+            context_frames = fast_mode.FAST_CONTEXT if mode == "fast" else 24
         self.check_inputs(character, codes, scene, height, width, num_inference_steps, guidance_scale,
                           context_frames, context_overlap, mode)
+        fast = mode == "fast"
         num_frames = len(codes)
         if scene is None:
             scene = [np.full((height, width, 3), 255, np.uint8)] * num_frames
@@ -253,57 +273,63 @@ class MimoPipeline:
 
         # 3. Reference UNet write pass (once): the bank of reference tokens
         with clock("reference"):
-            if mode == "exact":
+            if fast:  # the conditional row only, kept in the model dtype
+                bank = self.reference_unet.write(ref_latent, 0, clip)
+            else:
                 bank = self.reference_unet.write(ref_latent.repeat(2, 1, 1, 1), 0, clip2)
                 bank = bank.to(torch.float16).to(self.dtype)  # the official fp16 cast (spec §5)
-            else:
-                bank = self.reference_unet.write(ref_latent, 0, clip).select_rows([0, 0])
         check_cancel()
 
         # 4. Pose guider on the structured motion codes (all frames, once)
         with clock("pose"):
-            pose = self.encode_pose(_frames_to_tensor(codes, width, height, False))   # (1, C0, F, h, w)
+            if fast:
+                pose = fast_mode.FeatureStore(num_frames, (self.pose_guider.embedding_channels,
+                                                           height // 8, width // 8), self.dtype, self.device)
+                fast_mode.encode_pose(self, _frame_chunks(codes, width, height, False, 16), pose)
+            else:
+                pose = self.encode_pose(_frames_to_tensor(codes, width, height, False))  # (1, C0, F, h, w)
 
         # 5. Scene latents and the initial noise
         with clock("encode"):
-            scene_latents = self.encode_vae(_frames_to_tensor(scene, width, height, True))
+            scene_latents = torch.cat([self.encode_vae(c) for c in _frame_chunks(scene, width, height, True, 8)])
             scene_latents = scene_latents.transpose(0, 1)[None]                      # (1, 4, F, h, w)
-        latents = self.prepare_latents(num_frames, height, width, seed)            # (1, 4, F, h, w)
+        latents = self.prepare_latents(num_frames, height, width, seed,
+                                       torch.float32 if fast else self.dtype)       # (1, 4, F, h, w)
         check_cancel()
 
-        # 6. Denoising loop over fixed context windows
+        # 6. Denoising loop over context windows
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
-        windows = context_windows(num_frames, context_frames, context_overlap, closed_loop=True)
-        stats["windows"] = len(windows)
-        window_index = [torch.tensor(w, device=self.device) for w in windows]
-        rows = [False, True]  # [uncond; cond]: only the conditional row reads the reference
-        with clock("denoise"):
-            for step, t in enumerate(timesteps):
-                if len(windows) == 1:
-                    check_cancel()
-                    v = self._unet(latents, scene_latents, pose, t, clip2, bank, rows)
-                else:
-                    v = torch.zeros((2,) + latents.shape[1:], dtype=latents.dtype, device=self.device)
-                    count = torch.zeros((1, 1, num_frames, 1, 1), dtype=latents.dtype, device=self.device)
-                    for idx in window_index:
-                        check_cancel()
-                        v[:, :, idx] += self._unet(latents[:, :, idx], scene_latents[:, :, idx],
-                                                   pose[:, :, idx], t, clip2, bank, rows)
-                        count[:, :, idx] += 1
-                    v = v / count
-                v_uncond, v_cond = v.chunk(2)
-                v = v_uncond + guidance_scale * (v_cond - v_uncond)
-                latents = self.scheduler.step(v, t, latents, eta=0.0).prev_sample
+        if fast:
+            windows = fast_mode.fast_windows(num_frames, context_frames, context_overlap)
+            per_call = min(len(windows), windows_per_call
+                           or fast_mode.windows_per_call(len(windows[0]), height // 8, width // 8))
+            stats.update(windows=len(windows), windows_per_call=per_call)
+
+            def on_step(step, t, lat, x0):
                 if callback_on_step_end is not None:
-                    callback_on_step_end(self, step, int(t), {"latents": latents})
-        del bank
+                    callback_on_step_end(self, step, t, {"latents": lat})
+                if preview_callback is not None and preview_every > 0 and (step + 1) % preview_every == 0:
+                    picks = sorted({0, num_frames // 2, num_frames - 1})
+                    preview_callback(step, picks, fast_mode.preview_images(self, x0, picks))
+
+            with clock("denoise"):
+                latents = fast_mode.denoise(self, latents, scene_latents, pose, clip, bank, timesteps,
+                                            windows, guidance_scale, per_call, on_step, check_cancel)
+        else:
+            windows = context_windows(num_frames, context_frames, context_overlap, closed_loop=True)
+            stats["windows"] = len(windows)
+            with clock("denoise"):
+                latents = self._denoise_exact(latents, scene_latents, pose, clip2, bank, timesteps,
+                                              windows, guidance_scale, callback_on_step_end, check_cancel)
+        stats["frame_evaluations_per_frame"] = sum(len(w) for w in windows) / num_frames
+        del bank, pose
 
         # 7. Decode latents, a chunk of frames at a time
         out = np.empty((num_frames, height, width, 3), np.float32)
         with clock("decode"):
             index = 0
-            for chunk in self.decode_vae(latents):
+            for chunk in self.decode_vae(latents.to(self.dtype), fast_mode.DECODE_CHUNK if fast else 8):
                 check_cancel()
                 for f in chunk:
                     out[index] = f
@@ -317,6 +343,36 @@ class MimoPipeline:
         stats.update(frames=num_frames, steps=num_inference_steps, height=height, width=width,
                      device=_device_name(self.device), dtype=str(self.dtype).replace("torch.", ""))
         return MimoPipelineOutput(frames=out, stats=stats)
+
+    def _denoise_exact(self, latents, scene_latents, pose, clip2, bank, timesteps, windows,
+                       guidance_scale, callback_on_step_end, check_cancel) -> torch.Tensor:
+        """The official loop: fixed wrapping windows, plain mean in the latent dtype, CFG, DDIM.
+
+        Shapes:
+            latents, scene_latents (1, 4, F, h, w); pose (1, C0, F, h, w) -> latents (1, 4, F, h, w)
+        """
+        num_frames = latents.shape[2]
+        window_index = [torch.tensor(w, device=self.device) for w in windows]
+        rows = [False, True]  # [uncond; cond]: only the conditional row reads the reference
+        for step, t in enumerate(timesteps):
+            if len(windows) == 1:
+                check_cancel()
+                v = self._unet(latents, scene_latents, pose, t, clip2, bank, rows)
+            else:
+                v = torch.zeros((2,) + latents.shape[1:], dtype=latents.dtype, device=self.device)
+                count = torch.zeros((1, 1, num_frames, 1, 1), dtype=latents.dtype, device=self.device)
+                for idx in window_index:
+                    check_cancel()
+                    v[:, :, idx] += self._unet(latents[:, :, idx], scene_latents[:, :, idx],
+                                               pose[:, :, idx], t, clip2, bank, rows)
+                    count[:, :, idx] += 1
+                v = v / count
+            v_uncond, v_cond = v.chunk(2)
+            v = v_uncond + guidance_scale * (v_cond - v_uncond)
+            latents = self.scheduler.step(v, t, latents, eta=0.0).prev_sample
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, step, int(t), {"latents": latents})
+        return latents
 
     def _unet(self, latents, scene_latents, pose, t, clip2, bank, rows) -> torch.Tensor:
         """One denoising-UNet call on a window, CFG halves [uncond; cond] in one batch.
