@@ -127,6 +127,16 @@ def compare(pipe_args, args) -> None:
     exact = pipe(character, codes, scene, mode="exact", context_frames=args.context or 24, **run).frames
     size = "tiny" if args.tiny else "SD1.5-size"
     tag = f"[{_device_name(device)}, {args.frames} frames {args.size}² {args.steps} steps, random {size} weights]"
+    def cast(dtype):
+        for net in (pipe.vae, pipe.image_encoder, pipe.reference_unet, pipe.denoising_unet, pipe.pose_guider):
+            net.to(dtype)
+        pipe.dtype = dtype
+
+    # the noise floor: exact mode itself, only the dtype changed (random weights amplify any change)
+    cast(torch.bfloat16)
+    control = pipe(character, codes, scene, mode="exact", context_frames=args.context or 24, **run).frames
+    print(f"exact (bfloat16) vs exact (float16): PSNR {psnr(control, exact):.1f} dB, "
+          f"mean |diff| {np.abs(control - exact).mean() * 255:.2f} levels {tag}")
     for dtype in (torch.float16, torch.bfloat16):
         for net in (pipe.vae, pipe.image_encoder, pipe.reference_unet, pipe.denoising_unet, pipe.pose_guider):
             net.to(dtype)

@@ -260,3 +260,24 @@ def test_bad_inputs_name_the_argument(tiny_unets):
         ref_unet.write(torch.randn(2, 4, 8, 8), 0, torch.randn(1, 1, 32))
     with pytest.raises(ValueError, match="reference_rows"):
         den(torch.randn(1, 8, 2, 8, 8), 0, torch.randn(1, 1, 32), reference_rows=[True])
+
+
+def test_token_chunking_changes_no_value():
+    """Feed-forwards and reference-reading attention split into row chunks give the same v."""
+    from mimo.models import TINY_UNET, DenoisingUNet, ReferenceUNet
+    from mimo.models.blocks import token_chunking
+
+    torch.manual_seed(0)
+    ref_unet, unet = ReferenceUNet(TINY_UNET).eval(), DenoisingUNet(TINY_UNET).eval()
+    x = torch.randn(2, 8, 3, 8, 8)
+    clip = torch.randn(2, 1, TINY_UNET.cross_attention_dim)
+    pose = torch.randn(2, TINY_UNET.block_out_channels[0], 3, 8, 8)
+    with torch.no_grad():
+        bank = ref_unet.write(torch.randn(1, 4, 8, 8), 0, clip[1:])
+        whole = unet(x, 500, clip, pose_cond=pose, reference=bank, reference_rows=[False, True])
+        with token_chunking(40):  # far below one window: every FF and reading attention is split
+            chunked = unet(x, 500, clip, pose_cond=pose, reference=bank, reference_rows=[False, True])
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="tokens"):
+        with token_chunking(0):
+            pass

@@ -29,34 +29,40 @@ PE_MAX_LEN = 32
 MOTION_HEADS = 8
 
 
-#: Feed-forward chunk size in tokens (None: whole batch at once); see :func:`feed_forward_chunking`.
-_FF_CHUNK: contextvars.ContextVar[int | None] = contextvars.ContextVar("mimo_ff_chunk", default=None)
+#: Token budget of one chunk (None: no chunking); see :func:`token_chunking`.
+_CHUNK: contextvars.ContextVar[int | None] = contextvars.ContextVar("mimo_token_chunk", default=None)
 
 
 @contextlib.contextmanager
-def feed_forward_chunking(tokens: int | None):
-    """Within the block, run every transformer feed-forward ``tokens`` tokens at a time.
+def token_chunking(tokens: int | None):
+    """Within the block, split row-independent work so one piece holds about ``tokens`` tokens.
 
-    The GEGLU FF acts per token, so chunking changes no value; it bounds the largest transient
-    (the projection to 2 x 4C channels: 10 bytes x C per token in bf16) so long windows and batched
-    windows fit in memory. Fast mode uses it.
+    Applies to every transformer feed-forward (tokens = rows x sequence length; the GEGLU
+    projection to 2 x 4C channels is the largest transient of the UNet) and to the reference-reading
+    self-attention (tokens = rows x keys, own plus reference). Both act row by row, so chunking
+    changes no value; it bounds memory for long and batched windows. Fast mode uses it.
     """
     if tokens is not None and not (isinstance(tokens, int) and tokens > 0):
         raise ValueError(f"tokens: expected a positive int or None, got {tokens!r}")
-    reset = _FF_CHUNK.set(tokens)
+    reset = _CHUNK.set(tokens)
     try:
         yield
     finally:
-        _FF_CHUNK.reset(reset)
+        _CHUNK.reset(reset)
+
+
+def _rows_per_chunk(rows: int, tokens_per_row: int) -> int | None:
+    """Rows per chunk under the active token budget, or None when everything fits at once."""
+    budget = _CHUNK.get()
+    if budget is None or rows * tokens_per_row <= budget:
+        return None
+    return max(1, budget // tokens_per_row)
 
 
 def _feed_forward(ff: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """``ff(h)`` for h (S, N, C), in chunks of whole rows when feed_forward_chunking is active."""
-    chunk = _FF_CHUNK.get()
-    if chunk is None or h.shape[0] * h.shape[1] <= chunk:
-        return ff(h)
-    rows = max(1, chunk // h.shape[1])
-    return torch.cat([ff(part) for part in h.split(rows)])
+    """``ff(h)`` for h (S, N, C), in chunks of whole rows under :func:`token_chunking`."""
+    step = _rows_per_chunk(h.shape[0], h.shape[1])
+    return ff(h) if step is None else torch.cat([ff(part) for part in h.split(step)])
 
 
 @dataclasses.dataclass
@@ -194,7 +200,12 @@ class TransformerBlock(nn.Module):
                 rb = bank.expand(part.shape[0], -1, -1)
             else:
                 rb = bank[start:stop].repeat_interleave(frames, dim=0)       # (rows*F, N, C)
-            outs.append(self.attn1(part, encoder_hidden_states=torch.cat([part, rb], dim=1)))
+            step = _rows_per_chunk(part.shape[0], part.shape[1] + rb.shape[1])
+            if step is None:
+                outs.append(self.attn1(part, encoder_hidden_states=torch.cat([part, rb], dim=1)))
+            else:
+                outs.append(torch.cat([self.attn1(p, encoder_hidden_states=torch.cat([p, r], dim=1))
+                                       for p, r in zip(part.split(step), rb.split(step))]))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 

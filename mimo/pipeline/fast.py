@@ -10,10 +10,10 @@ schedule. Every way it departs from exact mode is listed here (and measured by
 3. The reference bank is written from the conditional row only and kept in the model dtype
    (exact mode writes two rows and rounds the bank to fp16, as the official code does).
 4. bf16 by default on CUDA; latents, the window sum and the sampler run in float32.
-5. Transformer feed-forwards run in chunks of :data:`FF_CHUNK_TOKENS` tokens (no value changes;
-   bounds memory), pose-guider features are computed once per frame and kept on the GPU up to
-   :data:`POSE_GPU_BUDGET` bytes, beyond that in pinned host memory, copied in per window;
-   the VAE decodes :data:`DECODE_CHUNK` frames at a time.
+5. Feed-forwards and reference-reading attentions run in chunks of about :data:`CHUNK_TOKENS`
+   tokens (no value changes; bounds memory); pose-guider features are computed once per frame and
+   kept on the GPU up to :data:`POSE_GPU_BUDGET` bytes, beyond that in pinned host memory, copied
+   in per window; the VAE decodes :data:`DECODE_CHUNK` frames at a time.
 6. Optional previews every N steps: the sampler's predicted clean latent of chosen frames,
    decoded by the VAE at half the latent size.
 """
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mimo.models.blocks import ReferenceBank, feed_forward_chunking
+from mimo.models.blocks import ReferenceBank, token_chunking
 
 from .schedule import context_windows
 
@@ -33,8 +33,8 @@ FAST_CONTEXT = 32
 #: latent pixels (frames x h x w) per UNet call before another window is stacked on: one 32-frame
 #: window at 784^2 (98^2 latents) already fills an H200, smaller windows are batched up to this.
 TOKEN_BUDGET = 32 * 98 * 98
-FF_CHUNK_TOKENS = 1 << 17
-POSE_GPU_BUDGET = 1 << 30
+CHUNK_TOKENS = 1 << 16
+POSE_GPU_BUDGET = 1 << 28
 DECODE_CHUNK = 4
 
 
@@ -89,7 +89,7 @@ def denoise(pipe, latents: torch.Tensor, scene_latents: torch.Tensor, pose: Feat
             pose_w = torch.stack([pose.take(a, b).transpose(0, 1) for a, b in spans])  # (n, C0, f, h, w)
             x = pipe.scheduler.scale_model_input(x, t)
             rows = torch.cat([torch.zeros_like(clip), clip]).repeat(n, 1, 1)     # (2n, 1, D)
-            with feed_forward_chunking(FF_CHUNK_TOKENS):
+            with token_chunking(CHUNK_TOKENS):
                 v = pipe.denoising_unet(x.repeat_interleave(2, dim=0), t, rows,
                                         pose_cond=pose_w.repeat_interleave(2, dim=0), reference=bank,
                                         reference_rows=[False, True] * n)      # (2n, 4, f, h, w)
