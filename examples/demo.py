@@ -59,7 +59,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=256, help="square output size (multiple of 8)")
     p.add_argument("--frames", type=int, default=0, help="first N frames of the walk (0: all 39)")
     p.add_argument("--step", type=int, default=1, help="generate every S-th scene frame")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.size < 16 or a.size % 8:
+        p.error(f"--size: expected a multiple of 8, at least 16, got {a.size}")
+    if a.frames < 0:
+        p.error(f"--frames: expected 0 (all) or a positive count, got {a.frames}")
+    if a.step < 1:
+        p.error(f"--step: expected at least 1, got {a.step}")
+    return a
 
 
 def addon_zip() -> pathlib.Path:
