@@ -12,7 +12,7 @@
    with `mimo codes`, and the example walk from the CLI alone with `mimo generate` (cli.mp4).
 4. Writes a contact sheet: motion codes / scene plate with the occlusion mask / returned frames.
 
-    python examples/demo.py [--out DIR] [--size PX] [--frames N] [--step S]
+    python examples/demo.py [--out DIR] [--size PX] [--frames N] [--step S] [--steps N]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=256, help="square output size (multiple of 8)")
     p.add_argument("--frames", type=int, default=0, help="first N frames of the walk (0: all 39)")
     p.add_argument("--step", type=int, default=1, help="generate every S-th scene frame")
+    p.add_argument("--steps", type=int, default=25, help="sampling steps of the MIMO backend")
     a = p.parse_args(argv)
     if a.size < 16 or a.size % 8:
         p.error(f"--size: expected a multiple of 8, at least 16, got {a.size}")
@@ -66,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--frames: expected 0 (all) or a positive count, got {a.frames}")
     if a.step < 1:
         p.error(f"--step: expected at least 1, got {a.step}")
+    if a.steps < 1:
+        p.error(f"--steps: expected at least 1, got {a.steps}")
     return a
 
 
@@ -110,15 +114,21 @@ def run_blender(args, address: str, zpath: pathlib.Path, out: pathlib.Path, back
         cmd = [sys.executable, str(EXAMPLES / "demo_blender.py"), "--zip", str(zpath), "--server", address,
                "--character", str(EXAMPLES / "character.png"), "--motion", str(EXAMPLES / "motions" / "walk.npz"),
                "--out", str(out), "--size", str(args.size), "--frames", str(args.frames),
-               "--step", str(args.step), "--backend", backend]
+               "--step", str(args.step), "--steps", str(args.steps), "--backend", backend,
+               "--timeout", "7200" if backend == "mimo" else "900"]  # MIMO on a CPU takes long
         with open(out / "blender.log", "w") as log:
             proc = subprocess.Popen(cmd, env=env, cwd=str(out), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:  # show the demo's own lines, keep Blender's render chatter in the log
-                log.write(line)
-                if not RENDER_NOISE.match(line):
-                    print(line, end="", flush=True)
-            rc = proc.wait(timeout=60)
+            try:
+                for line in proc.stdout:  # the demo's own lines; Blender's render chatter only in the log
+                    log.write(line)
+                    if not RENDER_NOISE.match(line):
+                        print(line, end="", flush=True)
+                rc = proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:  # interrupted: never leave a Blender behind
+                    proc.kill()
+                    proc.wait()
     if rc != 0:
         raise SystemExit(f"demo: Blender exited with status {rc}; see {out / 'blender.log'}")
     return json.loads((out / "blender_result.json").read_text())
@@ -165,6 +175,7 @@ def contact_sheet(rows: list[np.ndarray], path: pathlib.Path, must_show: int = 0
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: below (stops the server)
     from mimo.video import read_frames, write_frames
 
     st = Stages()
@@ -197,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         gen = [str(BIN / "mimo"), "generate", "--character", str(EXAMPLES / "character.png"), "--motion",
                str(EXAMPLES / "motions" / "walk.npz"), "--size", f"{args.size}x{args.size}",
                "--out", str(out / "cli.mp4"), "--quiet"]
-        gen += ["--weights", weights] if weights else ["--preview"]
+        gen += ["--weights", weights, "--steps", str(args.steps)] if weights else ["--preview"]
         subprocess.run(gen, check=True)
         st.done("mimo generate (CLI only, example walk) -> cli.mp4")
     finally:

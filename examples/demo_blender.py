@@ -13,7 +13,8 @@ Also writes request.npz: the exact arrays of the request the add-on sent (bodies
 plate, occlusion), and blender_result.json (files, strip, stage timings) for demo.py.
 
     python examples/demo_blender.py --zip Z.zip --server tcp://127.0.0.1:PORT \
-        --character IMG --motion CLIP.npz --out DIR [--frames N] [--step S] [--size PX]
+        --character IMG --motion CLIP.npz --out DIR [--frames N] [--step S] [--size PX] \
+        [--backend preview|mimo] [--steps N]
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=0, help="use the first N frames (0: the whole clip)")
     p.add_argument("--step", type=int, default=1, help="scene frame step (generate every S-th frame)")
     p.add_argument("--backend", default="preview", choices=("preview", "mimo"))
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
+    p.add_argument("--steps", type=int, default=25, help="sampling steps (MIMO backend)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the whole job")
     a = p.parse_args(argv)
     if a.size < 16 or a.size % 8:
         p.error(f"--size: expected a multiple of 8, at least 16, got {a.size}")
@@ -199,8 +201,10 @@ def main(argv: list[str]) -> int:
             raise SystemExit("demo_blender: Add Camera failed")
         path = animate_shot(scene, rig, scene.mimo.camera)
         s = scene.mimo
-        s.character, s.server, s.connect_timeout, s.job_name = os.path.abspath(a.character), a.server, 30.0, "demo"
+        s.character, s.server, s.job_name = os.path.abspath(a.character), a.server, "demo"
+        s.connect_timeout = 120.0 if a.backend == "mimo" else 30.0  # silence allowed between events
         s.scene_plate, s.occlusion, s.plate_engine, s.backend = True, True, "WORKBENCH", a.backend
+        s.steps = a.steps
         blend = os.path.join(out, "demo.blend")
         bpy.ops.wm.save_as_mainfile(filepath=blend)  # frames then land in //mimo/demo/
         clock.stage(f"built the shot: {imported} frames imported at 30 fps, using frames "
