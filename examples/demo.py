@@ -2,137 +2,238 @@
 
 1. Starts `mimo-server` on 127.0.0.1 (a free port) with the preview backend, or the MIMO backend
    when MIMO_WEIGHTS=DIR is set.
-2. Sends it the example walk (real mocap, examples/motions/walk.npz) on the open body with a
-   camera that frames the motion, and a character image, exactly as the Blender add-on does
-   (server.client over ZeroMQ); the server renders the motion codes and streams frames back.
-3. Renders the same clip's motion codes with `mimo codes`, and the same video with
-   `mimo generate` from the CLI alone.
-4. Writes demo_out/: demo.mp4 (server frames), frames/, codes.mp4, cli.mp4, contact_sheet.png.
+2. Runs headless Blender (the `bpy` wheel) in its own process (examples/demo_blender.py): the
+   add-on is installed from its built zip (dist/, built when missing or stale) into a temporary
+   user folder; a scene (ground, a pillar that crosses in front of the body, a sun) gets the open
+   body, the example walk (Import Motion), an animated camera and the example character; scene
+   plate and occlusion are on; Generate streams the shot to the server and the frames come back
+   into the sequencer of demo_out/demo.blend.
+3. Renders the motion codes of exactly that request (its bodies and camera, saved as shot.npz)
+   with `mimo codes`, and the example walk from the CLI alone with `mimo generate` (cli.mp4).
+4. Writes a contact sheet: motion codes / scene plate with the occlusion mask / returned frames.
 
-The character image is drawn here (a plain figure on white); use your own with the CLI.
-The full Blender path (add-on -> server -> VSE) is exercised by tests/blender/test_generate.py.
+    python examples/demo.py [--out DIR] [--size PX] [--frames N] [--step S] [--steps N]
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import pathlib
+import re
 import shutil
-import socket
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OUT = ROOT / "demo_out"
-SIZE = 256
+EXAMPLES = ROOT / "examples"
+BIN = pathlib.Path(sys.executable).parent
+#: Blender's per-render log lines ("00:02.01  render | Saved: ...", "Fra:1 Mem:..."; headless
+#: Workbench also reports a harmless EGL_BAD_MATCH once per context)
+RENDER_NOISE = re.compile(r"^(\d\d:\d\d\.\d+\s+render\s|Fra:\d+ |Info: Saved |EGL Error )")
 
 
-def _stage(name: str, t0: float) -> float:
-    now = time.perf_counter()
-    print(f"  [{now - t0:6.1f} s] {name}")
-    return now
+class Stages:
+    """Prints each stage with its own duration; keeps them for the summary."""
+
+    def __init__(self):
+        self.t0 = self.last = time.perf_counter()
+        self.rows: list[tuple[str, float]] = []
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.rows.append((name, now - self.last))
+        print(f"  [{now - self.t0:6.1f} s] {name} ({now - self.last:.1f} s)", flush=True)
+        self.last = now
 
 
-def character_image(path: pathlib.Path) -> bytes:
-    """A simple figure on white (RGB, 384x512), saved to ``path``; returns PNG bytes."""
-    img = Image.new("RGB", (384, 512), "white")
-    d = ImageDraw.Draw(img)
-    d.ellipse((152, 40, 232, 120), fill=(224, 180, 150))          # head
-    d.rectangle((140, 125, 244, 290), fill=(40, 90, 170))        # shirt
-    d.rectangle((100, 130, 140, 270), fill=(40, 90, 170))        # arms
-    d.rectangle((244, 130, 284, 270), fill=(40, 90, 170))
-    d.rectangle((145, 290, 190, 470), fill=(50, 50, 60))         # trousers
-    d.rectangle((194, 290, 239, 470), fill=(50, 50, 60))
-    img.save(path)
-    return path.read_bytes()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="mimo-blender end-to-end demo (see the module docstring)")
+    p.add_argument("--out", default=str(ROOT / "demo_out"), help="output folder (replaced)")
+    p.add_argument("--size", type=int, default=256, help="square output size (multiple of 8)")
+    p.add_argument("--frames", type=int, default=0, help="first N frames of the walk (0: all 39)")
+    p.add_argument("--step", type=int, default=1, help="generate every S-th scene frame")
+    p.add_argument("--steps", type=int, default=25, help="sampling steps of the MIMO backend")
+    a = p.parse_args(argv)
+    if a.size < 16 or a.size % 8:
+        p.error(f"--size: expected a multiple of 8, at least 16, got {a.size}")
+    if a.frames < 0:
+        p.error(f"--frames: expected 0 (all) or a positive count, got {a.frames}")
+    if a.step < 1:
+        p.error(f"--step: expected at least 1, got {a.step}")
+    if a.steps < 1:
+        p.error(f"--steps: expected at least 1, got {a.steps}")
+    return a
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def addon_zip() -> pathlib.Path:
+    """dist/mimo_blender-<version>.zip, (re)built when missing or older than any add-on source."""
+    sys.path.insert(0, str(ROOT))
+    from blender_addon import build
+
+    version = re.search(r'(?m)^version = "([^"]+)"',
+                        (ROOT / "blender_addon" / "blender_manifest.toml").read_text())[1]
+    zpath = ROOT / "dist" / f"mimo_blender-{version}.zip"
+    sources = [p for p in (ROOT / "blender_addon").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    sources += [ROOT / s for s in build.VENDOR.values()]
+    if zpath.exists() and zpath.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return zpath
+    try:
+        return pathlib.Path(build.build(str(ROOT / "dist"), str(ROOT / "build" / "addon-wheels")))
+    except build.WheelFetchError as exc:
+        raise SystemExit(f"demo: cannot build the add-on zip (`make addon` needs PyPI once): {exc}")
 
 
-def contact_sheet(rows: list[np.ndarray], path: pathlib.Path, columns: int = 6) -> None:
-    """One row per (F,H,W,3) sequence, ``columns`` evenly spaced frames each."""
-    tiles = []
-    for frames in rows:
-        idx = np.linspace(0, len(frames) - 1, columns).round().astype(int)
-        tiles.append(np.concatenate([frames[i] for i in idx], axis=1))
-    Image.fromarray(np.concatenate(tiles, axis=0)).save(path)
-
-
-def main() -> int:
-    from mimo.body import load_body
-    from mimo.codes.clip import auto_camera_track
-    from mimo.motion import MotionClip
-    from mimo.video import read_frames, write_frames
-    from server import protocol as P
-    from server.client import Client
-
-    t0 = last = time.perf_counter()
-    weights = os.environ.get("MIMO_WEIGHTS")
-    backend = "mimo" if weights else "preview"
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir()
-    bindir = pathlib.Path(sys.executable).parent
-    print(f"mimo-blender demo ({backend} backend, {SIZE}x{SIZE})")
-
-    clip_path = ROOT / "examples" / "motions" / "walk.npz"
-    clip = MotionClip.load(clip_path)
-    body = load_body("open")
-    camera = auto_camera_track(clip, body, SIZE, SIZE)
-    char_png = character_image(OUT / "character.png")
-    last = _stage(f"loaded {clip_path.name}: {clip.num_frames} frames at {clip.fps:g} fps", t0)
-
-    address = f"tcp://127.0.0.1:{free_port()}"
-    cmd = [str(bindir / "mimo-server"), "serve", "--bind", address, "--backend", backend]
+def start_server(backend: str, weights: str | None, log_path: pathlib.Path):
+    """mimo-server on 127.0.0.1, port chosen by the OS; returns (process, address)."""
+    cmd = [str(BIN / "mimo-server"), "serve", "--bind", "tcp://127.0.0.1:0", "--backend", backend]
     if weights:
         cmd += ["--weights", weights]
-    server = subprocess.Popen(cmd)
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline()  # "mimo-server listening on tcp://127.0.0.1:PORT"
+    m = re.search(r"tcp://127\.0\.0\.1:\d+", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"demo: mimo-server did not start ({line.strip()!r}); see {log_path}")
+    threading.Thread(target=lambda: shutil.copyfileobj(proc.stdout, log), daemon=True).start()
+    return proc, m.group(0)
+
+
+def run_blender(args, address: str, zpath: pathlib.Path, out: pathlib.Path, backend: str) -> dict:
+    """examples/demo_blender.py in a fresh process with a throw-away Blender user folder."""
+    with tempfile.TemporaryDirectory(prefix="mimo-demo-blender-") as res:
+        env = {**os.environ, "BLENDER_USER_RESOURCES": res}
+        cmd = [sys.executable, str(EXAMPLES / "demo_blender.py"), "--zip", str(zpath), "--server", address,
+               "--character", str(EXAMPLES / "character.png"), "--motion", str(EXAMPLES / "motions" / "walk.npz"),
+               "--out", str(out), "--size", str(args.size), "--frames", str(args.frames),
+               "--step", str(args.step), "--steps", str(args.steps), "--backend", backend,
+               "--timeout", "7200" if backend == "mimo" else "900"]  # MIMO on a CPU takes long
+        with open(out / "blender.log", "w") as log:
+            proc = subprocess.Popen(cmd, env=env, cwd=str(out), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            try:
+                for line in proc.stdout:  # the demo's own lines; Blender's render chatter only in the log
+                    log.write(line)
+                    if not RENDER_NOISE.match(line):
+                        print(line, end="", flush=True)
+                rc = proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:  # interrupted: never leave a Blender behind
+                    proc.kill()
+                    proc.wait()
+    if rc != 0:
+        raise SystemExit(f"demo: Blender exited with status {rc}; see {out / 'blender.log'}")
+    return json.loads((out / "blender_result.json").read_text())
+
+
+def save_shot(request_npz: pathlib.Path, shot_npz: pathlib.Path) -> dict[str, np.ndarray]:
+    """The request's bodies + camera as a mimo.motion clip file (for `mimo codes`); returns the
+    request arrays (scene plate (F, H, W, 3), occlusion (F, H, W), ...)."""
+    from mimo.motion import BodyTrack, CameraTrack, MotionClip
+
+    with np.load(request_npz) as z:
+        req = {k: z[k] for k in z.files}
+    fps = float(req["fps"])
+    bodies = [BodyTrack(model=str(req["body_model"]), **{
+        k.split(".", 1)[1]: v for k, v in req.items() if k.startswith(f"body{i}.")})
+        for i in range(int(req["num_bodies"]))]
+    camera = CameraTrack(K=req["K"], R=req["R"], t=req["t"], width=int(req["width"]),
+                         height=int(req["height"]), fps=fps)
+    MotionClip(fps=fps, bodies=bodies).save(shot_npz, camera=camera)
+    return req
+
+
+def tinted(plate: np.ndarray, occlusion: np.ndarray) -> np.ndarray:
+    """The plate with the occlusion mask shown in magenta at 60 %. Shapes: (F,H,W,3), (F,H,W)."""
+    a = (occlusion.astype(np.float32) / 255.0 * 0.6)[..., None]
+    return np.round(plate * (1 - a) + np.array([255, 0, 255]) * a).astype(np.uint8)
+
+
+def contact_sheet(rows: list[np.ndarray], path: pathlib.Path, must_show: int = 0, columns: int = 6,
+                  tile: int = 160) -> None:
+    """One row per (F,H,W,3) sequence, ``columns`` evenly spaced frames (the nearest one replaced
+    by frame ``must_show``), tiles at most ``tile`` px."""
+    F = min(len(r) for r in rows)
+    idx = np.linspace(0, F - 1, min(columns, F)).round().astype(int)
+    idx[np.abs(idx - must_show).argmin()] = must_show
+    lines = []
+    for frames in rows:
+        tiles = [Image.fromarray(frames[i]) for i in idx]
+        scale = min(1.0, tile / max(tiles[0].size))
+        size = (round(tiles[0].width * scale), round(tiles[0].height * scale))
+        lines.append(np.concatenate([np.asarray(t.resize(size, Image.LANCZOS)) for t in tiles], axis=1))
+    Image.fromarray(np.concatenate(lines, axis=0)).save(path, optimize=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: below (stops the server)
+    from mimo.video import read_frames, write_frames
+
+    st = Stages()
+    weights = os.environ.get("MIMO_WEIGHTS")
+    backend = "mimo" if weights else "preview"
+    out = pathlib.Path(args.out).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    print(f"mimo-blender demo ({backend} backend, {args.size}x{args.size}) -> {out}", flush=True)
+
+    zpath = addon_zip()
+    st.done(f"add-on zip {zpath.relative_to(ROOT)}")
+    server, address = start_server(backend, weights, out / "server.log")
     try:
-        with Client(address, timeout=120) as client:
-            caps = client.hello()
-            last = _stage(f"mimo-server up at {address}: backends {caps.backends}", t0)
-            b = clip.bodies[0]
-            req = P.GenerateRequest(
-                character=char_png, width=SIZE, height=SIZE, fps=clip.fps, backend=backend,
-                body_model="open", steps=25 if weights else 1,
-                bodies=[P.BodyParams(global_orient=b.global_orient, body_pose=b.body_pose,
-                                     transl=b.transl,
-                                     betas=b.betas if b.betas.size else np.zeros(body.num_betas))],
-                camera=P.CameraTrack(K=camera.K, R=camera.R, t=camera.t, width=SIZE, height=SIZE))
-            frames, stats = client.generate(req, timeout=3600)
-        last = _stage(f"server streamed {len(frames)} frames back ({stats})", t0)
+        st.done(f"mimo-server ({backend}) listening on {address}")
+        result = run_blender(args, address, zpath, out, backend)
+        st.done(f"Blender: add-on installed, shot built, Generate -> {result['num_frames']} frames "
+                f"-> demo.blend")
+
+        frames = read_frames(result["job_dir"])
+        fps = 30.0 / args.step
+        write_frames(out / "demo.mp4", frames, fps=fps)
+        req = save_shot(out / "request.npz", out / "shot.npz")
+        subprocess.run([str(BIN / "mimo"), "codes", "--motion", str(out / "shot.npz"), "--device", "cpu",
+                        "--out", str(out / "codes")], check=True)  # the camera (and size) stored in shot.npz
+        codes = read_frames(out / "codes")
+        write_frames(out / "codes.mp4", codes, fps=fps)
+        st.done("demo.mp4 (returned frames); mimo codes of the sent bodies + camera -> codes/, codes.mp4")
+
+        gen = [str(BIN / "mimo"), "generate", "--character", str(EXAMPLES / "character.png"), "--motion",
+               str(EXAMPLES / "motions" / "walk.npz"), "--size", f"{args.size}x{args.size}",
+               "--out", str(out / "cli.mp4"), "--quiet"]
+        gen += ["--weights", weights, "--steps", str(args.steps)] if weights else ["--preview"]
+        subprocess.run(gen, check=True)
+        st.done("mimo generate (CLI only, example walk) -> cli.mp4")
     finally:
         server.terminate()
-        server.wait(timeout=30)
-    write_frames(OUT / "frames", frames, fps=clip.fps)
-    write_frames(OUT / "demo.mp4", frames, fps=clip.fps)
-    last = _stage("wrote demo_out/frames/ and demo_out/demo.mp4", t0)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
-    subprocess.run([str(bindir / "mimo"), "codes", "--motion", str(clip_path), "--auto-camera",
-                    "--size", f"{SIZE}x{SIZE}", "--device", "cpu", "--out", str(OUT / "codes.mp4")],
-                   check=True)
-    codes = read_frames(OUT / "codes.mp4")
-    last = _stage("mimo codes -> demo_out/codes.mp4", t0)
+    plate, occ = req["scene"], req["occlusion"]
+    body = np.any(codes != 0, axis=-1)
+    hidden = (body & (occ > 0)).sum(axis=(1, 2))
+    contact_sheet([codes, tinted(plate, occ), frames], out / "contact_sheet.png", must_show=int(hidden.argmax()))
+    st.done(f"contact_sheet.png (rows: motion codes / plate + occlusion in magenta / returned frames); "
+            f"body covers {body.mean():.0%} of the frame on average, the pillar hides up to "
+            f"{hidden.max()} body pixels (frame {hidden.argmax()})")
 
-    gen = [str(bindir / "mimo"), "generate", "--character", str(OUT / "character.png"),
-           "--motion", str(clip_path), "--size", f"{SIZE}x{SIZE}", "--out", str(OUT / "cli.mp4"),
-           "--quiet"]
-    gen += ["--weights", weights] if weights else ["--preview"]
-    subprocess.run(gen, check=True)
-    last = _stage("mimo generate -> demo_out/cli.mp4", t0)
-
-    contact_sheet([codes, frames], OUT / "contact_sheet.png")
-    moving = float(np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean())
-    covered = float(np.any(frames[0] != 255, axis=-1).mean())
-    _stage(f"contact sheet -> demo_out/contact_sheet.png (body covers {covered:.0%} of frame 0; "
-           f"first vs last frame differ by {moving:.1f} levels on average)", t0)
-    print(f"outputs in {OUT}")
+    print("\nstages:")
+    for name, secs in st.rows:
+        print(f"  {secs:7.1f} s  {name}")
+    print(f"  {time.perf_counter() - st.t0:7.1f} s  total\n\noutputs in {out}:")
+    for name in ("demo.blend", "demo.mp4", "mimo/demo/", "codes/", "codes.mp4", "cli.mp4",
+                 "contact_sheet.png", "shot.npz", "request.npz", "server.log", "blender.log"):
+        print(f"  {name}")
+    print(f"open demo.blend in Blender 4.2+ (Video Sequencer shows strip {result['strip']!r})")
     return 0
 
 

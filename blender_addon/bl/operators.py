@@ -14,6 +14,10 @@ from ..core.request import GenerateSettings, build_request, is_loopback
 from . import rig_builder
 
 
+#: custom property of a rig placed by Add Body: height (m) of its origin above its floor
+FLOOR_KEY = "mimo_floor_offset"
+
+
 def _fail(op: bpy.types.Operator, exc: Exception) -> set[str]:
     op.report({"ERROR"}, str(exc))
     return {"CANCELLED"}
@@ -90,6 +94,7 @@ class _AddBody:
         data = rig_builder.rig_data(rig["mimo_rig_data"])
         lift = -float(data.rest_vertices[:, 1].min())
         rig.location = context.scene.cursor.location + Vector((0.0, 0.0, lift))
+        rig[FLOOR_KEY] = lift  # Import Motion puts a clip's floor (y = 0) here, not at the pelvis
         for o in context.view_layer.objects:
             o.select_set(False)
         rig.select_set(True)
@@ -180,6 +185,9 @@ class MIMO_OT_import_motion(bpy.types.Operator):
             fps = frame_range(scene).fps
             clip = motion_io.read_motion(bpy.path.abspath(self.filepath), rest_joints=joints, fps=fps)
             aa, transl = motion_io.clip_to_rig(clip, fps)
+            # the clip's world has its floor at y = 0 (wire up); a rig placed by Add Body has its
+            # origin at the rest pelvis, FLOOR_KEY metres above the floor it stands on
+            transl = transl - np.array([0.0, float(rig.get(FLOOR_KEY, 0.0)), 0.0])
             frames = list(range(scene.frame_start, scene.frame_start + len(aa)))
             rig_builder.keyframe_pose(rig, aa, transl, frames)
         except (MimoClientError, ValueError, OSError) as exc:

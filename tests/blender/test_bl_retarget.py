@@ -180,3 +180,30 @@ def test_import_example_walk_clip(addon):
     Rw = rot.axis_angle_to_matrix(body.body_pose[idx])
     assert np.abs(Rg - Rw).max() < 1e-5
     assert np.abs(back["transl"] - body.transl[idx]).max() < 1e-5
+
+
+def test_add_body_then_import_walk_keeps_the_clip_floor(addon):
+    """Add Body stands the rig on the 3D cursor (origin lifted to the rest pelvis); an imported
+    clip's floor (y = 0) must then land on the cursor too, not one pelvis height above it."""
+    import pathlib
+
+    from blender_addon.bl import rig_builder
+    from blender_addon.core import axes
+    from blender_addon.vendor import clip as C
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "motions" / "walk.npz"
+    if not path.exists():
+        pytest.skip("examples/motions/walk.npz is not in this checkout")
+    clip, _ = C.load_npz(path)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+    scene.cursor.location = (1.0, 2.0, 0.0)
+    assert bpy.ops.mimo.add_body() == {"FINISHED"}
+    rig = bpy.context.active_object
+    assert rig.location.z > 0.5  # lifted: the rest pelvis is the rig's origin
+    assert bpy.ops.mimo.import_motion(filepath=str(path)) == {"FINISHED"}
+    frames = [1, 20, clip.num_frames]
+    back = rig_builder.read_pose(rig, scene, frames)  # world placement, wire axes
+    cursor = axes.points_blender_to_wire(np.array([[1.0, 2.0, 0.0]]))[0]
+    want = clip.bodies[0].transl[[f - 1 for f in frames]] + cursor
+    assert np.abs(back["transl"] - want).max() < 1e-5
