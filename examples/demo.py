@@ -35,6 +35,8 @@ from PIL import Image
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 BIN = pathlib.Path(sys.executable).parent
+MARKER = ".mimo-demo-output"
+SERVER_START_S = 120  # loading MIMO weights can take a while; the preview backend starts in ~2 s
 #: Blender's per-render log lines ("00:02.01  render | Saved: ...", "Fra:1 Mem:..."; headless
 #: Workbench also reports a harmless EGL_BAD_MATCH once per context)
 RENDER_NOISE = re.compile(r"^(\d\d:\d\d\.\d+\s+render\s|Fra:\d+ |Info: Saved |EGL Error )")
@@ -56,7 +58,9 @@ class Stages:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="mimo-blender end-to-end demo (see the module docstring)")
-    p.add_argument("--out", default=str(ROOT / "demo_out"), help="output folder (replaced)")
+    p.add_argument("--out", default=str(ROOT / "demo_out"),
+                   help="output folder (replaced when it holds an earlier demo's output; any other "
+                        "non-empty folder is refused)")
     p.add_argument("--size", type=int, default=256, help="square output size (multiple of 8)")
     p.add_argument("--frames", type=int, default=0, help="first N frames of the walk (0: all 39)")
     p.add_argument("--step", type=int, default=1, help="generate every S-th scene frame")
@@ -98,7 +102,11 @@ def start_server(backend: str, weights: str | None, log_path: pathlib.Path):
         cmd += ["--weights", weights]
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-    line = proc.stdout.readline()  # "mimo-server listening on tcp://127.0.0.1:PORT"
+    first: list[str] = []  # "mimo-server listening on tcp://127.0.0.1:PORT"
+    reader = threading.Thread(target=lambda: first.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(SERVER_START_S)
+    line = first[0] if first else f"no answer within {SERVER_START_S} s"
     m = re.search(r"tcp://127\.0\.0\.1:\d+", line)
     if not m:
         proc.kill()
@@ -182,8 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     weights = os.environ.get("MIMO_WEIGHTS")
     backend = "mimo" if weights else "preview"
     out = pathlib.Path(args.out).resolve()
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise SystemExit(f"demo: {out} is not empty and was not written by the demo; "
+                         f"pick another --out (nothing was changed)")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    (out / MARKER).write_text("written by examples/demo.py; the next demo run replaces this folder\n")
     print(f"mimo-blender demo ({backend} backend, {args.size}x{args.size}) -> {out}", flush=True)
 
     zpath = addon_zip()

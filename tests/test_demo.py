@@ -132,3 +132,15 @@ def test_bad_size_is_refused_before_anything_starts(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "--size: expected a multiple of 8" in run.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_folder_the_demo_did_not_write_is_never_replaced(tmp_path):
+    _needs_main_venv()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "shot.blend").write_bytes(b"the user's work")
+    run = subprocess.run([sys.executable, str(DEMO), "--out", str(mine), "--size", "96"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "not written by the demo" in run.stdout + run.stderr
+    assert [p.name for p in mine.iterdir()] == ["shot.blend"]
+    assert (mine / "shot.blend").read_bytes() == b"the user's work"
