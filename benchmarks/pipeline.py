@@ -202,7 +202,8 @@ def main(argv=None) -> int:
     for stage, sec in s["seconds"].items():
         print(f"  {stage:10s} {sec:8.3f} s  ({100 * sec / total:5.1f} %) {tag}")
     if "peak_memory_gb" in s:
-        print(f"  peak GPU memory {s['peak_memory_gb']:.2f} GiB {tag}")
+        after = ", ".join(f"{k} {v:.2f}" for k, v in s["peak_memory_gb_after"].items())
+        print(f"  peak GPU memory {s['peak_memory_gb']:.2f} GiB (peak so far after each stage: {after}) {tag}")
     win = min(args.frames, context)
     evals = s["frame_evaluations_per_frame"]
     flops = window_flops(pipe, win, args.size) / win * evals * args.frames * args.steps

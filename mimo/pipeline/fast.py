@@ -13,7 +13,8 @@ schedule. Every way it departs from exact mode is listed here (and measured by
 5. Feed-forwards and reference-reading attentions run in chunks of about :data:`CHUNK_TOKENS`
    tokens (no value changes; bounds memory); pose-guider features are computed once per frame and
    kept on the GPU up to :data:`POSE_GPU_BUDGET` bytes, beyond that in pinned host memory, copied
-   in per window; the VAE decodes :data:`DECODE_CHUNK` frames at a time.
+   in per window; the VAE encodes :data:`ENCODE_CHUNK` and decodes :data:`DECODE_CHUNK` frames at
+   a time.
 6. Optional previews every N steps: the sampler's predicted clean latent of chosen frames,
    decoded by the VAE at half the latent size.
 """
@@ -36,6 +37,8 @@ TOKEN_BUDGET = 32 * 98 * 98
 CHUNK_TOKENS = 1 << 16
 POSE_GPU_BUDGET = 1 << 28
 DECODE_CHUNK = 4
+#: VAE encoder activations at full resolution are the largest of the job (~0.8 GB per frame at 784²)
+ENCODE_CHUNK = 2
 
 
 def windows_per_call(window_frames: int, height: int, width: int, budget: int = TOKEN_BUDGET) -> int:

@@ -252,8 +252,8 @@ class MimoPipeline:
             if cancelled is not None and cancelled():
                 raise JobCancelled()
 
-        stats: dict = {"seconds": {}}
-        clock = _Clock(self.device, stats["seconds"])
+        stats: dict = {"seconds": {}, "peak_memory_gb_after": {}}
+        clock = _Clock(self.device, stats["seconds"], stats["peak_memory_gb_after"])
 
         # 1. Check inputs
         if context_frames is None:
@@ -291,7 +291,8 @@ class MimoPipeline:
 
         # 5. Scene latents and the initial noise
         with clock("encode"):
-            scene_latents = torch.cat([self.encode_vae(c) for c in _frame_chunks(scene, width, height, True, 8)])
+            chunk = fast_mode.ENCODE_CHUNK if fast else 8
+            scene_latents = torch.cat([self.encode_vae(c, chunk) for c in _frame_chunks(scene, width, height, True, chunk)])
             scene_latents = scene_latents.transpose(0, 1)[None]                      # (1, 4, F, h, w)
         latents = self.prepare_latents(num_frames, height, width, seed,
                                        torch.float32 if fast else self.dtype)       # (1, 4, F, h, w)
@@ -395,10 +396,13 @@ def _device_name(device: torch.device) -> str:
 
 
 class _Clock:
-    """Accumulates wall seconds per stage (synchronising CUDA so the figures are real)."""
+    """Accumulates wall seconds per stage (synchronising CUDA so the figures are real); on CUDA it
+    also notes the peak allocated memory *so far* after each stage in ``peaks`` (GiB; never resets
+    the counter, so a caller's own peak measurement stays valid): the stage where it jumps is
+    where the peak happened."""
 
-    def __init__(self, device: torch.device, into: dict):
-        self.device, self.into = device, into
+    def __init__(self, device: torch.device, into: dict, peaks: dict | None = None):
+        self.device, self.into, self.peaks = device, into, peaks
 
     def __call__(self, stage: str):
         clock = self
@@ -411,6 +415,8 @@ class _Clock:
             def __exit__(self, *exc):
                 clock._sync()
                 clock.into[stage] = clock.into.get(stage, 0.0) + time.perf_counter() - self.t0
+                if clock.peaks is not None and clock.device.type == "cuda":
+                    clock.peaks[stage] = torch.cuda.max_memory_allocated(clock.device) / 2**30
 
         return _Ctx()
 
