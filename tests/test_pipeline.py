@@ -221,6 +221,33 @@ def test_cuda_half_precision_matches_the_official_algorithm(tmp_path, inputs, dt
     assert out.stats["peak_memory_gb"] > 0
 
 
+def test_backend_roi_job_streams_frames_while_it_decodes(pipe, inputs):
+    """Composited frames leave during the decode (chunks of 8), not after the whole job."""
+    char = inputs[0]
+    codes = np.zeros((12, 96, 96, 3), np.uint8)
+    codes[:, 20:80, 30:60] = (180, 90, 40)
+    order = []
+    events = JobEvents(frame=lambda i, f: order.append(("frame", i)),
+                       raw_frames=lambda fr: order.append(("raw", len(fr))))
+    decoded = []
+    real_decode = pipe.decode_vae
+
+    def decode(latents, chunk=8):  # note when each decoded chunk comes out of the VAE
+        for frames in real_decode(latents, chunk):
+            decoded.append(len(order))
+            yield frames
+
+    pipe.decode_vae = decode
+    try:
+        MimoBackend(None, pipeline=pipe).generate(
+            GenerationJob(character=char, codes=codes, steps=1, context=8, overlap=2, roi_size=64), events)
+    finally:
+        del pipe.decode_vae
+    assert [e for e in order if e[0] == "frame"] == [("frame", i) for i in range(12)]
+    assert order[-1] == ("raw", 12)          # the float frames are handed over at the very end
+    assert decoded == [0, 8]                  # the second chunk was decoded after 8 frames had left
+
+
 def test_backend_roi_job_with_two_clips(pipe, inputs):
     char = inputs[0]
     codes = np.zeros((8, 96, 96, 3), np.uint8)

@@ -75,6 +75,46 @@ def paste_frame(generated: np.ndarray, box: Box, padded_side: int, pads: tuple[i
     return res
 
 
+class ClipCompositor:
+    """Push-based :func:`composite_clips`: feed generated frames in order as they are decoded,
+    get back every output frame as soon as it is final (a frame in a clip overlap waits for the
+    next clip's crossfade), so a caller can stream while the rest decode.
+
+    ``push(generated_frame)`` -> list of ``(frame_index, (H, W, 3) uint8)``; each source frame is
+    returned exactly once, in order, over all pushes.
+    """
+
+    def __init__(self, clips: list[RoiClip], layout: list[tuple[int, tuple]], scene: np.ndarray,
+                 occlusion: np.ndarray | None = None, occluder_source: np.ndarray | None = None):
+        self.clips, self.layout, self.scene = clips, layout, scene
+        self.occlusion, self.occluder_source = occlusion, occluder_source
+        self.pending: dict[int, np.ndarray] = {}
+        self.k = self.j = 0  # clip index, frame index within the clip
+
+    def push(self, generated: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        if self.k >= len(self.clips):
+            raise ValueError("generated: more frames pushed than the clips hold")
+        clip = self.clips[self.k]
+        side, pads = self.layout[self.k]
+        i = clip.frames[self.j]
+        res = paste_frame(generated, clip.box, side, pads, self.scene[i],
+                          None if self.occlusion is None else self.occlusion[i],
+                          None if self.occluder_source is None else self.occluder_source[i])
+        if i in self.pending:  # overlap with the previous clip: crossfade into its result
+            f = (self.j + 1) / 5.0
+            res = self.pending.pop(i).astype(np.float32) * (1.0 - f) + res * f
+        res = np.clip(res, 0, 255).astype(np.uint8)
+        # frames from the next clip's early start on wait for its crossfade; the others are final
+        nxt = self.clips[self.k + 1].first if self.k + 1 < len(self.clips) else clip.stop
+        self.j += 1
+        if self.j == len(clip.frames):
+            self.k, self.j = self.k + 1, 0
+        if i >= nxt:
+            self.pending[i] = res
+            return []
+        return [(i, res)]
+
+
 def composite_clips(generated: np.ndarray, clips: list[RoiClip], layout: list[tuple[int, tuple]],
                     scene: np.ndarray, occlusion: np.ndarray | None = None,
                     occluder_source: np.ndarray | None = None):
@@ -88,20 +128,6 @@ def composite_clips(generated: np.ndarray, clips: list[RoiClip], layout: list[tu
         generated (L, S', S', 3) float in [0, 1]; scene, occluder_source (F, H, W, 3) uint8;
         occlusion (F, H, W) uint8
     """
-    pending: dict[int, np.ndarray] = {}
-    pos = 0
-    for k, clip in enumerate(clips):
-        side, pads = layout[k]
-        for j, i in enumerate(clip.frames):
-            res = paste_frame(generated[pos], clip.box, side, pads, scene[i],
-                              None if occlusion is None else occlusion[i],
-                              None if occluder_source is None else occluder_source[i])
-            pos += 1
-            if i in pending:
-                f = (j + 1) / 5.0
-                res = pending[i].astype(np.float32) * (1.0 - f) + res * f
-            pending[i] = np.clip(res, 0, 255).astype(np.uint8)
-        # frames before the next clip's early start are final now
-        nxt = clips[k + 1].first if k + 1 < len(clips) else clip.stop
-        for i in sorted(x for x in pending if x < nxt):
-            yield i, pending.pop(i)
+    compositor = ClipCompositor(clips, layout, scene, occlusion, occluder_source)
+    for frame in generated:
+        yield from compositor.push(frame)

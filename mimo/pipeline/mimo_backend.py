@@ -5,7 +5,8 @@ do, so it keeps its aspect ratio when resized. Raw jobs (``job.raw``) run the pi
 truncation, as the official scripts). Other jobs follow the editing scripts (spec §8.3–§8.4): split
 into human ROI clips, crop and pad each clip to a square (codes black, scene white), generate at
 ``job.roi_size``², and paste every crop back into its full frame with a feather mask, the occlusion
-layer on top and a crossfade over clip overlaps.
+layer on top and a crossfade over clip overlaps. Frames go out as soon as they are decoded and
+composited (a frame in a clip overlap waits for the next clip), not after the whole job.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from .composite import composite_clips
+from .composite import ClipCompositor
 from .job import Backend, GenerationJob, JobEvents
 from .pipeline import MimoPipeline
 from .roi import crop, pad_square, roi_clips
@@ -57,9 +58,20 @@ class MimoBackend(Backend):
         def on_step(pipe, step, timestep, info):
             events.progress("denoise", step + 1, steps)
 
-        def on_frame(index, frame):
+        compositor = None if job.raw else ClipCompositor(clips, layout, scene, job.occlusion,
+                                                         job.occlusion_source)
+        composite_seconds, sent = [0.0], [0]
+
+        def on_frame(index, frame):  # called as frames are decoded: stream them out right away
             if job.raw:
                 events.frame(index, (frame * 255).astype(np.uint8))  # truncation, as official
+                return
+            t1 = time.perf_counter()
+            for i, out_frame in compositor.push(frame):
+                events.frame(i, out_frame)
+                sent[0] += 1
+                events.progress("composite", sent[0], F)
+            composite_seconds[0] += time.perf_counter() - t1
 
         def on_preview(step, indices, images):  # fast mode: half-size x0 previews a few times
             for index, image in zip(indices, images):
@@ -76,15 +88,10 @@ class MimoBackend(Backend):
             preview_every=max(1, steps // 5) if job.mode == "fast" else 0, preview_callback=on_preview)
         events.raw_frames(out.frames)
         stats = dict(out.stats, backend=self.name, roi_clips=None if clips is None else len(clips))
-
         if not job.raw:
-            t1 = time.perf_counter()
-            for k, (index, frame) in enumerate(composite_clips(
-                    out.frames, clips, layout, scene, job.occlusion, job.occlusion_source)):
-                events.check_cancelled()
-                events.frame(index, frame)
-                events.progress("composite", k + 1, F)
-            stats["seconds"]["composite"] = time.perf_counter() - t1
+            if sent[0] != F:
+                raise RuntimeError(f"composite: {sent[0]} of {F} frames came out of the ROI clips")
+            stats["seconds"]["composite"] = composite_seconds[0]
         stats["seconds"]["total"] = time.perf_counter() - t0
         stats["seconds_per_frame"] = stats["seconds"]["total"] / F
         return stats
