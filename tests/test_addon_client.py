@@ -35,10 +35,10 @@ def server():
         proc.wait(10)
 
 
-def _request(tmp_path, F=3, address="tcp://127.0.0.1:5555"):
+def _request(tmp_path, F=3, address="tcp://127.0.0.1:5555", mode="exact"):
     char = tmp_path / "char.png"
     char.write_bytes(encode_png(np.full((20, 10, 3), 128, np.uint8)))
-    settings = rq.GenerateSettings(server=address, character=str(char), fps=24.0, job_name="t")
+    settings = rq.GenerateSettings(server=address, character=str(char), fps=24.0, job_name="t", mode=mode)
     body = {"global_orient": np.zeros((F, 3)), "body_pose": np.zeros((F, 21, 3)), "transl": np.zeros((F, 3)),
             "betas": np.zeros(6)}
     K = np.array([[60.0, 0, 16], [0, 60.0, 12], [0, 0, 1]])
@@ -99,6 +99,9 @@ def test_request_builder_validates_and_knows_loopback(tmp_path):
     req = _request(tmp_path, F=2)
     assert req.bodies[0].body_pose.dtype == np.float32 and req.camera.K.shape == (2, 3, 3)
     assert req.fps == 24.0 and req.width == 32 and req.backend == "preview"
+    assert (req.mode, req.context) == ("exact", 24)          # the official windows
+    fast = _request(tmp_path, F=2, mode="fast")
+    assert (fast.mode, fast.context) == ("fast", 32)         # fast mode's default window
     with pytest.raises(ValueError, match="character"):
         rq.build_request(rq.GenerateSettings(character=""), [], {})
     settings = rq.GenerateSettings(character=str(tmp_path / "char.png"))

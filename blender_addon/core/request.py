@@ -74,6 +74,7 @@ def build_request(settings: GenerateSettings, bodies: list[dict], camera: dict,
         character=character, bodies=body_params, body_model=settings.body_model, camera=cam,
         scene=scene, occlusion=occlusion, width=cam.width, height=cam.height, fps=float(settings.fps),
         steps=int(settings.steps), cfg=float(settings.cfg), seed=int(settings.seed),
-        backend=settings.backend, mode=settings.mode, preview=True, name=settings.job_name)
+        backend=settings.backend, mode=settings.mode, preview=True, name=settings.job_name,
+        context=32 if settings.mode == "fast" else 24)  # fast mode's window: the motion modules' 32
     P.validate_request(req)
     return req
