@@ -155,11 +155,10 @@ def test_bvh_through_blender_importer_equals_direct_bvh_import(addon, tmp_path):
     assert np.abs(pa["transl"] - pb["transl"]).max() < 1e-4
 
 
-def test_import_example_walk_clip(addon):
-    """The shipped real-mocap example (our clip format) lands on the rig unchanged at 30 fps."""
+def _example_walk():
+    """(path, clip, scene) of the shipped walk, the scene at 30 fps from frame 1."""
     import pathlib
 
-    from blender_addon.bl import rig_builder
     from blender_addon.vendor import clip as C
 
     path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "motions" / "walk.npz"
@@ -168,6 +167,14 @@ def test_import_example_walk_clip(addon):
     clip, _ = C.load_npz(path)
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+    return path, clip, scene
+
+
+def test_import_example_walk_clip(addon):
+    """The shipped real-mocap example (our clip format) lands on the rig unchanged at 30 fps."""
+    from blender_addon.bl import rig_builder
+
+    path, clip, scene = _example_walk()
     rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
     bpy.context.view_layer.objects.active = rig
     assert bpy.ops.mimo.import_motion(filepath=str(path)) == {"FINISHED"}
@@ -185,18 +192,10 @@ def test_import_example_walk_clip(addon):
 def test_add_body_then_import_walk_keeps_the_clip_floor(addon):
     """Add Body stands the rig on the 3D cursor (origin lifted to the rest pelvis); an imported
     clip's floor (y = 0) must then land on the cursor too, not one pelvis height above it."""
-    import pathlib
-
     from blender_addon.bl import rig_builder
     from blender_addon.core import axes
-    from blender_addon.vendor import clip as C
 
-    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "motions" / "walk.npz"
-    if not path.exists():
-        pytest.skip("examples/motions/walk.npz is not in this checkout")
-    clip, _ = C.load_npz(path)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+    path, clip, scene = _example_walk()
     scene.cursor.location = (1.0, 2.0, 0.0)
     assert bpy.ops.mimo.add_body() == {"FINISHED"}
     rig = bpy.context.active_object
