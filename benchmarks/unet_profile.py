@@ -100,7 +100,8 @@ def main(argv=None) -> int:
 
     call()
     torch.cuda.synchronize(device)
-    # (1) CUDA events around modules of each kind (outermost kind wins: nested kinds are excluded)
+    # (1) CUDA events around modules of each kind; kinds nest ("spatial transformer (all)" contains
+    #     its self-attn, cross-attn and feed-forward), so the percentages overlap
     events: dict[str, list] = collections.defaultdict(list)
     handles = []
     for mname, module in unet.named_modules():
