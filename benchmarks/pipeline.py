@@ -169,6 +169,8 @@ def main(argv=None) -> int:
                    help="default: fp16 (exact) / bf16 (fast) on CUDA, fp32 on CPU")
     p.add_argument("--tiny", action="store_true", help="tiny networks (CPU smoke run)")
     p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the denoising UNet's blocks (MimoPipeline.compile_blocks); the warm-up pays it")
     p.add_argument("--compare", action="store_true", help="fast vs exact frames (PSNR, max difference)")
     args = p.parse_args(argv)
 
@@ -184,12 +186,19 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     pipe = build_pipeline(args.tiny, device, dtype)
     print(f"build random networks: {time.perf_counter() - t0:.1f} s {tag}")
+    win = min(args.frames, context)
+    win_flops = window_flops(pipe, win, args.size)  # eagerly: the counter does not see compiled code
+    if args.compile:
+        tag = tag[:-1] + ", compiled blocks]"
+        pipe.compile_blocks()
     character, codes, scene = inputs(args.frames, args.size)
     run = dict(height=args.size, width=args.size, guidance_scale=args.cfg, context_frames=context,
                context_overlap=args.overlap, mode=args.mode)
-    if not args.no_warmup:  # kernels, allocator, cuDNN autotuning
+    if not args.no_warmup:  # kernels, allocator, cuDNN autotuning (and compilation)
         w = min(args.frames, context)
+        t0 = time.perf_counter()
         pipe(character, codes[:w], scene[:w], num_inference_steps=1, **run)
+        print(f"warm-up ({w} frames, 1 step): {time.perf_counter() - t0:.1f} s {tag}")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
@@ -205,9 +214,8 @@ def main(argv=None) -> int:
     if "peak_memory_gb" in s:
         after = ", ".join(f"{k} {v:.2f}" for k, v in s["peak_memory_gb_after"].items())
         print(f"  peak GPU memory {s['peak_memory_gb']:.2f} GiB (peak so far after each stage: {after}) {tag}")
-    win = min(args.frames, context)
     evals = s["frame_evaluations_per_frame"]
-    flops = window_flops(pipe, win, args.size) / win * evals * args.frames * args.steps
+    flops = win_flops / win * evals * args.frames * args.steps
     print(f"  frame-evaluations per output frame {evals:.2f}; denoising loop {flops / 1e12:.0f} TFLOP "
           f"at {flops / s['seconds']['denoise'] / 1e12:.0f} TFLOP/s {tag}")
     sec = time_window(pipe, win, args.size)

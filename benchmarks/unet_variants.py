@@ -13,7 +13,9 @@ windows in one call. Every line carries the device name; nothing is asserted.
 
 Variants: ``fp16``, ``bf16`` (default SDPA backend choice), ``bf16-flash``, ``bf16-cudnn``,
 ``bf16-efficient`` (one SDPA backend forced), ``bf16-cl`` (channels-last activations and
-weights), ``bf16-compile`` (``torch.compile`` of the UNet, compile time printed separately).
+weights), ``bf16-compile`` (``torch.compile`` of the UNet, compile time printed separately),
+``bf16-regional`` / ``fp16-regional`` (:func:`mimo.models.compile.compile_blocks`, what the
+pipeline uses on CUDA), ``bf16-regional-dyn`` (the same with symbolic shapes from the start).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mimo.models import SD15_UNET, TINY_UNET, DenoisingUNet, ReferenceUNet  # noqa: E402
+from mimo.models.compile import compile_blocks, uncompile_blocks  # noqa: E402
 from mimo.pipeline.pipeline import _device_name  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -97,8 +100,12 @@ def main(argv=None) -> int:
         with torch.no_grad():
             bank = ref_unet.write(ref32.to(dtype), 0, clip[1:2])
         model = unet
+        uncompile_blocks(unet)
+        torch._dynamo.reset()
         if option == "compile":
             model = torch.compile(unet, dynamic=False)
+        elif option.startswith("regional"):
+            compile_blocks(unet, dynamic=True if option.endswith("dyn") else None)
         backend = option if option in ("flash", "cudnn", "efficient") else None
 
         def call():
@@ -123,14 +130,15 @@ def main(argv=None) -> int:
             print(f"  {variant:15s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]} [{name}]")
             continue
         sec = statistics.median(times)
-        flops = count_flops(call) if option != "compile" else None
+        compiled = option == "compile" or option.startswith("regional")
+        flops = count_flops(call) if not compiled else None
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
         diff = 0.0 if first is None else float((out.float() - first).abs().max())
         if first is None:
             first = out.float()
             base_flops = flops
         flops = flops or base_flops
-        extra = f", first call {warm:.1f} s" if option == "compile" else ""
+        extra = f", first call {warm:.1f} s" if compiled else ""
         print(f"  {variant:15s} {sec:7.3f} s/call  {flops / 1e12:7.2f} TFLOP  {flops / sec / 1e12:6.1f} TFLOP/s  "
               f"peak {peak:6.2f} GiB  max|diff| {diff:.4f}{extra} [{name}]")
     return 0

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder with licensed SMPL/SMPL-H/SMPL-X files (default: $MIMO_BODY_MODELS "
                             "or ~/.cache/mimo/body_models); the open body needs none")
     serve.add_argument("--dtype", default=None, choices=("fp16", "bf16", "fp32"))
+    serve.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                       help="torch.compile the denoising UNet's blocks: ~16%% faster UNet calls, a few "
+                            "minutes of compiling at the first job of each size (auto: on CUDA with triton)")
     serve.add_argument("--curve", metavar="DIR", help="CurveZMQ key folder (mimo-server keys generate)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback --bind without CurveZMQ (trusted networks only)")
@@ -126,7 +129,7 @@ def _device_name(device: str | None) -> tuple[str | None, str]:
 
 
 def _serve(args) -> int:
-    from mimo.pipeline.backends import load_backend
+    from mimo.pipeline.backends import COMPILE_CHOICES, load_backend
 
     from .core import Server
     from .security import load_server_keys
@@ -147,7 +150,8 @@ def _serve(args) -> int:
     backends = {}
     for name in dict.fromkeys(names):
         logging.getLogger("mimo.server").info("loading backend %s", name)
-        backends[name] = load_backend(name, weights=args.weights, device=device, dtype=args.dtype)
+        backends[name] = load_backend(name, weights=args.weights, device=device, dtype=args.dtype,
+                                      compile=COMPILE_CHOICES[args.compile])
     limits = {}
     if args.max_jobs_per_client is not None:
         limits["max_jobs_per_client"] = args.max_jobs_per_client

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mimo.models import TINY_UNET, DenoisingUNet, PoseGuider, ReferenceBank, ReferenceUNet, sinusoidal_pe
-from mimo.models.blocks import MotionModule, RefContext, TransformerBlock
+from mimo.models.blocks import MotionModule, RefContext, TransformerBlock, row_runs
 
 torch.set_grad_enabled(False)
 
@@ -136,7 +136,7 @@ def test_reference_read_is_attention_over_concatenated_kv_and_uncond_rows_plain(
     context = torch.randn(2 * frames, 1, 8)
     bank = torch.randn(2, tokens, 16)
     rows = torch.tensor([False, True])
-    ref = RefContext(read=ReferenceBank({"p": bank}), rows=rows, frames=frames)
+    ref = RefContext(read=ReferenceBank({"p": bank}), runs=row_runs(rows), frames=frames)
     got = blk(h, context, ref)
     assert torch.allclose(got, _block_reference(h, context, bank, rows, frames, blk), atol=1e-5)
     # the official order (all rows read, then the uncond rows recomputed) gives the same result

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
+from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
 #: Temporal positional encoding length of the motion modules (``temporal_position_encoding_max_len``).
@@ -51,18 +52,45 @@ def token_chunking(tokens: int | None):
         _CHUNK.reset(reset)
 
 
-def _rows_per_chunk(rows: int, tokens_per_row: int) -> int | None:
-    """Rows per chunk under the active token budget, or None when everything fits at once."""
-    budget = _CHUNK.get()
+def active_chunk_tokens() -> int | None:
+    """The token budget set by the innermost :func:`token_chunking` (None: no chunking).
+
+    The UNets read it once per call and hand it to the blocks (``RefContext.chunk``), so block
+    forwards stay pure functions of their arguments (what ``torch.compile`` needs).
+    """
+    return _CHUNK.get()
+
+
+def _rows_per_chunk(rows: int, tokens_per_row: int, budget: int | None) -> int | None:
+    """Rows per chunk under a token budget, or None when everything fits at once."""
     if budget is None or rows * tokens_per_row <= budget:
         return None
     return max(1, budget // tokens_per_row)
 
 
-def _feed_forward(ff: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """``ff(h)`` for h (S, N, C), in chunks of whole rows under :func:`token_chunking`."""
-    step = _rows_per_chunk(h.shape[0], h.shape[1])
+def _feed_forward(ff: nn.Module, h: torch.Tensor, budget: int | None) -> torch.Tensor:
+    """``ff(h)`` for h (S, N, C), in chunks of whole rows under a token budget."""
+    step = _rows_per_chunk(h.shape[0], h.shape[1], budget)
     return ff(h) if step is None else torch.cat([ff(part) for part in h.split(step)])
+
+
+def attention(attn: Attention, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+    """What diffusers' ``Attention`` computes for MIMO's layers, as one function.
+
+    ``to_out(softmax(q kᵀ / sqrt(d)) v)`` per head, q = to_q(x), k = to_k(kv), v = to_v(kv)
+    (kv = x for self-attention). MIMO's attentions have no masks, norms or residual inside and a
+    rescale factor of 1, so the processor's extra steps (among them a division of the whole
+    output by 1.0) are left out; SDPA's default scale is diffusers' ``dim_head ** -0.5``.
+
+    Shapes: x (S, N, C), kv (S, M, C') or None -> (S, N, C).
+    """
+    kv = x if kv is None else kv
+    s, n, m, heads = x.shape[0], x.shape[1], kv.shape[1], attn.heads
+    q = attn.to_q(x).view(s, n, heads, -1).transpose(1, 2)
+    k = attn.to_k(kv).view(s, m, heads, -1).transpose(1, 2)
+    v = attn.to_v(kv).view(s, m, heads, -1).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v)                       # (S, heads, N, d)
+    return attn.to_out[0](out.transpose(1, 2).reshape(s, n, -1))
 
 
 @dataclasses.dataclass
@@ -100,17 +128,20 @@ class RefContext:
 
     write: dict to fill (reference UNet write pass) or None.
     read: bank to read (denoising UNet) or None.
-    rows: (B,) bool, which batch rows read the bank (the others run plain self-attention).
+    runs: which batch rows read the bank, as runs ``[(start, stop, reads), ...]`` of the (B,)
+        mask (None: every row reads); the other rows run plain self-attention.
     frames: F, to expand bank rows (B or 1) to folded rows (B*F).
+    chunk: token budget of :func:`token_chunking` (None: no chunking).
     """
 
     write: dict[str, torch.Tensor] | None = None
     read: ReferenceBank | None = None
-    rows: torch.Tensor | None = None
+    runs: list[tuple[int, int, bool]] | None = None
     frames: int = 1
+    chunk: int | None = None
 
 
-def _row_runs(rows: torch.Tensor) -> list[tuple[int, int, bool]]:
+def row_runs(rows: torch.Tensor) -> list[tuple[int, int, bool]]:
     """Runs of equal values in a (B,) bool mask: [(start, stop, value), ...]."""
     values = [bool(v) for v in rows.tolist()]
     runs, start = [], 0
@@ -135,6 +166,33 @@ def sinusoidal_pe(channels: int, max_len: int = PE_MAX_LEN) -> torch.Tensor:
     pe[0, :, 0::2] = torch.sin(position * div_term)
     pe[0, :, 1::2] = torch.cos(position * div_term)
     return pe
+
+
+class ResnetBlock(ResnetBlock2D):
+    """SD1.5 ResNet block (diffusers ``ResnetBlock2D``, same keys: ``norm1``, ``conv1``,
+    ``time_emb_proj``, ``norm2``, ``conv2``, ``conv_shortcut``), with a leaner forward.
+
+    ``x + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb))))``, shortcut conv when the
+    widths differ. When every row has the same timestep (temb has one row) the time projection is
+    folded into conv1's bias, and the division by ``output_scale_factor`` (1 in SD1.5) is left
+    out: each saves one pass over the activations.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, eps: float, groups: int):
+        super().__init__(in_channels=in_channels, out_channels=out_channels, temb_channels=temb_channels,
+                         eps=eps, groups=groups, dropout=0.0, non_linearity="silu",
+                         output_scale_factor=1.0, pre_norm=True)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Shapes: x (R, C_in, h, w), temb (R or 1, T) -> (R, C_out, h, w)."""
+        h = F.silu(self.norm1(x))
+        t = self.time_emb_proj(F.silu(temb))                                # (R or 1, C_out)
+        if t.shape[0] == 1:
+            h = self.conv1._conv_forward(h, self.conv1.weight, self.conv1.bias + t[0])
+        else:
+            h = self.conv1(h) + t[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
 
 
 class TransformerBlock(nn.Module):
@@ -163,19 +221,19 @@ class TransformerBlock(nn.Module):
         if ref.write is not None:
             ref.write[self.block_path] = n
         if ref.read is None:
-            a = self.attn1(n)
+            a = attention(self.attn1, n)
         else:
             a = self._read_attention(n, ref)
         h = a + h
         h = self._cross_attention(self.norm2(h), context) + h
-        return _feed_forward(self.ff, self.norm3(h)) + h
+        return _feed_forward(self.ff, self.norm3(h), ref.chunk) + h
 
     def _cross_attention(self, n: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """attn2 over the context tokens. MIMO's context is one CLIP token, and a softmax over one
         key is exactly 1, so the output is ``to_out(to_v(context))`` for every query: computed
         once per row instead of projecting and attending all N queries (same values)."""
         if context.shape[1] != 1:
-            return self.attn2(n, encoder_hidden_states=context)
+            return attention(self.attn2, n, context)
         out = self.attn2.to_out[0](self.attn2.to_v(context))               # (B*F, 1, C)
         return out.expand_as(n)
 
@@ -189,22 +247,22 @@ class TransformerBlock(nn.Module):
         if bank.shape[0] not in (1, batch) or bank.shape[1:] != n.shape[1:]:
             raise ValueError(f"reference['{self.block_path}']: expected shape ({batch} or 1, "
                              f"{n.shape[1]}, {n.shape[2]}), got {tuple(bank.shape)}")
-        runs = [(0, batch, True)] if ref.rows is None else _row_runs(ref.rows)
+        runs = [(0, batch, True)] if ref.runs is None else ref.runs
         outs = []
         for start, stop, reads in runs:  # contiguous runs of rows: slices, no gathers
             part = n[start * frames:stop * frames]
             if not reads:
-                outs.append(self.attn1(part))
+                outs.append(attention(self.attn1, part))
                 continue
             if bank.shape[0] == 1:  # one reference row for every frame: broadcast, no copy
                 rb = bank.expand(part.shape[0], -1, -1)
             else:
                 rb = bank[start:stop].repeat_interleave(frames, dim=0)       # (rows*F, N, C)
-            step = _rows_per_chunk(part.shape[0], part.shape[1] + rb.shape[1])
+            step = _rows_per_chunk(part.shape[0], part.shape[1] + rb.shape[1], ref.chunk)
             if step is None:
-                outs.append(self.attn1(part, encoder_hidden_states=torch.cat([part, rb], dim=1)))
+                outs.append(attention(self.attn1, part, torch.cat([part, rb], dim=1)))
             else:
-                outs.append(torch.cat([self.attn1(p, encoder_hidden_states=torch.cat([p, r], dim=1))
+                outs.append(torch.cat([attention(self.attn1, p, torch.cat([p, r], dim=1))
                                        for p, r in zip(part.split(step), rb.split(step))]))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
@@ -260,7 +318,7 @@ class TemporalAttention(Attention):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Shapes: t (S, F, C) -> (S, F, C)."""
-        return super().forward(self.pos_encoder(t))
+        return attention(self, self.pos_encoder(t))
 
 
 class TemporalTransformerBlock(nn.Module):
@@ -273,7 +331,7 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.ff_norm = nn.LayerNorm(dim, eps=1e-5)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """Shapes: h (S, F, C) frame sequences (S = B * tokens) -> (S, F, C).
 
         LayerNorms and the FF act per token, so the whole block runs in the frame-sequence
@@ -282,7 +340,7 @@ class TemporalTransformerBlock(nn.Module):
         """
         for attention, norm in zip(self.attention_blocks, self.norms):
             h = attention(norm(h)) + h
-        return _feed_forward(self.ff, self.ff_norm(h)) + h
+        return _feed_forward(self.ff, self.ff_norm(h), chunk) + h
 
 
 class TemporalTransformer(nn.Module):
@@ -295,14 +353,14 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(dim)])
         self.proj_out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, chunk: int | None = None) -> torch.Tensor:
         """Shapes: x (B*F, C, h, w) folded -> (B*F, C, h, w); one regrouping copy each way."""
         rows, channels, height, width = x.shape
         batch, tokens = rows // frames, height * width
         h = self.norm(x).view(batch, frames, channels, tokens).permute(0, 3, 1, 2)
         h = self.proj_in(h.reshape(batch * tokens, frames, channels))     # (B*h*w, F, C)
         for block in self.transformer_blocks:
-            h = block(h)
+            h = block(h, chunk)
         h = self.proj_out(h).view(batch, height, width, frames, channels)
         return x + h.permute(0, 3, 4, 1, 2).reshape(rows, channels, height, width)
 
@@ -314,8 +372,8 @@ class MotionModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(dim, groups)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        """Shapes: x (B*F, C, h, w) folded, frames F -> (B*F, C, h, w)."""
+    def forward(self, x: torch.Tensor, frames: int, chunk: int | None = None) -> torch.Tensor:
+        """Shapes: x (B*F, C, h, w) folded, frames F -> (B*F, C, h, w); chunk: token budget."""
         if x.shape[0] % frames:
             raise ValueError(f"x: {x.shape[0]} rows is not a multiple of frames={frames}")
-        return self.temporal_transformer(x, frames)
+        return self.temporal_transformer(x, frames, chunk)

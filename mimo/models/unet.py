@@ -15,18 +15,16 @@ import torch
 import torch.nn.functional as F_
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
-from .blocks import MotionModule, ReferenceBank, RefContext, SpatialTransformer, TransformerBlock
+from .blocks import (MotionModule, ReferenceBank, RefContext, ResnetBlock, SpatialTransformer,
+                     TransformerBlock, active_chunk_tokens, row_runs)
 from .config import DENOISING_IN_CHANNELS, POSE_GUIDER_CHANNELS, UNetConfig
 
 
-def _resnet(cfg: UNetConfig, cin: int, cout: int) -> ResnetBlock2D:
-    return ResnetBlock2D(in_channels=cin, out_channels=cout, temb_channels=cfg.time_embed_dim,
-                         eps=cfg.norm_eps, groups=cfg.norm_num_groups, dropout=0.0,
-                         non_linearity="silu", output_scale_factor=1.0, pre_norm=True)
+def _resnet(cfg: UNetConfig, cin: int, cout: int) -> ResnetBlock:
+    return ResnetBlock(cin, cout, cfg.time_embed_dim, cfg.norm_eps, cfg.norm_num_groups)
 
 
 def _transformer(cfg: UNetConfig, c: int) -> SpatialTransformer:
@@ -55,7 +53,7 @@ class DownBlock(nn.Module):
             if hasattr(self, "attentions"):
                 h = self.attentions[j](h, context, ref)
             if hasattr(self, "motion_modules"):
-                h = self.motion_modules[j](h, ref.frames)
+                h = self.motion_modules[j](h, ref.frames, ref.chunk)
             skips.append(h)
         if hasattr(self, "downsamplers"):
             h = self.downsamplers[0](h)
@@ -77,7 +75,7 @@ class MidBlock(nn.Module):
         h = self.resnets[0](h, temb)
         h = self.attentions[0](h, context, ref)
         if hasattr(self, "motion_modules"):
-            h = self.motion_modules[0](h, ref.frames)
+            h = self.motion_modules[0](h, ref.frames, ref.chunk)
         return self.resnets[1](h, temb)
 
 
@@ -105,7 +103,7 @@ class UpBlock(nn.Module):
             if hasattr(self, "attentions"):
                 h = self.attentions[j](h, context, ref)
             if hasattr(self, "motion_modules"):
-                h = self.motion_modules[j](h, ref.frames)
+                h = self.motion_modules[j](h, ref.frames, ref.chunk)
         if hasattr(self, "upsamplers"):
             h = self.upsamplers[0](h, output_size=upsample_size)
         return h
@@ -139,12 +137,12 @@ class _UNetBase(nn.Module):
         return [n for n, m in self.named_modules() if isinstance(m, TransformerBlock)]
 
     def _time_embedding(self, timestep, batch: int, device, dtype) -> torch.Tensor:
+        """(1, T) for one timestep shared by every row (it broadcasts), else (batch, T)."""
         t = torch.as_tensor(timestep, device=device)
         if t.ndim == 0:
             t = t[None]
         if t.ndim != 1 or t.shape[0] not in (1, batch):
             raise ValueError(f"timestep: expected a scalar or shape ({batch},), got {tuple(t.shape)}")
-        t = t.expand(batch)
         return self.time_embedding(self.time_proj(t).to(dtype))
 
     def _trunk(self, h: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, ref: RefContext):
@@ -240,16 +238,18 @@ class DenoisingUNet(_UNetBase):
         c0 = cfg.block_out_channels[0]
         if pose_cond is not None:
             _check("pose_cond", pose_cond, (batch, c0, frames, height, width))
-        rows = None
+        runs = None
         if reference_rows is not None:
             if reference is None:
                 raise ValueError("reference_rows: given without a reference bank")
             rows = torch.as_tensor(reference_rows, dtype=torch.bool)
             _check("reference_rows", rows, (batch,))
-        ref = RefContext(read=reference, rows=rows, frames=frames)
+            runs = row_runs(rows)
+        ref = RefContext(read=reference, runs=runs, frames=frames, chunk=active_chunk_tokens())
 
-        temb = self._time_embedding(timestep, batch, sample.device, sample.dtype)
-        temb = temb.repeat_interleave(frames, dim=0)  # (B*F, 4*C0): broadcast over frames
+        temb = self._time_embedding(timestep, batch, sample.device, sample.dtype)  # (1 or B, 4*C0)
+        if temb.shape[0] > 1:
+            temb = temb.repeat_interleave(frames, dim=0)  # (B*F, 4*C0): broadcast over frames
         context = encoder_hidden_states.repeat_interleave(frames, dim=0)  # (B*F, 1, D)
         x = sample.transpose(1, 2).reshape(batch * frames, DENOISING_IN_CHANNELS, height, width)
         h = self.conv_in(x)

@@ -58,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None,
                    help="default: fp16 on CUDA (bf16 with --mode fast), fp32 on CPU")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the denoising UNet's blocks (CUDA): ~16%% faster UNet calls after a "
+                        "few minutes of compiling per new size, cached on disk (auto: on CUDA with triton)")
     p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 30)")
     p.add_argument("--raw", action="store_true",
                    help="inputs are already WxH: no ROI crop, no compositing; output the pipeline frames")
@@ -187,7 +190,7 @@ def build_job(args):
 
 
 def load(args):
-    from mimo.pipeline.backends import load_backend
+    from mimo.pipeline.backends import COMPILE_CHOICES, load_backend
 
     if args.preview:
         return load_backend("preview")
@@ -201,7 +204,8 @@ def load(args):
             from mimo.pipeline.pipeline import resolve_device_dtype
 
             dtype = "bf16" if resolve_device_dtype(args.device, None)[0].type == "cuda" else None
-        return load_backend("mimo", weights=str(weights), device=args.device, dtype=dtype)
+        return load_backend("mimo", weights=str(weights), device=args.device, dtype=dtype,
+                            compile=COMPILE_CHOICES[args.compile])
     except ValueError as e:  # mimo.models.WeightsError lists every missing or misshaped file
         raise ValueError(f"{e}\n(get the official weights with `mimo weights download {weights}`)") from e
 

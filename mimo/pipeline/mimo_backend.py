@@ -25,8 +25,9 @@ class MimoBackend(Backend):
     name = "mimo"
 
     def __init__(self, weights: str, device: str | None = None, dtype: str | None = None,
-                 pipeline: MimoPipeline | None = None):
-        self.pipeline = pipeline if pipeline is not None else MimoPipeline.from_pretrained(weights, device, dtype)
+                 pipeline: MimoPipeline | None = None, compile: bool | None = None):
+        self.pipeline = (pipeline if pipeline is not None
+                         else MimoPipeline.from_pretrained(weights, device, dtype, compile=compile))
 
     def generate(self, job: GenerationJob, events: JobEvents) -> dict:
         job.validate()

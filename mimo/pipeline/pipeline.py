@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mimo.models.compile import can_compile, is_compiled, run_compiled
+
 from . import fast as fast_mode
 from .schedule import MAX_WINDOW, context_windows, make_scheduler
 
@@ -99,14 +101,31 @@ class MimoPipeline:
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | Path, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None) -> "MimoPipeline":
-        """Load every network from a weights folder in the official layout (strict, loud on gaps)."""
+                        dtype: str | torch.dtype | None = None, compile: bool | None = None) -> "MimoPipeline":
+        """Load every network from a weights folder in the official layout (strict, loud on gaps).
+
+        compile: compile the denoising UNet's blocks (:meth:`compile_blocks`); None = where it can
+        run (CUDA with Triton), True = required (error if it cannot), False = never.
+        """
         from mimo.models import load_mimo
 
         device, dtype = resolve_device_dtype(device, dtype)
         m = load_mimo(str(weights_dir), device=device, dtype=dtype)
-        return cls(m.vae, m.image_encoder, m.reference_unet, m.denoising_unet, m.pose_guider,
+        pipe = cls(m.vae, m.image_encoder, m.reference_unet, m.denoising_unet, m.pose_guider,
                    device=device, dtype=dtype)
+        if compile or (compile is None and can_compile(device)[0]):
+            pipe.compile_blocks()
+        return pipe
+
+    def compile_blocks(self) -> int:
+        """``torch.compile`` each block of the denoising UNet in place (see mimo/models/compile.py).
+
+        Same math, fused elementwise kernels; the first generation of each new size pays the
+        compilation (about a minute). Returns the number of blocks. CUDA only.
+        """
+        from mimo.models.compile import compile_blocks
+
+        return compile_blocks(self.denoising_unet)
 
     # ------------------------------------------------------------------------------------------
     def check_inputs(self, character, codes, scene, height, width, num_inference_steps,
@@ -298,9 +317,12 @@ class MimoPipeline:
                                        torch.float32 if fast else self.dtype)       # (1, 4, F, h, w)
         check_cancel()
 
-        # 6. Denoising loop over context windows
+        # 6. Denoising loop over context windows. Compiled blocks (if any) serve clips of at least
+        #    one full window; shorter clips run eagerly rather than compile for their length.
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
+        compiled = is_compiled(self.denoising_unet) and num_frames >= context_frames
+        stats["compiled_blocks"] = compiled
         if fast:
             windows = fast_mode.fast_windows(num_frames, context_frames, context_overlap)
             per_call = min(len(windows), windows_per_call
@@ -314,13 +336,13 @@ class MimoPipeline:
                     picks = sorted({0, num_frames // 2, num_frames - 1})
                     preview_callback(step, picks, fast_mode.preview_images(self, x0, picks))
 
-            with clock("denoise"):
+            with clock("denoise"), run_compiled(compiled):
                 latents = fast_mode.denoise(self, latents, scene_latents, pose, clip, bank, timesteps,
                                             windows, guidance_scale, per_call, on_step, check_cancel)
         else:
             windows = context_windows(num_frames, context_frames, context_overlap, closed_loop=True)
             stats["windows"] = len(windows)
-            with clock("denoise"):
+            with clock("denoise"), run_compiled(compiled):
                 latents = self._denoise_exact(latents, scene_latents, pose, clip2, bank, timesteps,
                                               windows, guidance_scale, callback_on_step_end, check_cancel)
         stats["frame_evaluations_per_frame"] = sum(len(w) for w in windows) / num_frames
