@@ -314,3 +314,37 @@ def test_cuda_fast_mode_host_pose_store_equals_device_store(tmp_path, inputs, mo
     monkeypatch.setattr(fast, "POSE_GPU_BUDGET", 0)
     on_host = _run(pipe, inputs, mode="fast")
     np.testing.assert_array_equal(on_host.frames, on_gpu.frames)
+
+
+def test_compiled_blocks_are_announced_once_per_layout_and_short_clips_run_eagerly(pipe, inputs):
+    """With compiled blocks (dynamo's eager backend here: the inductor path needs CUDA), a job
+    announces the "compile" stage before its first run of a call layout only, gives the same
+    frames, and a clip shorter than one window runs eagerly (no compilation for its length)."""
+    from mimo.models.compile import BLOCK_TYPES, is_compiled
+
+    torch._dynamo.reset()
+    limit = torch._dynamo.config.recompile_limit
+    torch._dynamo.config.recompile_limit = 256
+    unet = pipe.denoising_unet
+    try:
+        for m in unet.modules():
+            if isinstance(m, BLOCK_TYPES):
+                m.compile(backend="eager")
+        assert is_compiled(unet)
+        stages = []
+        first = _run(pipe, inputs, stage_callback=stages.append)
+        assert stages == ["compile"] and first.stats["compiled_blocks"]
+        again = _run(pipe, inputs, stage_callback=stages.append)
+        assert stages == ["compile"]
+        char, codes, scene = inputs
+        short = _run(pipe, (char, codes[:CTX - 1], scene[:CTX - 1]), stage_callback=stages.append)
+        assert stages == ["compile"] and not short.stats["compiled_blocks"]
+    finally:
+        torch._dynamo.config.recompile_limit = limit
+        for m in unet.modules():
+            m._compiled_call_impl = None
+        pipe._compiled_shapes.clear()
+        torch._dynamo.reset()
+    plain = _run(pipe, inputs)
+    np.testing.assert_allclose(first.frames, plain.frames, atol=1e-5)
+    np.testing.assert_array_equal(again.frames, first.frames)

@@ -120,7 +120,8 @@ def _check_shape(name: str, a: object, shape: tuple, dtypes: tuple) -> None:
 class JobEvents:
     """Callbacks a backend calls while it works. All optional; all called from the worker thread.
 
-    progress(stage, step, total)   stage is e.g. "encode", "denoise", "decode", "composite"
+    progress(stage, step, total)   stage is e.g. "encode", "compile" (the first job of a size
+                                   compiles the UNet's blocks: minutes), "denoise", "composite"
     frame(index, image)            final frames, in order, each exactly once; image (H, W, 3) uint8
     preview(index, image)          optional low-cost previews while denoising; image (h, w, 3) uint8
     raw_frames(frames)             the synthesis output before quantisation and compositing,

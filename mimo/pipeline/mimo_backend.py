@@ -86,7 +86,8 @@ class MimoBackend(Backend):
             num_inference_steps=job.steps, guidance_scale=job.cfg, seed=job.seed,
             context_frames=job.context, context_overlap=job.overlap, mode=job.mode,
             callback_on_step_end=on_step, frame_callback=on_frame, cancelled=events.cancelled,
-            preview_every=max(1, steps // 5) if job.mode == "fast" else 0, preview_callback=on_preview)
+            preview_every=max(1, steps // 5) if job.mode == "fast" else 0, preview_callback=on_preview,
+            stage_callback=lambda stage: events.progress(stage, 0, 1))
         events.raw_frames(out.frames)
         stats = dict(out.stats, backend=self.name, roi_clips=None if clips is None else len(clips))
         if not job.raw:
