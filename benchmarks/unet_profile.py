@@ -6,7 +6,12 @@ Prints (1) GPU milliseconds per module kind (ResNet, spatial self-attention with
 cross-attention, feed-forward, motion module, other), measured with CUDA events around each
 module on a second call; (2) the top CUDA kernels of one call by ``torch.profiler``; (3) the
 attention shapes of the UNet timed alone under each SDPA backend (flash, cuDNN, memory-efficient,
-default), so the backend choice of fast mode rests on figures. Nothing is asserted.
+default), so the backend choice of fast mode rests on figures. The kernels are also summed by
+family (attention, convolution, matrix product, Triton-fused, other elementwise).
+
+``--compile`` profiles the UNet with its blocks compiled (:func:`mimo.models.compile.compile_blocks`,
+as the pipeline runs on CUDA); the per-module timing (1) is then skipped, since its hooks would
+sit inside compiled code. Nothing is asserted.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mimo.models import SD15_UNET, TINY_UNET, DenoisingUNet, ReferenceUNet  # noqa: E402
 from mimo.models.blocks import MotionModule, SpatialTransformer  # noqa: E402
+from mimo.models.compile import compile_blocks  # noqa: E402
 from mimo.pipeline.pipeline import _device_name  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -45,6 +51,22 @@ def module_kind(name: str, module) -> str | None:
     if isinstance(module, SpatialTransformer):
         return "spatial transformer (all)"
     return None
+
+
+KERNEL_FAMILIES = (  # (family, name fragments), first match wins
+    ("attention", ("flash", "fmha", "sdpa", "attention")),
+    ("convolution", ("conv", "fprop", "dgrad")),
+    ("matrix product", ("gemm", "nvjet", "cutlass", "xmma")),
+    ("triton fused", ("triton",)),
+)
+
+
+def kernel_family(name: str) -> str:
+    low = name.lower()
+    for family, parts in KERNEL_FAMILIES:
+        if any(p in low for p in parts):
+            return family
+    return "other (elementwise, norms, copies)"
 
 
 def time_attention(device, dtype, label, q_len, kv_len, heads, dim, batch, repeats=5):
@@ -81,6 +103,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=784)
     p.add_argument("--dtype", choices=list(DTYPES), default="bf16")
     p.add_argument("--tiny", action="store_true")
+    p.add_argument("--compile", action="store_true", help="compile the UNet's blocks first")
+    p.add_argument("--skip-attention", action="store_true", help="leave out (3)")
     args = p.parse_args(argv)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     name = _device_name(device)
@@ -98,8 +122,14 @@ def main(argv=None) -> int:
         with torch.no_grad():
             return unet(x, 999, clip, pose_cond=pose, reference=bank, reference_rows=[False, True])
 
+    if args.compile:
+        compile_blocks(unet)
+    t0 = time.perf_counter()
     call()
     torch.cuda.synchronize(device)
+    if args.compile:
+        print(f"first call (compiles the blocks): {time.perf_counter() - t0:.1f} s [{name}]")
+        call()
     # (1) CUDA events around modules of each kind; kinds nest ("spatial transformer (all)" contains
     #     its self-attn, cross-attn and feed-forward), so the percentages overlap
     events: dict[str, list] = collections.defaultdict(list)
@@ -119,7 +149,8 @@ def main(argv=None) -> int:
             e.record()
             events[kind].append((mod._mimo_start, e))
 
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        if not args.compile:
+            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     t0 = time.perf_counter()
     call()
     torch.cuda.synchronize(device)
@@ -137,6 +168,15 @@ def main(argv=None) -> int:
         call()
         torch.cuda.synchronize(device)
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
+    families: dict[str, float] = collections.defaultdict(float)
+    for evt in prof.key_averages():
+        us = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0.0)
+        families[kernel_family(evt.key)] += us / 1e3
+    gpu_ms = sum(families.values())
+    for family, ms in sorted(families.items(), key=lambda kv: -kv[1]):
+        print(f"  kernels: {family:34s} {ms:8.1f} ms ({100 * ms / gpu_ms:5.1f} %) [{name}]")
+    if args.skip_attention:
+        return 0
     # (3) the attention shapes of this UNet under each backend
     f = args.frames
     for level, c in enumerate(cfg.block_out_channels[:3]):

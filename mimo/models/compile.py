@@ -24,6 +24,14 @@ from .blocks import MotionModule, ResnetBlock, SpatialTransformer
 
 #: Module kinds compiled by :func:`compile_blocks`.
 BLOCK_TYPES = (ResnetBlock, SpatialTransformer, MotionModule)
+#: dynamo settings for compiled blocks. One code object serves all instances of a block kind and
+#: each instance's own constants (its reference-bank key, widths) take one cache entry, so the
+#: default limit of 8 entries would leave most blocks eager; a block that fails to compile runs
+#: eagerly (with a warning) instead of failing the call. torch keeps config overrides per thread,
+#: so :func:`run_compiled` applies these in the thread that runs the UNet (a server worker).
+DYNAMO_SETTINGS = {name: value for name, value in dict(
+    recompile_limit=256, accumulated_recompile_limit=4096, suppress_errors=True).items()
+    if hasattr(torch._dynamo.config, name)}  # names present in this torch
 
 
 def can_compile(device: torch.device | str) -> tuple[bool, str]:
@@ -49,15 +57,8 @@ def compile_blocks(unet: nn.Module, dynamic: bool | None = False) -> int:
     ok, why = can_compile(next(unet.parameters()).device)
     if not ok:
         raise ValueError(why)
-    # One code object serves all instances of a block kind; each instance's own constants (its
-    # reference-bank key, widths) count as one cache entry, so the default limit of 8 is too low.
-    config = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit"):
-        if hasattr(config, name):
-            setattr(config, name, max(getattr(config, name), 256))
-    if hasattr(config, "accumulated_recompile_limit"):
-        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4096)
-    config.suppress_errors = True
+    for name, value in DYNAMO_SETTINGS.items():  # for callers in this thread (benchmarks, tests)
+        setattr(torch._dynamo.config, name, value)
     count = 0
     for module in unet.modules():
         if isinstance(module, BLOCK_TYPES):
@@ -75,9 +76,11 @@ def is_compiled(unet: nn.Module) -> bool:
 
 @contextlib.contextmanager
 def run_compiled(enabled: bool):
-    """Inside, compiled blocks run compiled (``enabled``) or eagerly (no compilation triggered)."""
+    """Inside, compiled blocks run compiled with :data:`DYNAMO_SETTINGS` (``enabled``, in any
+    thread) or eagerly (no compilation triggered)."""
     if enabled:
-        yield
+        with torch._dynamo.config.patch(**DYNAMO_SETTINGS):
+            yield
         return
     with torch.compiler.set_stance("force_eager"):
         yield
