@@ -95,6 +95,17 @@ def test_cli_errors(files, tmp_path, capsys, extra, match):
     assert match in capsys.readouterr().err
 
 
+def test_cli_errors_for_a_missing_motion_file_and_compile_on_cpu(files, tiny_weights, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "o"), "--quiet"]
+    assert main(["generate", "--preview", "--motion", str(tmp_path / "nope.npz")] + out) == 2
+    assert "No such file" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    rc = main(["generate", "--weights", str(tiny_weights), "--character", str(files[0] / "char.png"),
+               "--codes", str(files[0] / "codes"), "--device", "cpu", "--compile", "on"] + out)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--compile on cannot run here" in err and "weights download" not in err
+
+
 def _template(folder, n=20, fps=30, config=None, occ=True):
     folder.mkdir()
     idx = np.arange(n)

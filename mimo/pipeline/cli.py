@@ -199,6 +199,13 @@ def load(args):
     if not weights.is_dir():
         raise ValueError(f"weights: folder {str(weights)!r} not found; get the official weights with "
                          f"`mimo weights download {weights}` (or `mimo weights make-tiny DIR` for a test run)")
+    if COMPILE_CHOICES[args.compile]:
+        from mimo.models.compile import can_compile
+        from mimo.pipeline.pipeline import resolve_device_dtype
+
+        ok, why = can_compile(resolve_device_dtype(args.device, None)[0])
+        if not ok:
+            raise ValueError(f"compile: --compile on cannot run here: {why}")
     try:
         dtype = args.dtype
         if dtype is None and args.mode == "fast":
@@ -223,7 +230,7 @@ def run(args) -> int:
         if out.suffix.lower() == ".mp4" and out.exists() and not args.overwrite:
             raise ValueError(f"out: {str(out)!r} exists (pass --overwrite to replace it)")
         backend = load(args)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # bad arguments, missing or unreadable input files
         print(f"mimo generate: error: {e}", file=sys.stderr)
         return 2
     frames = np.empty((job.num_frames, job.height, job.width, 3), np.uint8)
