@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--variants", nargs="+", default=["fp16", "bf16", "bf16-flash", "bf16-cudnn",
-                                                      "bf16-efficient", "bf16-cl"])
+                                                      "bf16-efficient", "bf16-cl", "bf16-regional"])
     p.add_argument("--compile", action="store_true", help="also time bf16-compile")
     args = p.parse_args(argv)
     device = torch.device(args.device)

@@ -338,8 +338,8 @@ class TemporalTransformerBlock(nn.Module):
         layout: no transposes between its attentions (they dominated its time when the block
         worked on folded frames).
         """
-        for attention, norm in zip(self.attention_blocks, self.norms):
-            h = attention(norm(h)) + h
+        for attn, norm in zip(self.attention_blocks, self.norms):
+            h = attn(norm(h)) + h
         return _feed_forward(self.ff, self.ff_norm(h), chunk) + h
 
 

@@ -9,8 +9,9 @@ attention stay on cuBLAS, cuDNN and SDPA. Parameters and state-dict keys are unc
 ``nn.Module.compile`` compiles in place. The math is unchanged too: fused kernels keep their
 intermediates in float32, so results move by rounding only.
 
-Blocks of one kind share compiled code across instances. Each block compiles once for its first
-shapes and once more with symbolic shapes, which then covers every size and window count.
+Shapes are static: each new size or window layout compiles again (cached on disk like the
+first). The pipeline therefore runs clips shorter than one window eagerly, see
+``MimoPipeline.__call__`` step 6.
 """
 from __future__ import annotations
 

@@ -192,6 +192,7 @@ def build_job(args):
 
 def load(args):
     from mimo.pipeline.backends import COMPILE_CHOICES, load_backend
+    from mimo.pipeline.pipeline import resolve_device_dtype
 
     if args.preview:
         return load_backend("preview")
@@ -201,7 +202,6 @@ def load(args):
                          f"`mimo weights download {weights}` (or `mimo weights make-tiny DIR` for a test run)")
     if COMPILE_CHOICES[args.compile]:
         from mimo.models.compile import can_compile
-        from mimo.pipeline.pipeline import resolve_device_dtype
 
         ok, why = can_compile(resolve_device_dtype(args.device, None)[0])
         if not ok:
@@ -209,8 +209,6 @@ def load(args):
     try:
         dtype = args.dtype
         if dtype is None and args.mode == "fast":
-            from mimo.pipeline.pipeline import resolve_device_dtype
-
             dtype = "bf16" if resolve_device_dtype(args.device, None)[0].type == "cuda" else None
         return load_backend("mimo", weights=str(weights), device=args.device, dtype=dtype,
                             compile=COMPILE_CHOICES[args.compile])
