@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                        help="torch.compile the denoising UNet's blocks: ~20%% faster UNet calls, about 1.5 "
                             "minutes of compiling at the first job of each size (auto: on CUDA with triton)")
+    serve.add_argument("--warmup", type=int, nargs="?", const=784, default=None, metavar="SIZE",
+                       help="with compiled blocks, compile them at start for SIZE² jobs (default 784, the "
+                            "ROI size of Blender jobs) in exact and fast mode, so the first job does not "
+                            "wait; jobs sent meanwhile queue")
     serve.add_argument("--curve", metavar="DIR", help="CurveZMQ key folder (mimo-server keys generate)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback --bind without CurveZMQ (trusted networks only)")
@@ -145,6 +149,11 @@ def _serve(args) -> int:
     names = args.backend or (["preview", "mimo"] if args.weights else ["preview"])
     if "mimo" in names and not args.weights:
         raise ValueError("weights: --backend mimo needs --weights DIR")
+    if args.warmup is not None:  # checked before the weights load
+        if "mimo" not in names:
+            raise ValueError("warmup: --warmup needs the mimo backend (--weights DIR)")
+        if not (64 <= args.warmup and args.warmup % 8 == 0):
+            raise ValueError(f"warmup: expected a multiple of 8 from 64, got {args.warmup}")
     curve = load_server_keys(args.curve) if args.curve else None
     device, device_name = _device_name(args.device)
     backends = {}
@@ -157,9 +166,17 @@ def _serve(args) -> int:
         limits["max_jobs_per_client"] = args.max_jobs_per_client
     if args.max_frames is not None:
         limits["max_frames"] = args.max_frames
+    warmup = None
+    if args.warmup is not None:
+        log = logging.getLogger("mimo.server")
+
+        def warmup():
+            seconds = backends["mimo"].warmup(args.warmup, log=log.info)
+            log.info("warm-up: %s", ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items())
+                     or "nothing to do (blocks not compiled)")
     server = Server(backends, bind=args.bind, limits=limits, curve=curve, insecure=args.insecure,
                     heartbeat_timeout_s=args.heartbeat_timeout, device=device,
-                    device_name=device_name, weights=args.weights or "")
+                    device_name=device_name, weights=args.weights or "", warmup=warmup)
     server.start()
     print(f"mimo-server listening on {server.address}", flush=True)
 

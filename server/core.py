@@ -60,6 +60,8 @@ class Server:
         device_name, weights: reported in ``capabilities`` (e.g. "cuda:0 NVIDIA H100", the folder).
         body_models: models clients may ask for (default: ``open`` plus installed SMPL files).
         build: request -> GenerationJob (default :func:`server.build.build_job`).
+        warmup: called once in the worker thread before the first job (e.g. compiling the UNet);
+            jobs submitted meanwhile wait in the queue; an exception is logged, not fatal.
     """
 
     def __init__(self, backends: dict[str, Backend], *, bind: str = "tcp://127.0.0.1:5555",
@@ -67,7 +69,8 @@ class Server:
                  curve: tuple[bytes, bytes, str] | None = None, insecure: bool = False,
                  device: str | None = None, device_name: str = "", weights: str = "",
                  body_models: list[str] | None = None,
-                 build: Callable[[P.GenerateRequest], GenerationJob] | None = None):
+                 build: Callable[[P.GenerateRequest], GenerationJob] | None = None,
+                 warmup: Callable[[], None] | None = None):
         from .security import check_bind
 
         if not backends:
@@ -87,6 +90,7 @@ class Server:
 
             build = lambda req: build_job(req, device)  # noqa: E731
         self._build = build
+        self._warmup, self._warming = warmup, warmup is not None
         self._ctx = zmq.Context()
         self._auth = None
         self._lock = threading.Condition()
@@ -272,7 +276,7 @@ class Server:
                        credit=msg.credit, submitted=time.monotonic())
             self._jobs[job.job_id] = job
             self._queue.append(job)
-            position = len(self._queue) - 1 + (1 if self._running else 0)
+            position = len(self._queue) - 1 + (1 if self._running or self._warming else 0)
             # reply before the worker can send anything for this job
             self._reply(client, P.Accepted(job_id=job.job_id, queue_position=position,
                                            num_frames=req.num_frames, tag=msg.tag))
@@ -329,6 +333,14 @@ class Server:
         push.connect(self._inproc)
         self._push = push
         try:
+            if self._warmup is not None:
+                try:
+                    self._warmup()
+                except Exception:  # a failed warm-up costs speed, not the server
+                    log.exception("warm-up failed; jobs will compile on first use")
+                finally:
+                    with self._lock:
+                        self._warming = False
             while True:
                 with self._lock:
                     while not self._queue and not self._stopping:

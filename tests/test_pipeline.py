@@ -361,3 +361,35 @@ def test_compiled_blocks_are_announced_once_per_layout_and_short_clips_run_eager
     plain = _run(pipe, inputs)
     np.testing.assert_allclose(first.frames, plain.frames, atol=1e-5)
     np.testing.assert_array_equal(again.frames, first.frames)
+
+
+def test_backend_warmup_compiles_the_layouts_of_later_jobs(pipe, inputs):
+    """MimoBackend.warmup runs one 1-step generation per mode at the ROI size; a later job of that
+    size (ROI path, at least one window long) then starts without a "compile" stage."""
+    from mimo.models.compile import BLOCK_TYPES
+
+    backend = MimoBackend(None, pipeline=pipe)
+    assert backend.warmup(64) == {}  # blocks not compiled: nothing to warm
+    torch._dynamo.reset()
+    unet = pipe.denoising_unet
+    try:
+        for m in unet.modules():
+            if isinstance(m, BLOCK_TYPES):
+                m.compile(backend="eager")
+        logs = []
+        assert set(backend.warmup(64, log=logs.append)) == {"exact", "fast"}
+        assert len(logs) == 2 and "64x64 exact" in logs[0]
+        assert {k[:-1] for k in pipe._compiled_shapes} == {("exact", 24, 64, 64), ("fast", 32, 1, 64, 64)}
+        char = inputs[0]
+        codes = np.zeros((24, 96, 96, 3), np.uint8)
+        codes[:, 30:70, 40:60] = (180, 90, 40)
+        store = {}
+        stats = backend.generate(GenerationJob(character=char, codes=codes, steps=1, roi_size=64),
+                                 _events(store))
+        stages = [p[0] for p in store["progress"]]
+        assert stats["compiled_blocks"] and "denoise" in stages and "compile" not in stages
+    finally:
+        for m in unet.modules():
+            m._compiled_call_impl = None
+        pipe._compiled_shapes.clear()
+        torch._dynamo.reset()

@@ -566,3 +566,50 @@ def test_installed_smplh_file_is_offered_and_used(tmp_path, monkeypatch):
             assert np.any(frames != 255)  # the body is drawn over the white background
     finally:
         srv.stop()
+
+
+def test_warmup_runs_in_the_worker_before_jobs_and_a_failed_one_is_not_fatal():
+    """Jobs sent while the warm-up runs queue behind it (position 1) and then run; a warm-up that
+    raises is logged and the server serves on."""
+    release, seen = threading.Event(), []
+
+    def warmup():
+        seen.append(threading.current_thread().name)
+        assert release.wait(10)
+
+    srv = Server({"preview": load_backend("preview")}, bind="tcp://127.0.0.1:0", warmup=warmup).start()
+    try:
+        with Client(srv.address, timeout=10) as c:
+            job = c.submit(codes_request(F=2), credit=8)
+            assert job.queue_position == 1
+            time.sleep(0.3)
+            assert [j["state"] for j in c.status().jobs] == ["queued"]
+            release.set()
+            frames = [m for m in c.events(job.job_id) if isinstance(m, P.Frame)]
+            assert len(frames) == 2
+    finally:
+        srv.stop()
+    assert seen == ["mimo-server-worker"]
+
+    def broken():
+        raise RuntimeError("compiler missing")
+
+    srv = Server({"preview": load_backend("preview")}, bind="tcp://127.0.0.1:0", warmup=broken).start()
+    try:
+        with Client(srv.address, timeout=10) as c:
+            frames, _ = c.generate(codes_request(F=2))
+        assert frames.shape[0] == 2
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--warmup"], "needs the mimo backend"),
+    (["--weights", "nowhere", "--warmup", "60"], "multiple of 8"),
+])
+def test_server_cli_refuses_a_bad_warmup_before_loading_weights(argv, match, capsys):
+    from server.cli import main
+
+    assert main(["serve", "--bind", "tcp://127.0.0.1:0"] + argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and "loaded" not in err

@@ -29,6 +29,33 @@ class MimoBackend(Backend):
         self.pipeline = (pipeline if pipeline is not None
                          else MimoPipeline.from_pretrained(weights, device, dtype, compile=compile))
 
+    def warmup(self, size: int = GenerationJob.roi_size, modes: tuple[str, ...] = ("exact", "fast"),
+               log=None) -> dict[str, float]:
+        """Compile the UNet's blocks for ``size``² jobs before the first real one asks.
+
+        Runs one 1-step generation per mode on blank inputs, one full window long (24 frames
+        exact, 32 fast), which is the call layout of any clip of at least a window at that size
+        (the ROI size, 784 by default, for jobs from Blender). Returns seconds per mode; nothing
+        when the blocks are not compiled (there is nothing to warm). ``log(message)`` reports.
+        """
+        from mimo.models.compile import is_compiled
+
+        from .fast import FAST_CONTEXT
+
+        if not is_compiled(self.pipeline.denoising_unet):
+            return {}
+        seconds = {}
+        for mode in modes:
+            frames = FAST_CONTEXT if mode == "fast" else 24
+            if log is not None:
+                log(f"warm-up: compiling the UNet for {size}x{size} {mode}-mode jobs ({frames}-frame windows)")
+            t0 = time.perf_counter()
+            blank = np.zeros((frames, size, size, 3), np.uint8)
+            self.pipeline(np.full((size, size, 3), 255, np.uint8), blank, None, height=size, width=size,
+                          num_inference_steps=1, context_frames=frames, mode=mode)
+            seconds[mode] = time.perf_counter() - t0
+        return seconds
+
     def generate(self, job: GenerationJob, events: JobEvents) -> dict:
         job.validate()
         t0 = time.perf_counter()
