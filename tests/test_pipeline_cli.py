@@ -188,3 +188,21 @@ def test_character_alpha_and_mask(tmp_path):
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
     with pytest.raises(ValueError, match="character_mask: expected 30x40"):
         _read_character(str(tmp_path / "rgb.png"), str(tmp_path / "small.png"))
+
+
+@pytest.mark.parametrize("choice, frame_steps, want", [
+    ("auto", 32 * 25, False),       # a short one-off job: compiling would cost more than it saves
+    ("auto", 150 * 25, None),       # long enough: compile wherever it can run
+    ("on", 10, True), ("off", 10**6, False),
+])
+def test_cli_compile_choice_reaches_the_backend(tiny_weights, monkeypatch, choice, frame_steps, want):
+    import argparse
+
+    from mimo.pipeline import backends, cli
+
+    seen = {}
+    monkeypatch.setattr(backends, "load_backend", lambda name, **kw: seen.update(kw) or "backend")
+    monkeypatch.setattr("mimo.models.compile.can_compile", lambda device: (True, ""))
+    args = argparse.Namespace(preview=False, weights=str(tiny_weights), compile=choice, device="cpu",
+                              dtype=None, mode="exact")
+    assert cli.load(args, frame_steps) == "backend" and seen["compile"] is want
