@@ -170,7 +170,9 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="tiny networks (CPU smoke run)")
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--compile", action="store_true",
-                   help="compile the denoising UNet's blocks (MimoPipeline.compile_blocks); the warm-up pays it")
+                   help="compile the denoising UNet's blocks and the VAE (MimoPipeline.compile_blocks, "
+                        "as mimo-server does); the warm-up pays it")
+    p.add_argument("--no-compile-vae", action="store_true", help="with --compile: the UNet's blocks only")
     p.add_argument("--compare", action="store_true", help="fast vs exact frames (PSNR, max difference)")
     args = p.parse_args(argv)
 
@@ -189,8 +191,8 @@ def main(argv=None) -> int:
     win = min(args.frames, context)
     win_flops = window_flops(pipe, win, args.size)  # eagerly: the counter does not see compiled code
     if args.compile:
-        tag = tag[:-1] + ", compiled blocks]"
-        pipe.compile_blocks()
+        tag = tag[:-1] + (", compiled blocks]" if args.no_compile_vae else ", compiled blocks+VAE]")
+        pipe.compile_blocks(vae=not args.no_compile_vae)
     character, codes, scene = inputs(args.frames, args.size)
     run = dict(height=args.size, width=args.size, guidance_scale=args.cfg, context_frames=context,
                context_overlap=args.overlap, mode=args.mode)

@@ -190,12 +190,12 @@ def test_character_alpha_and_mask(tmp_path):
         _read_character(str(tmp_path / "rgb.png"), str(tmp_path / "small.png"))
 
 
-@pytest.mark.parametrize("choice, frame_steps, want", [
-    ("auto", 32 * 25, False),       # a short one-off job: compiling would cost more than it saves
-    ("auto", 150 * 25, None),       # long enough: compile wherever it can run
-    ("on", 10, True), ("off", 10**6, False),
+@pytest.mark.parametrize("choice, frame_steps, want, vae", [
+    ("auto", 32 * 25, False, False),   # a short one-off job: compiling would cost more than it saves
+    ("auto", 150 * 25, None, False),   # long enough: the UNet wherever it can run; the VAE only with on
+    ("on", 10, True, True), ("off", 10**6, False, False),
 ])
-def test_cli_compile_choice_reaches_the_backend(tiny_weights, monkeypatch, choice, frame_steps, want):
+def test_cli_compile_choice_reaches_the_backend(tiny_weights, monkeypatch, choice, frame_steps, want, vae):
     import argparse
 
     from mimo.pipeline import backends, cli
@@ -206,3 +206,4 @@ def test_cli_compile_choice_reaches_the_backend(tiny_weights, monkeypatch, choic
     args = argparse.Namespace(preview=False, weights=str(tiny_weights), compile=choice, device="cpu",
                               dtype=None, mode="exact")
     assert cli.load(args, frame_steps) == "backend" and seen["compile"] is want
+    assert seen["compile_vae"] is vae

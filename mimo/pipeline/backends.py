@@ -18,12 +18,14 @@ COMPILE_CHOICES = {"auto": None, "on": True, "off": False}
 
 
 def load_backend(name: str, weights: str | None = None, device: str | None = None,
-                 dtype: str | None = None, compile: bool | None = None) -> Backend:
+                 dtype: str | None = None, compile: bool | None = None,
+                 compile_vae: bool = True) -> Backend:
     """Create a backend by name: ``"preview"`` (weight-free) or ``"mimo"`` (needs ``weights``).
 
     ``device`` is a torch device string (default: cuda when available, else cpu); ``dtype`` one of
     ``"fp16"``, ``"bf16"``, ``"fp32"`` (default fp16 on CUDA, fp32 on CPU); ``compile`` whether to
-    compile the denoising UNet's blocks (None: where it can run, see ``MimoPipeline.from_pretrained``).
+    compile the denoising UNet's blocks (None: where it can run, see ``MimoPipeline.from_pretrained``),
+    ``compile_vae`` whether compiling also covers the VAE.
     """
     if name == "preview":
         return PreviewBackend()
@@ -33,7 +35,7 @@ def load_backend(name: str, weights: str | None = None, device: str | None = Non
                              "(run `mimo weights download`, or `mimo weights make-tiny` for tests)")
         from .mimo_backend import MimoBackend
 
-        return MimoBackend(weights, device=device, dtype=dtype, compile=compile)
+        return MimoBackend(weights, device=device, dtype=dtype, compile=compile, compile_vae=compile_vae)
     raise ValueError(f"name: expected one of {BACKENDS}, got {name!r}")
 
 

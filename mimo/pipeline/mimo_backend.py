@@ -25,13 +25,15 @@ class MimoBackend(Backend):
     name = "mimo"
 
     def __init__(self, weights: str, device: str | None = None, dtype: str | None = None,
-                 pipeline: MimoPipeline | None = None, compile: bool | None = None):
+                 pipeline: MimoPipeline | None = None, compile: bool | None = None,
+                 compile_vae: bool = True):
         self.pipeline = (pipeline if pipeline is not None
-                         else MimoPipeline.from_pretrained(weights, device, dtype, compile=compile))
+                         else MimoPipeline.from_pretrained(weights, device, dtype, compile=compile,
+                                                           compile_vae=compile_vae))
 
     def warmup(self, size: int = GenerationJob.roi_size, modes: tuple[str, ...] = ("exact", "fast"),
                log=None) -> dict[str, float]:
-        """Compile the UNet's blocks for ``size``² jobs before the first real one asks.
+        """Compile the UNet's blocks (and a compiled VAE) for ``size``² jobs before the first real one asks.
 
         Runs one 1-step generation per mode on blank inputs, one full window long (24 frames
         exact, 32 fast), which is the call layout of any clip of at least a window at that size

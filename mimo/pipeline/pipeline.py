@@ -7,7 +7,10 @@ drawn on a CPU generator in the pipeline dtype). What it does differently only c
 
 * the unconditional CFG half runs plain self-attention once, instead of the official reference
   attention on all rows followed by a recomputation of the unconditional rows (≈ 16 % of UNet FLOPs);
-* VAE encodes and decodes are batched over frames (the official code loops frame by frame);
+* VAE encodes and decodes are batched over frames (the official code loops frame by frame), and
+  a run of identical scene frames (a static camera, or no scene) is encoded once;
+* with compiled blocks (:meth:`MimoPipeline.compile_blocks`) inductor fuses elementwise work,
+  and a compiled VAE always runs whole chunks (a short one is padded);
 * with a single window the accumulate-and-divide is skipped (dividing by 1 changes no bit).
 
 Fast mode (``mode="fast"``) runs the same networks on a faster schedule; every deviation is listed
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mimo.models.compile import can_compile, is_compiled, run_compiled
+from mimo.models.compile import can_compile, is_compiled, is_vae_compiled, run_compiled
 
 from . import fast as fast_mode
 from .schedule import MAX_WINDOW, context_windows, make_scheduler
@@ -81,6 +84,28 @@ def _frame_chunks(frames, width: int, height: int, normalize: bool, chunk: int):
         yield _frames_to_tensor(frames[i:i + chunk], width, height, normalize)
 
 
+def repeat_runs(frames) -> list[int]:
+    """Lengths of the runs of consecutive identical frames (a static camera's scene, or the white
+    scene of a job without one): the pipeline encodes one frame per run.
+
+    Shapes:
+        frames: F arrays (H_i, W_i, 3) -> run lengths summing to F
+    """
+    runs: list[int] = []
+    for i, f in enumerate(frames):
+        prev = frames[i - 1] if i else None
+        if prev is not None and (f is prev or (f.shape == prev.shape and np.array_equal(f, prev))):
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return runs
+
+
+def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """x (n, ...) with n <= rows, padded to ``rows`` rows with copies of its last row."""
+    return x if x.shape[0] == rows else torch.cat([x, x[-1:].expand(rows - x.shape[0], *x.shape[1:])])
+
+
 class MimoPipeline:
     """MIMO video synthesis on the networks of :mod:`mimo.models`.
 
@@ -102,11 +127,13 @@ class MimoPipeline:
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | Path, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None, compile: bool | None = None) -> "MimoPipeline":
+                        dtype: str | torch.dtype | None = None, compile: bool | None = None,
+                        compile_vae: bool = True) -> "MimoPipeline":
         """Load every network from a weights folder in the official layout (strict, loud on gaps).
 
         compile: compile the denoising UNet's blocks (:meth:`compile_blocks`); None = where it can
         run (CUDA with Triton), True = required (error if it cannot), False = never.
+        compile_vae: when compiling, also compile the VAE's encoder and decoder.
         """
         from mimo.models import load_mimo
 
@@ -115,19 +142,23 @@ class MimoPipeline:
         pipe = cls(m.vae, m.image_encoder, m.reference_unet, m.denoising_unet, m.pose_guider,
                    device=device, dtype=dtype)
         if compile or (compile is None and can_compile(device)[0]):
-            pipe.compile_blocks()
+            pipe.compile_blocks(vae=compile_vae)
         return pipe
 
-    def compile_blocks(self) -> int:
-        """``torch.compile`` each block of the denoising UNet in place (see mimo/models/compile.py).
+    def compile_blocks(self, vae: bool = True) -> int:
+        """``torch.compile`` each block of the denoising UNet in place (see mimo/models/compile.py),
+        and with ``vae`` the VAE's encoder and decoder.
 
         Same math, fused elementwise kernels; the first generation of each new size pays the
-        compilation (1-2 minutes, ~20 s from inductor's disk cache). Returns the number of
-        blocks. CUDA only.
+        compilation (1-2 minutes for the UNet, about 50 s more for the VAE; ~20 s from inductor's
+        disk cache). Returns the number of UNet blocks. CUDA only.
         """
-        from mimo.models.compile import compile_blocks
+        from mimo.models.compile import compile_blocks, compile_vae
 
-        return compile_blocks(self.denoising_unet)
+        count = compile_blocks(self.denoising_unet)
+        if vae:
+            compile_vae(self.vae)
+        return count
 
     # ------------------------------------------------------------------------------------------
     def check_inputs(self, character, codes, scene, height, width, num_inference_steps,
@@ -177,28 +208,37 @@ class MimoPipeline:
 
     @torch.no_grad()
     def encode_vae(self, images: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-        """VAE posterior mean × 0.18215, batched by ``chunk`` frames.
+        """VAE posterior mean × 0.18215, batched by ``chunk`` frames (a compiled encoder always sees
+        ``chunk`` frames: a short chunk is padded with copies of its last frame, then dropped).
 
         Shapes:
             images (N, 3, H, W) in [-1, 1] -> (N, 4, h, w)
         """
         out = []
-        for i in range(0, images.shape[0], chunk):
-            x = images[i:i + chunk].to(self.device, self.dtype)
-            out.append(self.vae.encode(x).latent_dist.mean * VAE_SCALE)
+        pad = is_vae_compiled(self.vae)
+        with run_compiled(pad):
+            for i in range(0, images.shape[0], chunk):
+                x = images[i:i + chunk].to(self.device, self.dtype)
+                n = x.shape[0]
+                x = _pad_rows(x, chunk) if pad else x
+                out.append(self.vae.encode(x).latent_dist.mean[:n] * VAE_SCALE)
         return torch.cat(out)
 
     @torch.no_grad()
     def decode_vae(self, latents: torch.Tensor, chunk: int = 8):
-        """Yield decoded frames in order, ``chunk`` at a time: (n, H, W, 3) float32 in [0, 1] on CPU.
+        """Yield decoded frames in order, ``chunk`` at a time: (n, H, W, 3) float32 in [0, 1] on CPU
+        (a compiled decoder always sees ``chunk`` frames, as in :meth:`encode_vae`).
 
         Shapes:
             latents (1, 4, F, h, w)
         """
         frames = latents.shape[2]
+        pad = is_vae_compiled(self.vae)
         for i in range(0, frames, chunk):
             z = latents[0, :, i:i + chunk].transpose(0, 1) / VAE_SCALE
-            x = self.vae.decode(z).sample
+            n = z.shape[0]
+            with run_compiled(pad):
+                x = self.vae.decode(_pad_rows(z, chunk) if pad else z).sample[:n]
             yield (x / 2 + 0.5).clamp(0, 1).float().permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
@@ -288,11 +328,32 @@ class MimoPipeline:
         if scene is None:
             scene = [np.full((height, width, 3), 255, np.uint8)] * num_frames
 
+        # The context windows, and whether this call compiles anything: compiled blocks serve clips
+        # of at least one full window (shorter clips run eagerly rather than compile for their
+        # length); a compiled VAE compiles once per frame size.
+        if fast:
+            windows = fast_mode.fast_windows(num_frames, context_frames, context_overlap)
+            per_call = min(len(windows), windows_per_call
+                           or fast_mode.windows_per_call(len(windows[0]), height // 8, width // 8))
+            stats.update(windows=len(windows), windows_per_call=per_call)
+            layout = ("fast", len(windows[0]), per_call, height, width)
+        else:
+            windows = context_windows(num_frames, context_frames, context_overlap, closed_loop=True)
+            stats["windows"] = len(windows)
+            layout = ("exact", len(windows[0]), height, width)
+        compiled = is_compiled(self.denoising_unet) and num_frames >= context_frames
+        vae_compiled = is_vae_compiled(self.vae)
+        stats.update(compiled_blocks=compiled, compiled_vae=vae_compiled)
+        self._announce_compile([layout] * compiled + [("vae", height, width)] * vae_compiled,
+                               stage_callback)
+        encode_chunk = fast_mode.ENCODE_CHUNK if fast or vae_compiled else 8
+
         # 2. Encode the character: CLIP token [zeros; clip] and the reference latent
         with clock("encode"):
             clip = self.encode_clip(character)                                     # (1, 1, D)
             clip2 = torch.cat([torch.zeros_like(clip), clip])                      # (2, 1, D)
-            ref_latent = self.encode_vae(_frames_to_tensor([character], width, height, True))  # (1,4,h,w)
+            ref_latent = self.encode_vae(_frames_to_tensor([character], width, height, True),
+                                         encode_chunk)                             # (1, 4, h, w)
 
         # 3. Reference UNet write pass (once): the bank of reference tokens
         with clock("reference"):
@@ -312,43 +373,39 @@ class MimoPipeline:
             else:
                 pose = self.encode_pose(_frames_to_tensor(codes, width, height, False))  # (1, C0, F, h, w)
 
-        # 5. Scene latents and the initial noise
+        # 5. Scene latents (one encode per run of identical frames) and the initial noise
         with clock("encode"):
-            chunk = fast_mode.ENCODE_CHUNK if fast else 8
-            scene_latents = torch.cat([self.encode_vae(c, chunk) for c in _frame_chunks(scene, width, height, True, chunk)])
+            runs = repeat_runs(scene)
+            starts = np.cumsum([0] + runs[:-1])
+            unique = [scene[i] for i in starts]
+            scene_latents = torch.cat([self.encode_vae(c, encode_chunk)
+                                       for c in _frame_chunks(unique, width, height, True, encode_chunk)])
+            if len(unique) < num_frames:
+                scene_latents = scene_latents.repeat_interleave(
+                    torch.tensor(runs, device=scene_latents.device), dim=0)
             scene_latents = scene_latents.transpose(0, 1)[None]                      # (1, 4, F, h, w)
+        stats["scene_frames_encoded"] = len(unique)
         latents = self.prepare_latents(num_frames, height, width, seed,
                                        torch.float32 if fast else self.dtype)       # (1, 4, F, h, w)
         check_cancel()
 
-        # 6. Denoising loop over context windows. Compiled blocks (if any) serve clips of at least
-        #    one full window; shorter clips run eagerly rather than compile for their length.
+        # 6. Denoising loop over the context windows
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
-        compiled = is_compiled(self.denoising_unet) and num_frames >= context_frames
-        stats["compiled_blocks"] = compiled
         if fast:
-            windows = fast_mode.fast_windows(num_frames, context_frames, context_overlap)
-            per_call = min(len(windows), windows_per_call
-                           or fast_mode.windows_per_call(len(windows[0]), height // 8, width // 8))
-            stats.update(windows=len(windows), windows_per_call=per_call)
-            self._announce_compile(compiled, ("fast", len(windows[0]), per_call, height, width),
-                                   stage_callback)
-
             def on_step(step, t, lat, x0):
                 if callback_on_step_end is not None:
                     callback_on_step_end(self, step, t, {"latents": lat})
                 if preview_callback is not None and preview_every > 0 and (step + 1) % preview_every == 0:
                     picks = sorted({0, num_frames // 2, num_frames - 1})
-                    preview_callback(step, picks, fast_mode.preview_images(self, x0, picks))
+                    with torch.compiler.set_stance("force_eager"):  # previews never compile
+                        images = fast_mode.preview_images(self, x0, picks)
+                    preview_callback(step, picks, images)
 
             with clock("denoise"), run_compiled(compiled):
                 latents = fast_mode.denoise(self, latents, scene_latents, pose, clip, bank, timesteps,
                                             windows, guidance_scale, per_call, on_step, check_cancel)
         else:
-            windows = context_windows(num_frames, context_frames, context_overlap, closed_loop=True)
-            stats["windows"] = len(windows)
-            self._announce_compile(compiled, ("exact", len(windows[0]), height, width), stage_callback)
             with clock("denoise"), run_compiled(compiled):
                 latents = self._denoise_exact(latents, scene_latents, pose, clip2, bank, timesteps,
                                               windows, guidance_scale, callback_on_step_end, check_cancel)
@@ -374,11 +431,12 @@ class MimoPipeline:
                      device=_device_name(self.device), dtype=str(self.dtype).replace("torch.", ""))
         return MimoPipelineOutput(frames=out, stats=stats)
 
-    def _announce_compile(self, compiled: bool, layout: tuple, stage_callback) -> None:
-        """Call ``stage_callback("compile")`` before the first compiled run of a call layout."""
-        key = layout + (self.dtype,)
-        if compiled and key not in self._compiled_shapes:
-            self._compiled_shapes.add(key)
+    def _announce_compile(self, layouts: list[tuple], stage_callback) -> None:
+        """Call ``stage_callback("compile")`` once before a call that runs compiled code for a
+        layout (UNet call layout, VAE frame size) not run before."""
+        keys = {layout + (self.dtype,) for layout in layouts} - self._compiled_shapes
+        if keys:
+            self._compiled_shapes |= keys
             if stage_callback is not None:
                 stage_callback("compile")
 
