@@ -397,12 +397,12 @@ def test_backend_warmup_compiles_the_layouts_of_later_jobs(pipe, inputs):
 
 @pytest.mark.gpu
 def test_cuda_compiled_job_in_a_worker_thread_matches_eager(tmp_path, inputs):
-    """The server's path on CUDA: from_pretrained compiles the blocks (inductor), a job runs in a
-    worker thread, compiles once (announced) and stays within rounding of the eager frames."""
+    """The server's path on CUDA: from_pretrained compiles the blocks and the VAE (inductor), a job
+    runs in a worker thread, compiles once (announced) and stays within rounding of the eager frames."""
     import threading
 
     from mimo.models import make_tiny
-    from mimo.models.compile import uncompile_blocks
+    from mimo.models.compile import uncompile_blocks, uncompile_vae
 
     pipe = MimoPipeline.from_pretrained(make_tiny(tmp_path / "tiny"), device="cuda", dtype="fp16")
     box = {}
@@ -416,6 +416,8 @@ def test_cuda_compiled_job_in_a_worker_thread_matches_eager(tmp_path, inputs):
         worker.start()
         worker.join()
         assert box["stages"] == expect and box["out"].stats["compiled_blocks"]
+        assert box["out"].stats["compiled_vae"]
     uncompile_blocks(pipe.denoising_unet)
+    uncompile_vae(pipe.vae)
     diff = np.abs(box["out"].frames - _run(pipe, inputs).frames)
     assert diff.mean() < 5e-3 and diff.max() < 0.1, (diff.mean(), diff.max())
