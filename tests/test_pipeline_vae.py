@@ -9,7 +9,8 @@ import torch
 
 from mimo.pipeline import fast as fast_mode
 from mimo.pipeline import pipeline as pipeline_module
-from mimo.pipeline.pipeline import MimoPipeline, repeat_runs
+from mimo.pipeline.frames import repeat_runs
+from mimo.pipeline.pipeline import MimoPipeline
 
 H = W = 64
 F = 10

@@ -31,6 +31,7 @@ from PIL import Image
 from mimo.models.compile import can_compile, is_compiled, is_vae_compiled, run_compiled
 
 from . import fast as fast_mode
+from .frames import frame_chunks, frames_to_tensor, pad_rows, repeat_runs
 from .schedule import MAX_WINDOW, context_windows, make_scheduler
 
 VAE_SCALE = 0.18215  # hard-coded in the official pipeline (spec §1)
@@ -58,52 +59,6 @@ def resolve_device_dtype(device: str | torch.device | None, dtype: str | torch.d
             raise ValueError(f"dtype: expected one of {list(DTYPES)}, got {dtype!r}")
         dtype = DTYPES[dtype]
     return device, dtype
-
-
-def resize_lanczos(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """PIL Lanczos resize (what the official image processors do); identity at the same size.
-
-    Shapes:
-        frame (h, w, 3) uint8 -> (height, width, 3) uint8
-    """
-    if frame.shape[:2] == (height, width):
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((width, height), Image.LANCZOS))
-
-
-def _frames_to_tensor(frames, width: int, height: int, normalize: bool) -> torch.Tensor:
-    """List/array of uint8 frames -> (F, 3, H, W) float32, in [-1, 1] or [0, 1]."""
-    arr = np.stack([resize_lanczos(f, width, height) for f in frames]).astype(np.float32) / 255.0
-    t = torch.from_numpy(arr).permute(0, 3, 1, 2)
-    return t * 2.0 - 1.0 if normalize else t
-
-
-def _frame_chunks(frames, width: int, height: int, normalize: bool, chunk: int):
-    """Like :func:`_frames_to_tensor`, ``chunk`` frames at a time (host memory stays bounded)."""
-    for i in range(0, len(frames), chunk):
-        yield _frames_to_tensor(frames[i:i + chunk], width, height, normalize)
-
-
-def repeat_runs(frames) -> list[int]:
-    """Lengths of the runs of consecutive identical frames (a static camera's scene, or the white
-    scene of a job without one): the pipeline encodes one frame per run.
-
-    Shapes:
-        frames: F arrays (H_i, W_i, 3) -> run lengths summing to F
-    """
-    runs: list[int] = []
-    for i, f in enumerate(frames):
-        prev = frames[i - 1] if i else None
-        if prev is not None and (f is prev or (f.shape == prev.shape and np.array_equal(f, prev))):
-            runs[-1] += 1
-        else:
-            runs.append(1)
-    return runs
-
-
-def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
-    """x (n, ...) with n <= rows, padded to ``rows`` rows with copies of its last row."""
-    return x if x.shape[0] == rows else torch.cat([x, x[-1:].expand(rows - x.shape[0], *x.shape[1:])])
 
 
 class MimoPipeline:
@@ -220,7 +175,7 @@ class MimoPipeline:
             for i in range(0, images.shape[0], chunk):
                 x = images[i:i + chunk].to(self.device, self.dtype)
                 n = x.shape[0]
-                x = _pad_rows(x, chunk) if pad else x
+                x = pad_rows(x, chunk) if pad else x
                 out.append(self.vae.encode(x).latent_dist.mean[:n] * VAE_SCALE)
         return torch.cat(out)
 
@@ -238,7 +193,7 @@ class MimoPipeline:
             z = latents[0, :, i:i + chunk].transpose(0, 1) / VAE_SCALE
             n = z.shape[0]
             with run_compiled(pad):
-                x = self.vae.decode(_pad_rows(z, chunk) if pad else z).sample[:n]
+                x = self.vae.decode(pad_rows(z, chunk) if pad else z).sample[:n]
             yield (x / 2 + 0.5).clamp(0, 1).float().permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
@@ -352,7 +307,7 @@ class MimoPipeline:
         with clock("encode"):
             clip = self.encode_clip(character)                                     # (1, 1, D)
             clip2 = torch.cat([torch.zeros_like(clip), clip])                      # (2, 1, D)
-            ref_latent = self.encode_vae(_frames_to_tensor([character], width, height, True),
+            ref_latent = self.encode_vae(frames_to_tensor([character], width, height, True),
                                          encode_chunk)                             # (1, 4, h, w)
 
         # 3. Reference UNet write pass (once): the bank of reference tokens
@@ -369,9 +324,9 @@ class MimoPipeline:
             if fast:
                 pose = fast_mode.FeatureStore(num_frames, (self.pose_guider.embedding_channels,
                                                            height // 8, width // 8), self.dtype, self.device)
-                fast_mode.encode_pose(self, _frame_chunks(codes, width, height, False, 16), pose)
+                fast_mode.encode_pose(self, frame_chunks(codes, width, height, False, 16), pose)
             else:
-                pose = self.encode_pose(_frames_to_tensor(codes, width, height, False))  # (1, C0, F, h, w)
+                pose = self.encode_pose(frames_to_tensor(codes, width, height, False))  # (1, C0, F, h, w)
 
         # 5. Scene latents (one encode per run of identical frames) and the initial noise
         with clock("encode"):
@@ -379,7 +334,7 @@ class MimoPipeline:
             starts = np.cumsum([0] + runs[:-1])
             unique = [scene[i] for i in starts]
             scene_latents = torch.cat([self.encode_vae(c, encode_chunk)
-                                       for c in _frame_chunks(unique, width, height, True, encode_chunk)])
+                                       for c in frame_chunks(unique, width, height, True, encode_chunk)])
             if len(unique) < num_frames:
                 scene_latents = scene_latents.repeat_interleave(
                     torch.tensor(runs, device=scene_latents.device), dim=0)
