@@ -1,4 +1,5 @@
-"""Shared pytest set-up: markers `gpu` (skipped without CUDA), `blender`, `slow`."""
+"""Shared pytest set-up: markers `gpu` (skipped without CUDA), `blender`, `slow`; the tiny MIMO
+weights folder (official layout) that tests read but never change."""
 from __future__ import annotations
 
 import os
@@ -24,3 +25,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A tiny random MIMO weights folder in the official layout (read-only for tests)."""
+    from mimo.models import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("weights") / "tiny")

@@ -25,11 +25,8 @@ STEPS = 2
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    from mimo.models import make_tiny
-
-    folder = make_tiny(tmp_path_factory.mktemp("w") / "tiny")
-    return MimoPipeline.from_pretrained(folder, device="cpu", dtype="fp32")
+def pipe(tiny_weights):
+    return MimoPipeline.from_pretrained(tiny_weights, device="cpu", dtype="fp32")
 
 
 @pytest.fixture(scope="module")

@@ -47,13 +47,6 @@ def test_preview_cli_is_pixel_exact(files, tmp_path, capsys):
     assert "wrote 8 frames" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from mimo.models import make_tiny
-
-    return make_tiny(tmp_path_factory.mktemp("w") / "tiny")
-
-
 def test_mimo_cli_raw_tiny(files, tiny_weights, tmp_path):
     d = files[0]
     args = ["generate", "--weights", str(tiny_weights), "--character", str(d / "char.png"),
