@@ -1,7 +1,14 @@
-"""The two kernel questions behind fast mode's speed limit, at the UNet's own shapes (CUDA).
+"""The two kernel questions behind fast mode's speed limit, at the UNet's own shapes (CUDA), and
+where a UNet call's FLOP go (any machine).
 
-    python benchmarks/kernels.py                       # both parts, 784² (98² latents), 32 frames
+    python benchmarks/kernels.py                       # attention and fp8, 784² (98² latents), 32 frames
     python benchmarks/kernels.py --part attention --frames 16
+    python benchmarks/kernels.py --part flops          # no GPU needed: meta tensors
+
+``flops``: one fast-mode denoising-UNet call at SD1.5 size (CFG batch 2 x ``--frames``, the
+reference bank read by the conditional row, fast mode's token chunks), counted by
+``torch.utils.flop_counter`` on meta tensors, split by operator: attention (bmm / SDPA),
+convolutions, linear layers (addmm, mm).
 
 ``attention``: the level-0 reference-reading self-attention of one 32-frame UNet call's
 conditional rows (rows = frames, 8 heads of 40 dimensions, queries = 98² tokens, keys = twice
@@ -122,13 +129,46 @@ def fp8(frames: int, tokens: int, repeats: int, name: str) -> None:
               f"{t_quant * 1e3:6.3f} ms; relative error {err:.3f} [{name}]")
 
 
+def flops(frames: int, size: int) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mimo.models import SD15_UNET, DenoisingUNet, ReferenceUNet
+    from mimo.models.blocks import token_chunking
+    from mimo.pipeline.fast import CHUNK_TOKENS
+
+    h, bf16 = size // 8, torch.bfloat16
+    with torch.device("meta"):
+        ref_unet, unet = ReferenceUNet(SD15_UNET).to(bf16), DenoisingUNet(SD15_UNET).to(bf16)
+        x = torch.empty(2, 8, frames, h, h, dtype=bf16)
+        pose = torch.empty(2, SD15_UNET.block_out_channels[0], frames, h, h, dtype=bf16)
+        clip = torch.empty(2, 1, SD15_UNET.cross_attention_dim, dtype=bf16)
+        ref = torch.empty(1, 4, h, h, dtype=bf16)
+    with torch.no_grad():
+        bank = ref_unet.write(ref, 0, clip[1:2])
+        with FlopCounterMode(display=False) as counter, token_chunking(CHUNK_TOKENS):
+            unet(x, 999, clip, pose_cond=pose, reference=bank, reference_rows=[False, True])
+    ops = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+    total = counter.get_total_flops()
+    print(f"one denoising-UNet call, CFG batch 2 x {frames} frames, {size}², fast-mode chunks: "
+          f"{total / 1e12:.1f} TFLOP")
+    for label, names in (("attention", ("aten.bmm", "aten._scaled_dot_product_flash_attention",
+                                        "aten._scaled_dot_product_efficient_attention",
+                                        "aten._scaled_dot_product_cudnn_attention")),
+                         ("convolutions", ("aten.convolution",)), ("linear layers", ("aten.addmm", "aten.mm"))):
+        part = sum(ops.get(n, 0) for n in names)
+        print(f"  {label:14s} {part / 1e12:6.1f} TFLOP ({100 * part / total:4.1f} %)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("attention", "fp8", "both"), default="both")
+    p.add_argument("--part", choices=("attention", "fp8", "both", "flops"), default="both")
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=784)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
+    if args.part == "flops":
+        flops(args.frames, args.size)
+        return 0
     if not torch.cuda.is_available():
         print("benchmarks/kernels.py measures CUDA kernels; no CUDA device here", file=sys.stderr)
         return 2
