@@ -63,7 +63,8 @@ def test_identical_scene_frames_are_encoded_once_with_the_same_result(pipe, inpu
 def test_compiled_vae_sees_whole_chunks_only_and_gives_the_same_frames(pipe, inputs):
     """Encoder and decoder compiled (a recording eager backend): every compiled graph gets a full
     chunk (the 1-frame reference and the short last chunks are padded), previews run eagerly,
-    "compile" is announced on the first job only, and frames match the uncompiled VAE's."""
+    "compile" is announced on the first job only (exact mode runs the same chunk shapes), and
+    frames match the uncompiled VAE's."""
     from mimo.models.compile import is_vae_compiled, uncompile_vae
 
     char, codes, scene = inputs
@@ -89,9 +90,12 @@ def test_compiled_vae_sees_whole_chunks_only_and_gives_the_same_frames(pipe, inp
         assert stages == ["compile"] and first.stats["compiled_vae"] and len(previews) == 2
         again = _run(pipe, char, codes[:7], scene[:7], mode="fast", stage_callback=stages.append)
         assert stages == ["compile"] and again.frames.shape[0] == 7
+        exact = _run(pipe, char, codes, scene, mode="exact", stage_callback=stages.append)
+        assert stages == ["compile"] and exact.stats["compiled_vae"]  # exact mode: the same shapes
         assert seen == {"encoder": {fast_mode.ENCODE_CHUNK}, "decoder": {fast_mode.DECODE_CHUNK}}
     finally:
         uncompile_vae(pipe.vae)
         pipe._compiled_shapes.clear()
         torch._dynamo.reset()
     np.testing.assert_allclose(first.frames, plain.frames, atol=1e-5)
+    np.testing.assert_allclose(exact.frames, _run(pipe, char, codes, scene, mode="exact").frames, atol=1e-5)

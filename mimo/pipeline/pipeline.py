@@ -301,7 +301,9 @@ class MimoPipeline:
         stats.update(compiled_blocks=compiled, compiled_vae=vae_compiled)
         self._announce_compile([layout] * compiled + [("vae", height, width)] * vae_compiled,
                                stage_callback)
+        # frames per VAE call: a compiled VAE runs fast mode's chunks in both modes (one shape each)
         encode_chunk = fast_mode.ENCODE_CHUNK if fast or vae_compiled else 8
+        decode_chunk = fast_mode.DECODE_CHUNK if fast or vae_compiled else 8
 
         # 2. Encode the character: CLIP token [zeros; clip] and the reference latent
         with clock("encode"):
@@ -371,7 +373,7 @@ class MimoPipeline:
         out = np.empty((num_frames, height, width, 3), np.float32)
         with clock("decode"):
             index = 0
-            for chunk in self.decode_vae(latents.to(self.dtype), fast_mode.DECODE_CHUNK if fast else 8):
+            for chunk in self.decode_vae(latents.to(self.dtype), decode_chunk):
                 check_cancel()
                 for f in chunk:
                     out[index] = f
