@@ -9,9 +9,9 @@ the part of a job that does not shrink with fewer denoising steps. For each vari
 size: seconds per frame to encode (images in [-1, 1] -> posterior mean) and to decode (latents
 -> frames in [0, 1] as float32 on the host, what the pipeline streams out), achieved TFLOP/s
 (FLOP of one chunk counted by ``torch.utils.flop_counter``), peak GPU memory of the stage, the
-largest difference from the first variant's output, and the largest and mean difference from an
-float32 eager run (how much of a difference is rounding: random weights amplify it). Every line carries the device name; nothing
-is asserted.
+largest difference from the first variant's output, and the largest and mean difference from a
+float32 eager run (how much of a difference is rounding: random weights amplify it). Every line
+carries the device name; nothing is asserted.
 
 Variants: ``eager`` (diffusers' modules as they are), ``cl`` (channels-last weights and
 activations; slower than eager on an H200, so the pipeline does not use it),
@@ -135,8 +135,8 @@ def main(argv=None) -> int:
                     sec = _timed(device, run_all, args.repeats)
                     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
                     with torch.no_grad():
-                        flop = _flops(lambda: encode(parts[0]) if stage == "encode" else
-                                      vae.decoder(vae.post_quant_conv(parts[0])))
+                        flop = _flops(lambda: vae.encoder(parts[0]) if stage == "encode" else
+                                      vae.decoder(vae.post_quant_conv(parts[0])))  # eager modules
                         out = torch.cat([o.float().cpu() for o in run_all()])
                 except Exception as exc:  # a variant that fails here is a finding, not a crash
                     print(f"  {variant:10s} {stage} chunk {chunk}: failed: {type(exc).__name__}: "

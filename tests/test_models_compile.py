@@ -10,7 +10,7 @@ from diffusers.models.resnet import ResnetBlock2D
 
 from mimo.models import TINY_UNET, DenoisingUNet, ReferenceUNet
 from mimo.models.blocks import ResnetBlock, TemporalAttention, attention
-from mimo.models.compile import BLOCK_TYPES, can_compile, compile_blocks, is_compiled, run_compiled
+from mimo.models.compile import BLOCK_TYPES, can_compile, compile_blocks, is_compiled, run_compiled, uncompile_blocks
 from test_models_math import randomise
 
 
@@ -63,8 +63,7 @@ def test_every_block_traces_as_one_graph():
             plain = unet(x, 999, clip, pose_cond=pose, reference=bank, reference_rows=[False, True])
     finally:
         torch._dynamo.config.recompile_limit = limit
-        for m in unet.modules():
-            m._compiled_call_impl = None
+        uncompile_blocks(unet)
         torch._dynamo.reset()
     assert torch.equal(traced, eager) and torch.equal(plain, eager)
 

@@ -321,7 +321,7 @@ def test_compiled_blocks_are_announced_once_per_layout_and_short_clips_run_eager
     thread, and with the default recompile limit (8) a fullgraph block would raise there."""
     import threading
 
-    from mimo.models.compile import BLOCK_TYPES, is_compiled
+    from mimo.models.compile import BLOCK_TYPES, is_compiled, uncompile_blocks
 
     torch._dynamo.reset()
     unet = pipe.denoising_unet
@@ -351,8 +351,7 @@ def test_compiled_blocks_are_announced_once_per_layout_and_short_clips_run_eager
         short = _run(pipe, (char, codes[:CTX - 1], scene[:CTX - 1]), stage_callback=stages.append)
         assert stages == ["compile"] and not short.stats["compiled_blocks"]
     finally:
-        for m in unet.modules():
-            m._compiled_call_impl = None
+        uncompile_blocks(unet)
         pipe._compiled_shapes.clear()
         torch._dynamo.reset()
     plain = _run(pipe, inputs)
@@ -363,7 +362,7 @@ def test_compiled_blocks_are_announced_once_per_layout_and_short_clips_run_eager
 def test_backend_warmup_compiles_the_layouts_of_later_jobs(pipe, inputs):
     """MimoBackend.warmup runs one 1-step generation per mode at the ROI size; a later job of that
     size (ROI path, at least one window long) then starts without a "compile" stage."""
-    from mimo.models.compile import BLOCK_TYPES
+    from mimo.models.compile import BLOCK_TYPES, uncompile_blocks
 
     backend = MimoBackend(None, pipeline=pipe)
     assert backend.warmup(64) == {}  # blocks not compiled: nothing to warm
@@ -386,8 +385,7 @@ def test_backend_warmup_compiles_the_layouts_of_later_jobs(pipe, inputs):
         stages = [p[0] for p in store["progress"]]
         assert stats["compiled_blocks"] and "denoise" in stages and "compile" not in stages
     finally:
-        for m in unet.modules():
-            m._compiled_call_impl = None
+        uncompile_blocks(unet)
         pipe._compiled_shapes.clear()
         torch._dynamo.reset()
 
