@@ -17,6 +17,7 @@ from mimo.pipeline.job import GenerationJob
 from .protocol import GenerateRequest
 
 MAX_CHARACTER_PIXELS = 8192 * 8192
+RENDER_PIXELS = 1 << 28  # output pixels per rasterizer call (frames x height x width)
 _BODY_CACHE: dict[tuple[str, str], object] = {}
 _BODY_LOCK = threading.Lock()
 
@@ -70,6 +71,20 @@ def available_body_models() -> list[str]:
             continue
         found.append(kind)
     return found
+
+
+def body_model_betas(models: list[str], device: str | None = None) -> dict[str, int]:
+    """Shape coefficients each body model takes, loading each once (and keeping it for the jobs).
+    A model whose file does not load is left out, with a warning in the log."""
+    import logging
+
+    out = {}
+    for model in models:
+        try:
+            out[model] = int(load_body_cached(model, device).num_betas)
+        except ValueError as exc:
+            logging.getLogger("mimo.server").warning("body model %r not offered: %s", model, exc)
+    return out
 
 
 def load_body_cached(model: str, device: str | None):
@@ -134,12 +149,28 @@ def render_request_codes(req: GenerateRequest, device: str | None = None) -> tup
     vertices, faces, colors = concat_meshes(meshes)
     cam = req.camera
     K = scaled_intrinsics(cam.K, (cam.width, cam.height), (req.width, req.height))
+    K[:, 1, 0], K[:, 2] = 0.0, (0.0, 0.0, 1.0)  # validated close to these; the rasterizer wants them exact
+    if not torch.isfinite(vertices).all():
+        raise ValueError("bodies: the posed body has non-finite vertices (pose, shape or "
+                         "translation values too large)")
     dev = vertices.device if isinstance(vertices, torch.Tensor) else torch.device(device or "cpu")
-    codes, mask = render_codes(vertices, faces, colors, torch.as_tensor(K, device=dev),
-                               torch.as_tensor(np.array(cam.R), device=dev),
-                               torch.as_tensor(np.array(cam.t), device=dev),
-                               req.width, req.height, return_mask=True)
-    return codes.cpu().numpy(), mask.cpu().numpy()
+    F = vertices.shape[0]
+    step = max(1, RENDER_PIXELS // (req.width * req.height))  # frames per rasterizer call
+    codes = np.empty((F, req.height, req.width, 3), np.uint8)
+    mask = np.empty((F, req.height, req.width), bool)
+    wire = {"K": "camera.K", "R": "camera.R", "t": "camera.t", "vertices": "bodies"}
+    for a in range(0, F, step):
+        b = min(F, a + step)
+        try:
+            c, m = render_codes(vertices[a:b], faces, colors, torch.as_tensor(K[a:b], device=dev),
+                                torch.as_tensor(np.array(cam.R[a:b]), device=dev),
+                                torch.as_tensor(np.array(cam.t[a:b]), device=dev),
+                                req.width, req.height, return_mask=True)
+        except ValueError as exc:  # name the request's field, not the rasterizer's argument
+            name, sep, rest = str(exc).partition(": ")
+            raise ValueError(f"{wire[name]}: {rest}" if sep and name in wire else str(exc)) from None
+        codes[a:b], mask[a:b] = c.cpu().numpy(), m.cpu().numpy()
+    return codes, mask
 
 
 def build_job(req: GenerateRequest, device: str | None = None) -> GenerationJob:

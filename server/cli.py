@@ -1,7 +1,8 @@
 """The ``mimo-server`` command.
 
-    mimo-server [serve] [--bind tcp://127.0.0.1:5555] [--backend preview|mimo] [--weights DIR]
+    mimo-server [serve] [--bind tcp://127.0.0.1:5555 ...] [--backend preview|mimo] [--weights DIR]
                         [--device cuda|cpu] [--curve DIR] [--insecure] [--heartbeat-timeout S]
+                        [--stall-timeout S]
     mimo-server status --connect tcp://HOST:PORT [--curve DIR] [--timeout S]
     mimo-server keys generate DIR [--client NAME]
     mimo-server env
@@ -16,12 +17,17 @@ SUBCOMMANDS = ("serve", "status", "keys", "env")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="mimo-server", description="MIMO GPU server (ZeroMQ)")
+    parser.add_argument("--version", action="version", version=f"mimo-server {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="serve jobs (the default command)")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555",
-                       help="ZeroMQ endpoint (default: %(default)s; port 0 picks a free one)")
+    serve.add_argument("--bind", action="append", metavar="ENDPOINT",
+                       help="ZeroMQ endpoint to listen on, repeatable (default: tcp://127.0.0.1:5555; "
+                            "port 0 picks a free one). Only loopback addresses without --curve or "
+                            "--insecure")
     serve.add_argument("--backend", action="append", choices=("preview", "mimo"),
                        help="backend(s) to load and keep loaded (repeatable; default preview, plus "
                             "mimo when --weights is given)")
@@ -43,13 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback --bind without CurveZMQ (trusted networks only)")
     serve.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="S",
-                       help="cancel a client's jobs after S seconds of silence (default %(default)s)")
+                       help="cancel a client's jobs after S seconds of silence (default %(default)s; "
+                            "a client whose connection closes is seen at once)")
+    serve.add_argument("--stall-timeout", type=float, default=60.0, metavar="S",
+                       help="cancel a running job whose client took no frames for S seconds "
+                            "(default %(default)s)")
     serve.add_argument("--max-jobs-per-client", type=int, default=None)
     serve.add_argument("--max-frames", type=int, default=None)
     serve.add_argument("--verbose", "-v", action="store_true")
 
     status = sub.add_parser("status", help="ask a running server for its capabilities and queue")
-    status.add_argument("--connect", default="tcp://127.0.0.1:5555")
+    status.add_argument("--connect", default="tcp://127.0.0.1:5555",
+                        help="server endpoint, e.g. tcp://GPU_HOST:5555 (default %(default)s)")
     status.add_argument("--curve", metavar="DIR", help="key folder with server.key and CLIENT.key_secret")
     status.add_argument("--client", default="client", help="client key name in --curve (default client)")
     status.add_argument("--timeout", type=float, default=5.0)
@@ -66,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
     try:
@@ -98,6 +109,12 @@ def _keys(args) -> int:
 def _status(args) -> int:
     from .client import Client, MimoClientError, load_curve_keys
 
+    scheme, sep, rest = args.connect.partition("://")
+    if not sep or scheme not in ("tcp", "ipc", "inproc") or not rest:
+        hint = f" (did you mean tcp://{args.connect}?)" if not sep else ""
+        raise ValueError(f"connect: expected an endpoint like tcp://HOST:PORT, got {args.connect!r}{hint}")
+    if not (isinstance(args.timeout, float) and args.timeout > 0):
+        raise ValueError(f"timeout: expected seconds > 0, got {args.timeout}")
     curve = None
     if args.curve:
         import pathlib
@@ -115,7 +132,7 @@ def _status(args) -> int:
     print(f"  device: {caps.device or '?'}   weights: {caps.weights or '-'}")
     print(f"  backends: {', '.join(caps.backends)}   body models: {', '.join(caps.body_models)}")
     print(f"  uptime {st.uptime_s:.0f} s, {st.jobs_done} jobs done, {st.queued} queued, "
-          f"running: {st.running or '-'}")
+          f"running: {st.running or '-'}; jobs of other clients: {st.other_jobs}")
     for row in st.jobs:
         print(f"    {row['job_id']} {row['state']:>8} {row['frames_sent']}/{row['num_frames']} frames "
               f"({row['backend']})")
@@ -137,7 +154,7 @@ def _serve(args) -> int:
     from mimo.pipeline.backends import COMPILE_CHOICES, load_backend
 
     from .core import Server
-    from .security import load_server_keys
+    from .security import check_bind, load_server_keys, probe_tcp_port
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -147,6 +164,13 @@ def _serve(args) -> int:
         from mimo.body.loading import MODELS_ENV
 
         os.environ[MODELS_ENV] = args.body_models
+    binds = check_bind(args.bind or ["tcp://127.0.0.1:5555"], bool(args.curve), args.insecure)
+    for endpoint in binds:  # before any weights load: a taken port is the likeliest mistake
+        probe_tcp_port(endpoint)
+    for name in ("heartbeat_timeout", "stall_timeout"):
+        value = getattr(args, name)
+        if not value > 0:
+            raise ValueError(f"{name.replace('_', '-')}: expected seconds > 0, got {value}")
     names = args.backend or (["preview", "mimo"] if args.weights else ["preview"])
     if "mimo" in names and not args.weights:
         raise ValueError("weights: --backend mimo needs --weights DIR")
@@ -175,11 +199,12 @@ def _serve(args) -> int:
             seconds = backends["mimo"].warmup(args.warmup, log=log.info)
             log.info("warm-up: %s", ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items())
                      or "nothing to do (blocks not compiled)")
-    server = Server(backends, bind=args.bind, limits=limits, curve=curve, insecure=args.insecure,
-                    heartbeat_timeout_s=args.heartbeat_timeout, device=device,
+    server = Server(backends, bind=binds, limits=limits, curve=curve, insecure=args.insecure,
+                    heartbeat_timeout_s=args.heartbeat_timeout, stall_timeout_s=args.stall_timeout,
+                    device=device,
                     device_name=device_name, weights=args.weights or "", warmup=warmup)
     server.start()
-    print(f"mimo-server listening on {server.address}", flush=True)
+    print(f"mimo-server listening on {', '.join(server.addresses)}", flush=True)
 
     def _terminate(signum, frame):  # SIGTERM: stop like Ctrl-C, telling clients of running jobs
         raise KeyboardInterrupt

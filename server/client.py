@@ -76,6 +76,7 @@ class Client:
         self._lock = threading.RLock()
         self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._sock.linger = 0
+        self._sock.ipv6 = address.startswith("tcp://[")  # an IPv6 address such as tcp://[::1]:5555
         # a DEALER whose only connection failed (e.g. a refused CurveZMQ handshake) blocks on send
         self._sock.sndtimeo = max(1, int(self.timeout * 1000))
         if curve is not None:
@@ -93,9 +94,12 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _send(self, msg) -> None:
+        self._send_frames(encode(msg))
+
+    def _send_frames(self, frames: list) -> None:
         with self._lock:
             try:
-                self._sock.send_multipart(encode(msg), copy=False)
+                self._sock.send_multipart(frames, copy=False)
             except zmq.Again:
                 raise self._silence(self.timeout) from None
             self._last_sent = time.monotonic()
@@ -174,11 +178,17 @@ class Client:
         """
         if not (isinstance(credit, int) and credit >= 1):
             raise ValueError(f"credit: expected an integer >= 1, got {credit!r}")
+        caps = self.capabilities
         if validate:
-            limits = self.capabilities.limits if self.capabilities else None
-            validate_request(request, limits)
+            validate_request(request, caps.limits if caps else None, caps.body_betas if caps else None)
         tag = f"{self.name}:{next(self._tags)}"
-        self._send(Submit(request=request, credit=credit, tag=tag))
+        frames = encode(Submit(request=request, credit=credit, tag=tag))
+        limit = caps.limits.get("max_message_bytes") if caps else None
+        size = sum(memoryview(f).nbytes for f in frames)
+        if limit is not None and size > limit:  # the server would drop it without an answer
+            raise MimoClientError(f"request: {size} bytes, more than the server's limit of {limit} "
+                                  "bytes (max_message_bytes); send fewer or smaller frames")
+        self._send_frames(frames)
         try:
             return self._wait_other((Accepted,), timeout, tag=tag)
         except MimoClientError as exc:

@@ -5,7 +5,13 @@
                          └──────── inproc PULL ◄── PUSH: progress / frame / done ──┘
 
 The I/O thread answers hello, status and heartbeats at once (also while a job runs), validates
-submits, and tracks credit, cancels and heartbeats. The worker runs one job at a time: it builds
+submits, and tracks credit, cancels and heartbeats. It reads a message frame by frame and drops
+it as soon as it exceeds ``max_message_bytes``, and it holds at most ``max_queued_bytes`` of
+requests (``max_jobs`` jobs) across all clients. A client whose connection closes (a killed
+process) has its jobs cancelled at once: the server probes the connections of clients with jobs
+twice a second (a ROUTER with ``ROUTER_MANDATORY`` reports a peer that is gone); silence longer
+than ``heartbeat_timeout_s`` is the fallback for peers whose connection never closes. A job
+whose client grants no credit for ``stall_timeout_s`` is cancelled, so the worker moves on. The worker runs one job at a time: it builds
 the synthesis input (:mod:`server.build`), calls the backend with :class:`JobEvents` wired to the
 socket, and ends every job with exactly one ``done`` or ``error``. Frames are sent in order,
 exactly once, only while the job has credit (the worker waits otherwise), so a slow client never
@@ -17,6 +23,7 @@ import collections
 import dataclasses
 import itertools
 import logging
+import re
 import threading
 import time
 import uuid
@@ -43,7 +50,9 @@ class _Job:
     submitted: float
     state: str = "queued"  # queued | running | finished
     cancelled: bool = False
+    cancel_reason: str = ""
     frames_sent: int = 0
+    nbytes: int = 0  # size of the submit message whose buffers the request holds
 
 
 class Server:
@@ -51,9 +60,13 @@ class Server:
 
     Args:
         backends: name -> loaded :class:`~mimo.pipeline.job.Backend` (kept loaded for every job).
-        bind: ZeroMQ endpoint; ``tcp://127.0.0.1:0`` picks a free port (see :attr:`address`).
+        bind: ZeroMQ endpoint, or a list of them; ``tcp://127.0.0.1:0`` picks a free port (see
+            :attr:`address`, :attr:`addresses`). Only loopback without ``curve`` or ``insecure``,
+            checked before and after binding (:mod:`server.security`).
         limits: overrides of :data:`server.protocol.DEFAULT_LIMITS`.
         heartbeat_timeout_s: silence after which a client's jobs are cancelled.
+        stall_timeout_s: time a running job may wait for its client's credit before it is
+            cancelled (a client that stopped taking frames must not hold the worker).
         curve: ``(public, secret, authorized_clients_dir)`` from :mod:`server.security`, or None.
         insecure: allow a non-loopback ``bind`` without CurveZMQ.
         device: torch device for body posing and code rendering (None: the backends' default).
@@ -64,8 +77,9 @@ class Server:
             jobs submitted meanwhile wait in the queue; an exception is logged, not fatal.
     """
 
-    def __init__(self, backends: dict[str, Backend], *, bind: str = "tcp://127.0.0.1:5555",
+    def __init__(self, backends: dict[str, Backend], *, bind: str | list[str] = "tcp://127.0.0.1:5555",
                  limits: dict[str, int] | None = None, heartbeat_timeout_s: float = 10.0,
+                 stall_timeout_s: float = 60.0,
                  curve: tuple[bytes, bytes, str] | None = None, insecure: bool = False,
                  device: str | None = None, device_name: str = "", weights: str = "",
                  body_models: list[str] | None = None,
@@ -75,16 +89,19 @@ class Server:
 
         if not backends:
             raise ValueError("backends: expected at least one loaded backend, got none")
-        check_bind(bind, curve is not None, insecure)
+        self.binds = check_bind(bind, curve is not None, insecure)
+        self.insecure = insecure
         self.backends = dict(backends)
-        self.bind, self.limits = bind, {**P.DEFAULT_LIMITS, **(limits or {})}
+        self.limits = {**P.DEFAULT_LIMITS, **(limits or {})}
         self.heartbeat_timeout_s = float(heartbeat_timeout_s)
+        self.stall_timeout_s = float(stall_timeout_s)
         self.curve, self.device, self.device_name, self.weights = curve, device, device_name, weights
-        if body_models is None:
-            from .build import available_body_models
+        from .build import available_body_models, body_model_betas
 
+        if body_models is None:
             body_models = available_body_models()
-        self.body_models = list(body_models)
+        self.body_betas = body_model_betas(body_models, device)
+        self.body_models = [m for m in body_models if m in self.body_betas]
         if build is None:
             from .build import build_job
 
@@ -98,22 +115,29 @@ class Server:
         self._jobs: dict[str, _Job] = {}
         self._running: _Job | None = None
         self._last_seen: dict[bytes, float] = {}
+        self._gone: set[bytes] = set()  # clients whose connection closed, until the I/O loop acts
         self._stopping = False
         self._started = time.monotonic()
         self._jobs_done = 0
         self._inproc = f"inproc://mimo-worker-{uuid.uuid4().hex}"
         self._threads: list[threading.Thread] = []
-        self.address = ""
+        self.address, self.addresses = "", []
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> "Server":
+        from .security import check_bound
+
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.linger = 0
+        # ZeroMQ refuses (and disconnects) a peer whose frame exceeds the limit before buffering it
         self._router.setsockopt(zmq.MAXMSGSIZE, self.limits["max_message_bytes"])
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        # A ROUTER silently drops messages to a peer whose queue is full. Frames are bounded by
-        # the job's credit and the rest are small, so never drop: no send high-water mark.
+        # Sending to a peer whose connection closed raises EHOSTUNREACH: how a killed client is seen
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # Frames are bounded by the job's credit and the rest are small, so never drop a message
+        # because a peer's queue is full: no send high-water mark.
         self._router.sndhwm = 0
+        # IPv6 only when an endpoint is an IPv6 address (it makes IPv4 binds report mapped addresses)
+        self._router.ipv6 = any(e.startswith("tcp://[") for e in self.binds)
         if self.curve is not None:
             from .security import start_authenticator
 
@@ -121,8 +145,21 @@ class Server:
             self._auth = start_authenticator(self._ctx, allowed)
             self._router.curve_server = True
             self._router.curve_publickey, self._router.curve_secretkey = public, secret
-        self._router.bind(self.bind)
-        self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        try:
+            for endpoint in self.binds:
+                try:
+                    self._router.bind(endpoint)
+                except zmq.ZMQError as exc:
+                    raise ValueError(f"bind: cannot listen on {endpoint}: {exc.strerror}") from None
+                bound = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+                check_bound(bound, self.curve is not None, self.insecure)
+                self.addresses.append(bound)
+        except ValueError:
+            self._router.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
+            raise
+        self.address = self.addresses[0]
         self._pull = self._ctx.socket(zmq.PULL)
         self._pull.linger = 0
         self._pull.bind(self._inproc)
@@ -167,7 +204,7 @@ class Server:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._pull, zmq.POLLIN)
-        next_check = 0.0
+        next_check = next_probe = 0.0
         while True:
             ready = dict(poller.poll(50))
             if self._pull in ready:
@@ -180,49 +217,101 @@ class Server:
                         self._router.close(linger=0)
                         self._pull.close(linger=0)
                         return
-                    self._router.send_multipart(frames, copy=False)
+                    self._route(frames)
             if self._router in ready:
                 for _ in range(256):
                     try:
-                        frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+                        client, frames, refusal = self._recv_bounded()
                     except zmq.Again:
                         break
                     try:
-                        self._handle(frames)
+                        if refusal is not None:
+                            self._last_seen[client] = time.monotonic()
+                            self._reply(client, refusal)
+                        else:
+                            self._handle(client, frames)
                     except Exception:  # never let one message kill the server
                         log.exception("internal error while handling a message")
-                        self._reply(frames[0].bytes, P.Error(code="internal", message="server error "
-                                                            "while handling the message; see the server log"))
+                        self._reply(client, P.Error(code="internal", message="server error "
+                                                    "while handling the message; see the server log"))
             now = time.monotonic()
+            if now >= next_probe:
+                next_probe = now + 0.5
+                self._probe_clients()
             if now >= next_check:
                 next_check = now + 0.1
                 self._check_heartbeats(now)
 
-    def _reply(self, client: bytes, msg) -> None:
-        self._router.send_multipart([client, *P.encode(msg)], copy=False)
-
-    def _handle(self, frames: list) -> None:
-        client = frames[0].bytes
-        self._last_seen[client] = time.monotonic()
-        size = sum(len(f) for f in frames[1:])
-        if size > self.limits["max_message_bytes"]:
-            self._reply(client, P.Error(code="too_large", tag=_peek_tag(frames[1]),
-                                        message=f"{size} bytes, limit {self.limits['max_message_bytes']}"))
-            return
+    def _route(self, frames: list) -> None:
+        """Send ``[client, *message]``; a client whose connection closed is marked gone."""
         try:
-            msg = P.decode(frames[1:])
+            self._router.send_multipart(frames, copy=False)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            client = frames[0] if isinstance(frames[0], bytes) else frames[0].bytes
+            self._client_gone(client)
+
+    def _reply(self, client: bytes, msg) -> None:
+        self._route([client, *P.encode(msg)])
+
+    def _client_gone(self, client: bytes) -> None:
+        with self._lock:
+            self._last_seen.pop(client, None)
+            for job in list(self._jobs.values()):
+                if job.client == client and not job.cancelled:
+                    log.warning("client %s disconnected: cancelling job %s", client.hex(), job.job_id)
+                    self._cancel_locked(job, "the client disconnected")
+
+    def _probe_clients(self) -> None:
+        """Send a heartbeat to every client with jobs; one whose connection closed is gone."""
+        with self._lock:
+            clients = {j.client for j in self._jobs.values() if not j.cancelled}
+        for client in clients:
+            self._reply(client, P.Heartbeat(time=time.time()))
+
+    def _recv_bounded(self) -> tuple[bytes, list, P.Error | None]:
+        """Receive one message frame by frame (raises ``zmq.Again`` when none is waiting). A
+        message over ``max_message_bytes`` in total or with more frames than any message has is
+        read to its end and dropped as it goes: ``(client, [], Error)``."""
+        client = self._router.recv(zmq.NOBLOCK, copy=False).bytes
+        frames: list = []
+        size, refusal = 0, None
+        while self._router.getsockopt(zmq.RCVMORE):
+            frame = self._router.recv(copy=False)
+            if refusal is not None:
+                continue  # drain without keeping
+            size += len(frame)
+            if size > self.limits["max_message_bytes"]:
+                refusal = P.Error(code="too_large", tag=_peek_tag(frames[0]) if frames else "",
+                                  message=f"more than {self.limits['max_message_bytes']} bytes, "
+                                          f"limit {self.limits['max_message_bytes']}")
+            elif len(frames) > P.MAX_BUFFERS:
+                refusal = P.Error(code="bad_message", message=f"more than {P.MAX_BUFFERS} buffers")
+            if refusal is not None:
+                frames.clear()
+            else:
+                frames.append(frame)
+        if refusal is None and not frames:
+            refusal = P.Error(code="bad_message", message="empty message (no header frame)")
+        return client, frames, refusal
+
+    def _handle(self, client: bytes, frames: list) -> None:
+        self._last_seen[client] = time.monotonic()
+        try:
+            msg = P.decode(frames)
         except P.ProtocolError as exc:
             log.info("malformed message from %s: %s", client.hex(), exc)
-            self._reply(client, exc.to_error())
+            self._reply(client, dataclasses.replace(exc.to_error(), tag=_peek_tag(frames[0])))
             return
         if isinstance(msg, P.Hello):
             self._reply(client, self.capabilities())
         elif isinstance(msg, P.Heartbeat):
             self._reply(client, P.Heartbeat(time=time.time()))
         elif isinstance(msg, P.Status):
-            self._reply(client, self.status())
+            self._reply(client, self.status(client))
         elif isinstance(msg, P.Submit):
-            self._submit(client, msg)
+            self._submit(client, msg, sum(len(f) for f in frames))
         elif isinstance(msg, P.Cancel):
             self._cancel(client, msg.job_id)
         elif isinstance(msg, P.Credit):
@@ -237,22 +326,27 @@ class Server:
         return P.Capabilities(server=__version__, backends=sorted(self.backends),
                               body_models=self.body_models, limits=dict(self.limits),
                               device=self.device_name, weights=self.weights,
-                              heartbeat_timeout_s=self.heartbeat_timeout_s)
+                              heartbeat_timeout_s=self.heartbeat_timeout_s,
+                              body_betas=dict(self.body_betas))
 
-    def status(self) -> P.StatusReply:
+    def status(self, client: bytes | None = None) -> P.StatusReply:
+        """Queue and worker state as ``client`` may see it: its own jobs in full, the other
+        clients' only as a count (``None``: the operator's view, every job)."""
         with self._lock:
+            every = ([self._running] if self._running else []) + list(self._queue)
+            mine = [j for j in every if client is None or j.client == client]
             rows = [{"job_id": j.job_id, "state": j.state, "frames_sent": j.frames_sent,
-                     "num_frames": j.request.num_frames, "backend": j.request.backend}
-                    for j in ([self._running] if self._running else []) + list(self._queue)]
-            return P.StatusReply(queued=len(self._queue),
-                                 running=self._running.job_id if self._running else "",
+                     "num_frames": j.request.num_frames, "backend": j.request.backend} for j in mine]
+            running = self._running if self._running in mine else None
+            return P.StatusReply(queued=len(self._queue), running=running.job_id if running else "",
                                  jobs=rows, uptime_s=time.monotonic() - self._started,
-                                 jobs_done=self._jobs_done, device=self.device_name)
+                                 jobs_done=self._jobs_done, device=self.device_name,
+                                 other_jobs=len(every) - len(mine))
 
-    def _submit(self, client: bytes, msg: P.Submit) -> None:
+    def _submit(self, client: bytes, msg: P.Submit, nbytes: int = 0) -> None:
         req = msg.request
         try:
-            P.validate_request(req, self.limits)
+            P.validate_request(req, self.limits, self.body_betas)
             if not 1 <= msg.credit <= self.limits["max_credit"]:
                 raise P.ProtocolError("invalid_field", f"expected 1..{self.limits['max_credit']}, "
                                       f"got {msg.credit}", "credit")
@@ -272,8 +366,15 @@ class Server:
                               f"limit {self.limits['max_jobs_per_client']} per client")
                 self._reply(client, err)
                 return
+            held = sum(j.nbytes for j in self._jobs.values())
+            if len(self._jobs) >= self.limits["max_jobs"] or held + nbytes > self.limits["max_queued_bytes"]:
+                self._reply(client, P.Error(code="busy", tag=msg.tag, message=(
+                    f"the server holds {len(self._jobs)} jobs ({held} bytes of requests; limits "
+                    f"{self.limits['max_jobs']} jobs, {self.limits['max_queued_bytes']} bytes) and "
+                    f"this request has {nbytes} bytes; retry when jobs finish")))
+                return
             job = _Job(job_id=uuid.uuid4().hex[:16], client=client, request=req,
-                       credit=msg.credit, submitted=time.monotonic())
+                       credit=msg.credit, submitted=time.monotonic(), nbytes=nbytes)
             self._jobs[job.job_id] = job
             self._queue.append(job)
             position = len(self._queue) - 1 + (1 if self._running or self._warming else 0)
@@ -293,6 +394,7 @@ class Server:
 
     def _cancel_locked(self, job: _Job, why: str) -> None:
         job.cancelled = True
+        job.cancel_reason = job.cancel_reason or why
         if job.state == "queued":
             self._queue.remove(job)
             job.state = "finished"
@@ -320,7 +422,7 @@ class Server:
                 if silent > self.heartbeat_timeout_s and not job.cancelled:
                     log.warning("client %s silent for %.1f s: cancelling job %s", job.client.hex(),
                                 silent, job.job_id)
-                    self._cancel_locked(job, f"no heartbeat for {silent:.1f} s")
+                    self._cancel_locked(job, f"no heartbeat from the client for {silent:.1f} s")
             active = {j.client for j in self._jobs.values()}
             for client, seen in list(self._last_seen.items()):
                 if client not in active and now - seen > max(60.0, self.heartbeat_timeout_s):
@@ -391,7 +493,14 @@ class Server:
                 raise RuntimeError(f"backend frame {index}: expected (H, W, 3) uint8, got "
                                    f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
             with self._lock:
+                waiting_since = time.monotonic()
                 while job.credit <= 0 and not job.cancelled:
+                    if time.monotonic() - waiting_since > self.stall_timeout_s:
+                        log.warning("job %s: no credit for %.0f s; cancelling", job.job_id,
+                                    self.stall_timeout_s)
+                        self._cancel_locked(job, f"the client took no frames for "
+                                                 f"{self.stall_timeout_s:g} s (no credit granted)")
+                        break
                     self._lock.wait(0.1)
                 if job.cancelled:
                     raise JobCancelled()
@@ -433,7 +542,7 @@ class Server:
             self._send(job, P.Done(job_id=job.job_id, num_frames=job.frames_sent, stats=stats))
             log.info("job %s done: %d frames in %.2f s", job.job_id, job.frames_sent, stats["total_s"])
         except JobCancelled:
-            why = "cancelled by the client" if not self._stopping else "server shutting down"
+            why = "server shutting down" if self._stopping else job.cancel_reason or "cancelled"
             self._send(job, P.Error(code="cancelled", message=why, job_id=job.job_id))
         except Exception as exc:  # noqa: BLE001 - every failure ends the job, never the server
             self._send(job, _job_error(job.job_id, exc))
@@ -484,13 +593,17 @@ def _job_error(job_id: str, exc: Exception) -> P.Error:
     if isinstance(exc, P.ProtocolError):
         return exc.to_error(job_id)
     if isinstance(exc, ValueError):
-        text = str(exc)
-        field, sep, rest = text.partition(": ")
-        if not sep or " " in field:
-            field, rest = "", text
-        return P.Error(code="invalid_field", message=rest[:2000], field=field, job_id=job_id)
+        # the build names the request field at fault ("bodies[0].transl: ..."); a ValueError
+        # naming anything else comes from deeper down and is reported as the backend's failure
+        field, sep, rest = str(exc).partition(": ")
+        if sep and _REQUEST_FIELD.fullmatch(field) and field.split(".")[0].split("[")[0] in _REQUEST_FIELDS:
+            return P.Error(code="invalid_field", message=rest[:2000], field=field, job_id=job_id)
     log.exception("job %s failed", job_id, exc_info=exc)
     return P.Error(code="model_error", message=f"{type(exc).__name__}: {exc}"[:2000], job_id=job_id)
+
+
+_REQUEST_FIELDS = {f.name for f in dataclasses.fields(P.GenerateRequest)}
+_REQUEST_FIELD = re.compile(r"[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*", re.IGNORECASE)
 
 
 def _is_oom(exc: Exception) -> bool:

@@ -42,7 +42,7 @@ from typing import Any, Union
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = (1, 0)
+PROTOCOL_VERSION = (1, 1)
 
 #: Limits a server enforces unless configured otherwise (it reports its own in ``Capabilities``).
 DEFAULT_LIMITS: dict[str, int] = {
@@ -55,6 +55,8 @@ DEFAULT_LIMITS: dict[str, int] = {
     "max_message_bytes": 2 << 30,
     "max_jobs_per_client": 8,
     "max_credit": 256,
+    "max_queued_bytes": 4 << 30,
+    "max_jobs": 64,
 }
 
 #: Error codes carried by :class:`Error` (documented in PROTOCOL.md).
@@ -64,16 +66,26 @@ ERROR_CODES = {
     "unknown_type": "the message type is not known to the receiver",
     "invalid_field": "a field has the wrong type, shape, dtype or value; `field` names it",
     "too_large": "the message exceeds the server's max_message_bytes",
+    "busy": "the server holds max_queued_bytes of requests or max_jobs jobs; retry later",
     "unknown_backend": "the requested backend is not available on this server",
     "queue_full": "this client already has max_jobs_per_client jobs queued or running",
     "unknown_job": "no job with this id belongs to this client",
-    "cancelled": "the job was cancelled (by the client, or because its heartbeats stopped)",
+    "cancelled": "the job was cancelled: by the client, because the client went away (its "
+                 "connection closed or its heartbeats stopped), or because it stopped taking frames",
     "oom": "the GPU ran out of memory; the job failed, the server keeps serving",
     "model_error": "the backend failed on this job; the server keeps serving",
     "internal": "a bug in the server; the server keeps serving",
 }
 
 BODY_MODELS = ("open", "smpl", "smplh", "smplx")
+#: Largest magnitude a finite request value may have (wider than any real scene; keeps float32
+#: maths on the server finite).
+MAX_ANGLE, MAX_METRES, MAX_BETA, MAX_PIXELS_K = 1e3, 1e5, 1e3, 1e8
+#: Most buffers one message may carry (a submit with every layer and max_bodies bodies needs 56).
+MAX_BUFFERS = 256
+#: Arrays on the wire: at most 8 dimensions, each < 2**40, and the product of the non-zero ones
+#: < 2**40 (a zero-size array may not declare absurd dimensions either).
+MAX_ELEMENTS = 2**40
 MODES = ("exact", "fast")
 _DTYPES = {"|u1", "|i1", "|b1", "<u2", "<i2", "<f2", "<u4", "<i4", "<f4", "<u8", "<i8", "<f8"}
 
@@ -193,6 +205,7 @@ class Capabilities(_Record):
     device: str = ""
     weights: str = ""
     heartbeat_timeout_s: float = 10.0
+    body_betas: dict[str, int] = dataclasses.field(default_factory=dict)  # shape coefficients per model
 
 
 @dataclasses.dataclass(eq=False)
@@ -298,7 +311,9 @@ class Status(_Record):
 
 @dataclasses.dataclass(eq=False)
 class StatusReply(_Record):
-    """server -> client: queue and worker state; ``jobs`` lists {job_id, state, frames_sent, ...}."""
+    """server -> client: queue and worker state. ``queued`` counts every client's queued jobs;
+    ``running`` and ``jobs`` ({job_id, state, frames_sent, ...}) show only the asking client's
+    own jobs; ``other_jobs`` counts the queued or running jobs of other clients."""
 
     TYPE: typing.ClassVar[str] = "status_reply"
     queued: int
@@ -307,6 +322,7 @@ class StatusReply(_Record):
     uptime_s: float = 0.0
     jobs_done: int = 0
     device: str = ""
+    other_jobs: int = 0
 
 
 @dataclasses.dataclass(eq=False)
@@ -367,9 +383,25 @@ def _to_wire(value: Any, buffers: list) -> Any:
 
 def decode(frames: list) -> Message:
     """``[header, *buffers]`` (bytes, memoryviews or ``zmq.Frame``) -> message. Arrays are
-    read-only views of the received buffers (zero copy). Raises :class:`ProtocolError`."""
+    read-only views of the received buffers (zero copy). Raises :class:`ProtocolError` and
+    nothing else, whatever the frames hold."""
+    try:
+        return decode_strict(frames)
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError("bad_message", "header nested too deeply") from None
+    except Exception as exc:  # a decoder bug must not reach the caller as another type
+        raise ProtocolError("bad_message", f"undecodable message ({type(exc).__name__})") from None
+
+
+def decode_strict(frames: list) -> Message:
+    """:func:`decode` without its last-resort conversion of unexpected exceptions (for tests:
+    every malformed input must be caught by a named check)."""
     if not isinstance(frames, (list, tuple)) or not frames:
         raise ProtocolError("bad_message", "expected at least one frame (the header)")
+    if len(frames) > 1 + MAX_BUFFERS:
+        raise ProtocolError("bad_message", f"{len(frames) - 1} buffers, limit {MAX_BUFFERS}")
     views = [_as_view(f) for f in frames]
     try:
         header = msgpack.unpackb(views[0], raw=False, strict_map_key=True, use_list=True)
@@ -387,7 +419,7 @@ def decode(frames: list) -> Message:
     name = header.get("type")
     cls = MESSAGE_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ProtocolError("unknown_type", f"unknown message type {name!r}", "type")
+        raise ProtocolError("unknown_type", f"unknown message type {_short(name)}", "type")
     used: set[int] = set()
     try:
         msg = _from_wire(cls, header, views[1:], used, "")
@@ -396,6 +428,12 @@ def decode(frames: list) -> Message:
     if len(used) != len(views) - 1:
         raise ProtocolError("bad_message", f"{len(views) - 1} buffers sent, {len(used)} used")
     return msg
+
+
+def _short(v: Any) -> str:
+    """A value from the wire, quoted for an error message and cut to 80 characters."""
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _as_view(frame: Any) -> memoryview:
@@ -416,19 +454,29 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def _from_wire(cls: type, data: Any, bufs: list, used: set, path: str) -> Any:
+def _from_wire(cls: type, data: Any, bufs: list, used: set, path: str, prefix: str | None = None) -> Any:
+    """Build record ``cls`` from a header map. ``path`` names ``data`` in errors; its fields are
+    named ``prefix + field`` (default ``path + "."``)."""
     if not isinstance(data, dict):
-        raise ProtocolError("invalid_field", f"expected a map, got {type(data).__name__}", path)
+        raise ProtocolError("invalid_field", f"expected a map, got {_type_name(data)}", path)
+    prefix = (f"{path}." if path else "") if prefix is None else prefix
     hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
-        sub = f"{path}.{f.name}" if path else f.name
+        sub = prefix + f.name
         if f.name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ProtocolError("invalid_field", "missing", sub)
             continue
         kwargs[f.name] = _value(hints[f.name], data[f.name], bufs, used, sub)
     return cls(**kwargs)  # unknown keys in ``data`` are ignored
+
+
+def _type_name(v: Any) -> str:
+    """Wire terms for the type of a decoded msgpack value."""
+    names = {dict: "a map", list: "a list", str: "a string", bytes: "binary data", bool: "a bool",
+             int: "an integer", float: "a number", type(None): "nil"}
+    return names.get(type(v), type(v).__name__)
 
 
 def _value(hint: Any, v: Any, bufs: list, used: set, path: str) -> Any:
@@ -442,15 +490,18 @@ def _value(hint: Any, v: Any, bufs: list, used: set, path: str) -> Any:
         return _array(v, bufs, used, path)
     if hint is bytes:
         return _bytes(v, bufs, used, path)
+    if hint is GenerateRequest:  # the request's fields are named as in the request: "width"
+        return _from_wire(hint, v, bufs, used, path, prefix="")
     if dataclasses.is_dataclass(hint):
         return _from_wire(hint, v, bufs, used, path)
     if origin is list:
         if not isinstance(v, list):
-            raise ProtocolError("invalid_field", f"expected a list, got {type(v).__name__}", path)
+            raise ProtocolError("invalid_field", f"expected a list, got {_type_name(v)}", path)
         return [_value(args[0], x, bufs, used, f"{path}[{i}]") for i, x in enumerate(v)]
     if origin is dict:
         if not isinstance(v, dict):
-            raise ProtocolError("invalid_field", f"expected a map, got {type(v).__name__}", path)
+            raise ProtocolError("invalid_field", f"expected a map, got {_type_name(v)}", path)
+        _check_keys(v, path)
         if args and args[1] is not Any:
             return {k: _value(args[1], x, bufs, used, f"{path}.{k}") for k, x in v.items()}
         return _plain(v, path)
@@ -458,38 +509,48 @@ def _value(hint: Any, v: Any, bufs: list, used: set, path: str) -> Any:
         return _plain(v, path)
     if hint is bool:
         if type(v) is not bool:
-            raise ProtocolError("invalid_field", f"expected a bool, got {type(v).__name__}", path)
+            raise ProtocolError("invalid_field", f"expected a bool, got {_type_name(v)}", path)
         return v
     if hint is int:
         if type(v) is not int:
-            raise ProtocolError("invalid_field", f"expected an integer, got {type(v).__name__}", path)
+            raise ProtocolError("invalid_field", f"expected an integer, got {_type_name(v)}", path)
         return v
     if hint is float:
         if type(v) not in (int, float):
-            raise ProtocolError("invalid_field", f"expected a number, got {type(v).__name__}", path)
+            raise ProtocolError("invalid_field", f"expected a number, got {_type_name(v)}", path)
         return float(v)
     if hint is str:
         if type(v) is not str:
-            raise ProtocolError("invalid_field", f"expected a string, got {type(v).__name__}", path)
+            raise ProtocolError("invalid_field", f"expected a string, got {_type_name(v)}", path)
         return v
     raise TypeError(f"unsupported field type {hint!r} at {path}")  # a bug in this module
 
 
+def _check_keys(v: dict, path: str) -> None:
+    for k in v:
+        if type(k) is not str:
+            raise ProtocolError("invalid_field", f"expected string keys, got {_type_name(k)}", path)
+
+
 def _plain(v: Any, path: str) -> Any:
-    """Free-form values (stats, status rows): msgpack scalars, lists and maps, no buffers."""
+    """Free-form values (stats, status rows): msgpack scalars, lists and string-keyed maps, no
+    buffers and no extension types."""
     if isinstance(v, dict):
         if "$buf" in v:
             raise ProtocolError("invalid_field", "buffers are not allowed here", path)
+        _check_keys(v, path)
         return {k: _plain(x, f"{path}.{k}") for k, x in v.items()}
     if isinstance(v, list):
-        return [_plain(x, path) for x in v]
-    return v
+        return [_plain(x, f"{path}[{i}]") for i, x in enumerate(v)]
+    if v is None or type(v) in (bool, int, float, str, bytes):
+        return v
+    raise ProtocolError("invalid_field", f"unsupported value of type {type(v).__name__}", path)
 
 
 def _buffer(ref: Any, bufs: list, used: set, path: str) -> memoryview:
     i = ref.get("$buf") if isinstance(ref, dict) else None
     if type(i) is not int or not 0 <= i < len(bufs):
-        raise ProtocolError("bad_message", f"expected a buffer reference, got {ref!r:.80}", path)
+        raise ProtocolError("bad_message", f"expected a buffer reference, got {_short(ref)}", path)
     if i in used:
         raise ProtocolError("bad_message", f"buffer {i} referenced twice", path)
     used.add(i)
@@ -499,11 +560,12 @@ def _buffer(ref: Any, bufs: list, used: set, path: str) -> memoryview:
 def _array(ref: Any, bufs: list, used: set, path: str) -> np.ndarray:
     buf = _buffer(ref, bufs, used, path)
     dtype, shape = ref.get("dtype"), ref.get("shape")
-    if dtype not in _DTYPES:
-        raise ProtocolError("invalid_field", f"dtype {dtype!r} is not allowed on the wire", path)
+    if type(dtype) is not str or dtype not in _DTYPES:
+        raise ProtocolError("invalid_field", f"dtype {_short(dtype)} is not allowed on the wire", path)
     if not (isinstance(shape, list) and len(shape) <= 8
-            and all(type(n) is int and 0 <= n < 2**40 for n in shape)):
-        raise ProtocolError("invalid_field", f"bad shape {shape!r:.80}", path)
+            and all(type(n) is int and 0 <= n < MAX_ELEMENTS for n in shape)
+            and math.prod(max(n, 1) for n in shape) < MAX_ELEMENTS):
+        raise ProtocolError("invalid_field", f"bad shape {_short(shape)}", path)
     dt = np.dtype(dtype)
     if math.prod(shape) * dt.itemsize != len(buf):
         raise ProtocolError("bad_message", f"buffer holds {len(buf)} bytes, shape {shape} of "
@@ -518,10 +580,13 @@ def _bytes(ref: Any, bufs: list, used: set, path: str) -> bytes:
 # ------------------------------------------------------------------------------------------------
 # Request validation (shared by client and server: the client checks before it sends)
 # ------------------------------------------------------------------------------------------------
-def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None) -> None:
-    """Check every field of a request against ``limits`` (default :data:`DEFAULT_LIMITS`).
-    Raises :class:`ProtocolError` with code ``"invalid_field"`` naming the first bad field.
-    Whether the image decodes and whether the backend exists is for the server to check.
+def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None,
+                     body_betas: dict[str, int] | None = None) -> None:
+    """Check every field of a request against ``limits`` (default :data:`DEFAULT_LIMITS`) and,
+    where given, the number of shape coefficients each body model takes (``body_betas``, as in
+    :class:`Capabilities`). Raises :class:`ProtocolError` with code ``"invalid_field"`` naming the
+    first bad field as the request names it (``"bodies[0].betas"``). Whether the image decodes and
+    whether the backend exists is for the server to check.
 
     Shapes:
         see the module docstring; every per-frame array has the same F.
@@ -573,8 +638,9 @@ def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None)
         if not 1 <= len(req.bodies) <= lim["max_bodies"]:
             raise bad("bodies", f"expected 1..{lim['max_bodies']} bodies, got {len(req.bodies)}")
         joints = 23 if req.body_model == "smpl" else 21
+        max_betas = min(lim["max_betas"], (body_betas or {}).get(req.body_model, lim["max_betas"]))
         for i, body in enumerate(req.bodies):
-            _check_body(bad, f"bodies[{i}]", body, F, joints, req.body_model, lim)
+            _check_body(bad, f"bodies[{i}]", body, F, joints, req.body_model, max_betas)
     if not 1 <= F <= lim["max_frames"]:
         raise bad("codes" if req.codes is not None else "camera.K",
                   f"expected 1..{lim['max_frames']} frames, got {F}")
@@ -599,9 +665,10 @@ def _check_number(bad, name, v, lo, hi, low_open=False):
         raise bad(name, f"expected a number in {'(' if low_open else '['}{lo}, {hi}], got {v!r}")
 
 
-def _check_array(bad, name, a, shape, kinds) -> int:
-    """Check type, dtype kind ("u": uint8 only; "f": float32/float64, finite) and shape, where
-    ``None`` in ``shape`` matches any size. Returns the first dimension."""
+def _check_array(bad, name, a, shape, kinds, bound: float = math.inf) -> int:
+    """Check type, dtype kind ("u": uint8 only; "f": float32/float64, finite, magnitude at most
+    ``bound``) and shape, where ``None`` in ``shape`` matches any size. Returns the first
+    dimension."""
     if not isinstance(a, np.ndarray):
         raise bad(name, f"expected an array, got {type(a).__name__}")
     if kinds == "u" and a.dtype != np.uint8:
@@ -611,6 +678,8 @@ def _check_array(bad, name, a, shape, kinds) -> int:
             raise bad(name, f"expected dtype float32 or float64, got {a.dtype}")
         if not np.isfinite(a).all():
             raise bad(name, "contains NaN or infinite values")
+        if a.size and float(np.abs(a).max()) > bound:
+            raise bad(name, f"values up to {float(np.abs(a).max()):.3g}, limit ±{bound:g}")
     want = "(" + ", ".join("F" if n is None else str(n) for n in shape) + ")"
     if a.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, a.shape)):
         raise bad(name, f"expected shape {want}, got {tuple(a.shape)}")
@@ -626,9 +695,9 @@ def _check_camera(bad, cam: CameraTrack, lim) -> int:
         v = getattr(cam, name)
         if not (type(v) is int and 1 <= v <= 8 * lim["max_side"]):
             raise bad(f"camera.{name}", f"expected pixels in 1..{8 * lim['max_side']}, got {v!r}")
-    F = _check_array(bad, "camera.K", cam.K, (None, 3, 3), "f")
-    _check_array(bad, "camera.R", cam.R, (F, 3, 3), "f")
-    _check_array(bad, "camera.t", cam.t, (F, 3), "f")
+    F = _check_array(bad, "camera.K", cam.K, (None, 3, 3), "f", MAX_PIXELS_K)
+    _check_array(bad, "camera.R", cam.R, (F, 3, 3), "f", 2.0)
+    _check_array(bad, "camera.t", cam.t, (F, 3), "f", MAX_METRES)
     K = cam.K.astype(np.float64)
     if not (np.all(K[:, 0, 0] > 0) and np.all(K[:, 1, 1] > 0)):
         raise bad("camera.K", "focal lengths K[0,0] and K[1,1] must be positive")
@@ -641,23 +710,24 @@ def _check_camera(bad, cam: CameraTrack, lim) -> int:
     return F
 
 
-def _check_body(bad, name, body, F, joints, model, lim) -> None:
+def _check_body(bad, name, body, F, joints, model, max_betas) -> None:
     if not isinstance(body, BodyParams):
         raise bad(name, f"expected BodyParams, got {type(body).__name__}")
-    _check_array(bad, f"{name}.global_orient", body.global_orient, (F, 3), "f")
-    _check_array(bad, f"{name}.body_pose", body.body_pose, (F, joints, 3), "f")
-    _check_array(bad, f"{name}.transl", body.transl, (F, 3), "f")
+    _check_array(bad, f"{name}.global_orient", body.global_orient, (F, 3), "f", MAX_ANGLE)
+    _check_array(bad, f"{name}.body_pose", body.body_pose, (F, joints, 3), "f", MAX_ANGLE)
+    _check_array(bad, f"{name}.transl", body.transl, (F, 3), "f", MAX_METRES)
     b = body.betas
     if not isinstance(b, np.ndarray) or b.ndim not in (1, 2):
         raise bad(f"{name}.betas", f"expected shape (NB,) or (F, NB), got "
                   f"{getattr(b, 'shape', type(b).__name__)}")
+    if not 1 <= b.shape[-1] <= max_betas:
+        raise bad(f"{name}.betas", f"expected 1..{max_betas} coefficients for the {model!r} body "
+                  f"model, got {b.shape[-1]}")
     shape = (b.shape[0],) if b.ndim == 1 else (F, b.shape[1])
-    _check_array(bad, f"{name}.betas", b, shape, "f")
-    if not 1 <= b.shape[-1] <= lim["max_betas"]:
-        raise bad(f"{name}.betas", f"expected 1..{lim['max_betas']} coefficients, got {b.shape[-1]}")
+    _check_array(bad, f"{name}.betas", b, shape, "f", MAX_BETA)
     for hand in ("left_hand_pose", "right_hand_pose"):
         h = getattr(body, hand)
         if h is not None:
             if model == "smpl":
                 raise bad(f"{name}.{hand}", "the 'smpl' body model has no hand joints")
-            _check_array(bad, f"{name}.{hand}", h, (F, 15, 3), "f")
+            _check_array(bad, f"{name}.{hand}", h, (F, 15, 3), "f", MAX_ANGLE)

@@ -11,43 +11,131 @@ Key folder layout written by ``mimo-server keys generate DIR``::
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import pathlib
 import shutil
-import urllib.parse
+import socket
 
 import zmq
 
 AUTHORIZED = "authorized_clients"
 
 
-def is_loopback(endpoint: str) -> bool:
-    """True for ``tcp://127.x.x.x:*``, ``tcp://[::1]:*``, ``tcp://localhost:*``, ``ipc://`` and
-    ``inproc://`` endpoints (reachable only from this machine)."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme in ("ipc", "inproc"):
-        return True
-    if scheme != "tcp" or not rest:
-        return False
-    host = urllib.parse.urlsplit("//" + rest).hostname or ""
+BIND_SCHEMES = ("tcp", "ipc", "inproc")
+
+
+def split_tcp(endpoint: str) -> tuple[str, str]:
+    """``tcp://HOST:PORT`` -> ``(host, port)``; IPv6 hosts in brackets come back without them.
+    Raises ``ValueError`` for anything else, including ZeroMQ's ``SOURCE;DEST`` form (for a bind
+    ZeroMQ listens on the part after the ``;``, which would hide it from a check of the first)."""
+    scheme, sep, rest = endpoint.partition("://")
+    if scheme != "tcp" or not sep:
+        raise ValueError(f"bind: expected tcp://HOST:PORT, got {endpoint!r}")
+    if ";" in rest:
+        raise ValueError(f"bind: {endpoint!r} has ZeroMQ's 'SOURCE;ADDRESS' form, which is for "
+                         "connecting; give one address such as tcp://127.0.0.1:5555")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not (port == "*" or (port.isdigit() and int(port) <= 65535)):
+        raise ValueError(f"bind: expected tcp://HOST:PORT with a port 0..65535 or *, got {endpoint!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+def _loopback_host(host: str) -> bool:
+    """True for literal loopback addresses (127.0.0.0/8, ::1, IPv4-mapped 127.x) and
+    ``localhost``. Interface names, host names and wildcards count as reachable from outside."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False  # an interface name, "*" or a host name: assume it is reachable from outside
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-def check_bind(endpoint: str, curve: bool, insecure: bool) -> None:
-    """Raise ``ValueError`` when ``endpoint`` is reachable from other machines without CurveZMQ
-    and the operator did not explicitly accept that with ``insecure``."""
-    if not isinstance(endpoint, str) or "://" not in endpoint:
-        raise ValueError(f"bind: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555, got {endpoint!r}")
-    if not (curve or insecure or is_loopback(endpoint)):
-        raise ValueError(f"bind: {endpoint} is reachable from other machines; pass --curve DIR "
-                         "(keys from `mimo-server keys generate DIR`) or, on a trusted network, "
-                         "--insecure")
+def is_loopback(endpoint: str) -> bool:
+    """True for ``tcp://127.x.x.x:*``, ``tcp://[::1]:*``, ``tcp://localhost:*``, ``ipc://`` and
+    ``inproc://`` endpoints (reachable only from this machine); False for everything else,
+    including every form this module cannot prove local (``*``, interface and host names,
+    ``SOURCE;ADDRESS``, other transports)."""
+    if not isinstance(endpoint, str):
+        return False
+    scheme, sep, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc") and sep and rest:
+        return True
+    try:
+        host, _ = split_tcp(endpoint)
+    except ValueError:
+        return False
+    return _loopback_host(host)
+
+
+def check_bind(endpoints: str | list[str], curve: bool, insecure: bool) -> list[str]:
+    """Check every endpoint the server will bind, before anything is loaded. Returns them as a
+    list. Raises ``ValueError`` (starting ``"bind: "``) for a malformed endpoint, a transport
+    other than tcp/ipc/inproc, or an endpoint reachable from other machines without CurveZMQ
+    when the operator did not accept that with ``insecure``. :func:`check_bound` repeats the
+    check on the addresses ZeroMQ actually bound."""
+    endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    if not endpoints:
+        raise ValueError("bind: expected at least one endpoint")
+    for endpoint in endpoints:
+        if not isinstance(endpoint, str) or "://" not in endpoint:
+            raise ValueError(f"bind: expected a ZeroMQ endpoint like tcp://127.0.0.1:5555, got {endpoint!r}")
+        scheme = endpoint.partition("://")[0]
+        if scheme not in BIND_SCHEMES:
+            raise ValueError(f"bind: transport {scheme!r} is not supported; use tcp://, ipc:// or "
+                             f"inproc:// (got {endpoint!r})")
+        if scheme == "tcp":
+            split_tcp(endpoint)  # malformed -> ValueError
+        if not (curve or insecure or is_loopback(endpoint)):
+            raise ValueError(f"bind: {endpoint} is (or may be) reachable from other machines; use a "
+                             "loopback address such as tcp://127.0.0.1:5555, or pass --curve DIR "
+                             "(keys from `mimo-server keys generate DIR`) or, on a trusted network, "
+                             "--insecure")
+    return endpoints
+
+
+def check_bound(address: str, curve: bool, insecure: bool) -> None:
+    """After binding: ``address`` is the socket's ``LAST_ENDPOINT`` (what ZeroMQ really listens
+    on). Raises ``ValueError`` if it is reachable from other machines without CurveZMQ."""
+    if not (curve or insecure or is_loopback(address)):
+        raise ValueError(f"bind: ZeroMQ listens on {address}, which is reachable from other "
+                         "machines; refusing to serve without --curve DIR or --insecure")
+
+
+def probe_tcp_port(endpoint: str) -> None:
+    """Raise ``ValueError`` when a TCP endpoint's fixed port is already taken (the likeliest
+    mistake: a second server on the default port), before any backend is loaded."""
+    if not endpoint.startswith("tcp://"):
+        return
+    host, port = split_tcp(endpoint)
+    if port in ("0", "*") or not (_loopback_host(host) or _is_ip(host) or host == "*"):
+        return  # an interface or host name: ZeroMQ resolves it; its bind reports a clash
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    addr = {"*": "", "localhost": "127.0.0.1"}.get(host, host)
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ does
+        try:
+            s.bind((addr, int(port)))
+            s.listen(1)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ValueError(f"bind: {endpoint} is already in use (another mimo-server?); stop "
+                                 "it or choose another port, e.g. --bind tcp://127.0.0.1:5556") from None
+            raise ValueError(f"bind: cannot listen on {endpoint}: {exc.strerror}") from None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
 
 
 def generate_keys(folder: str | os.PathLike, client_name: str = "client") -> dict[str, pathlib.Path]:

@@ -142,7 +142,7 @@ def test_cli_serve_and_status_end_to_end(keys, capsys):
         assert address, "server did not report its address"
         assert cli.main(["status", "--connect", address, "--curve", str(keys)]) == 0
         out = capsys.readouterr().out
-        assert "protocol 1.0" in out and "backends: preview" in out and "device: cpu" in out
+        assert f"protocol {P.PROTOCOL_VERSION[0]}.{P.PROTOCOL_VERSION[1]}" in out and "backends: preview" in out and "device: cpu" in out
         assert cli.main(["status", "--connect", address, "--timeout", "0.5"]) == 1  # no keys
         assert "no answer" in capsys.readouterr().err
         proc.terminate()  # SIGTERM: a clean stop
