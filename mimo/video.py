@@ -17,6 +17,8 @@ from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif", ".mpg", ".mpeg", ".wmv")
+#: zero-padding of frame file names: frame_00000.png (the add-on's core/frames.py uses the same)
+FRAME_DIGITS = 5
 # x264 constant-rate factor for our mp4s: visually lossless, small files.
 MP4_CRF = 17
 
@@ -107,7 +109,7 @@ def _read_video(path: Path, max_frames: int | None) -> np.ndarray:
         gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(gen)
     except (OSError, RuntimeError, StopIteration) as e:
-        raise ValueError(f"path: ffmpeg cannot read {str(path)!r}: {e}") from e
+        raise ValueError(f"path: ffmpeg cannot read {str(path)!r} as a video: {_ffmpeg_reason(e)}") from e
     w, h = meta["size"]
     frames = []
     try:
@@ -122,6 +124,12 @@ def _read_video(path: Path, max_frames: int | None) -> np.ndarray:
     return np.stack(frames)
 
 
+def _ffmpeg_reason(error: BaseException) -> str:
+    """The last line of what ffmpeg said (imageio-ffmpeg's message carries its whole banner)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def write_frames(
     out: str | os.PathLike,
     frames: np.ndarray,
@@ -131,7 +139,8 @@ def write_frames(
 ) -> list[Path]:
     """Write frames as an H.264 mp4 (``out`` ends with .mp4) or as zero-padded PNGs in folder ``out``.
 
-    PNG names are ``<prefix><index>.png`` with at least 4 digits, index from 0. Existing files are
+    PNG names are ``<prefix><index>.png`` with at least 5 digits (``frame_00000.png``, as the
+    Blender add-on names the frames it receives), index from 0. Existing files are
     never replaced unless ``overwrite=True``. mp4 needs even W and H (yuv420p). Returns the written
     paths.
 
@@ -149,7 +158,7 @@ def write_frames(
         return [out]
     if out.suffix.lower() in VIDEO_SUFFIXES or out.suffix.lower() in IMAGE_SUFFIXES:
         raise ValueError(f"out: expected a path ending in .mp4 or a folder, got {str(out)!r}")
-    digits = max(4, len(str(len(frames) - 1)))
+    digits = max(FRAME_DIGITS, len(str(len(frames) - 1)))
     paths = [out / f"{prefix}{i:0{digits}d}.png" for i in range(len(frames))]
     if not overwrite:
         clash = [p for p in paths if p.exists()]

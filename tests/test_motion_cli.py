@@ -48,8 +48,13 @@ def test_export_rig(tmp_path):
         assert d["rest_vertices"].shape == (13718, 3)
 
 
-def test_unknown_input_is_reported(tmp_path):
-    src = tmp_path / "odd.npz"
-    np.savez(src, something=np.zeros(3))
-    with pytest.raises(ValueError, match="input"):
-        main(["motion", "convert", str(src), str(tmp_path / "x.npz")])
+def test_convert_cuts_frames_and_never_overwrites(tmp_path, capsys):
+    out = tmp_path / "part.npz"
+    assert main(["motion", "convert", str(WALK), str(out), "--frames", "10:30:2"]) == 0
+    whole, part = MotionClip.load(WALK), MotionClip.load(out)
+    assert part.num_frames == 10 and part.fps == whole.fps / 2
+    np.testing.assert_allclose(part.bodies[0].transl, whole.bodies[0].transl[10:30:2])
+    assert main(["motion", "convert", str(WALK), str(out)]) == 2
+    assert "exists (pass --overwrite" in capsys.readouterr().err
+    assert main(["motion", "convert", str(WALK), str(out), "--overwrite"]) == 0
+    assert MotionClip.load(out).num_frames == whole.num_frames

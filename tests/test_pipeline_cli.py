@@ -67,38 +67,6 @@ def test_mimo_cli_raw_tiny(files, tiny_weights, tmp_path):
     assert main(args + ["--out", str(tmp_path / "a.mp4")]) == 2
 
 
-@pytest.mark.parametrize("extra, match", [
-    (["--weights", "{missing}", "--character", "{char}"], "mimo weights download"),
-    (["--weights", "{empty}", "--character", "{char}"], "mimo weights download"),
-    (["--preview", "--scene", "{occ_first}"], "scene: expected 8 frames"),
-    (["--preview", "--raw", "--size", "60x60"], "multiple of 8"),
-    (["--preview", "--context", "40"], "longer than 32 frames"),
-    (["--weights", "{empty}"], "character: --character IMG is required"),
-    (["--preview", "--camera", "cam.npz"], "camera: --camera goes with --motion"),
-])
-def test_cli_errors(files, tmp_path, capsys, extra, match):
-    d = files[0]
-    (tmp_path / "empty").mkdir()
-    write_frames(tmp_path / "three", np.zeros((3, H, W, 3), np.uint8))
-    sub = {"{missing}": str(tmp_path / "nope"), "{empty}": str(tmp_path / "empty"),
-           "{char}": str(d / "char.png"), "{occ_first}": str(tmp_path / "three")}
-    extra = [sub.get(a, a) for a in extra]
-    rc = main(["generate", "--codes", str(d / "codes"), "--out", str(tmp_path / "o"), "--quiet"] + extra)
-    assert rc == 2
-    assert match in capsys.readouterr().err
-
-
-def test_cli_errors_for_a_missing_motion_file_and_compile_on_cpu(files, tiny_weights, tmp_path, capsys):
-    out = ["--out", str(tmp_path / "o"), "--quiet"]
-    assert main(["generate", "--preview", "--motion", str(tmp_path / "nope.npz")] + out) == 2
-    assert "No such file" in capsys.readouterr().err and not (tmp_path / "o").exists()
-    rc = main(["generate", "--weights", str(tiny_weights), "--character", str(files[0] / "char.png"),
-               "--codes", str(files[0] / "codes"), "--device", "cpu", "--compile", "on"] + out)
-    assert rc == 2
-    err = capsys.readouterr().err
-    assert "--compile on cannot run here" in err and "weights download" not in err
-
-
 def _template(folder, n=20, fps=30, config=None, occ=True):
     folder.mkdir()
     idx = np.arange(n)
@@ -179,7 +147,7 @@ def test_character_alpha_and_mask(tmp_path):
     np.testing.assert_array_equal(_read_character(str(tmp_path / "rgb.png"), str(tmp_path / "m.png")), out)
     assert _read_character(str(tmp_path / "rgb.png"), None).shape == (40, 30, 3)
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
-    with pytest.raises(ValueError, match="character_mask: expected 30x40"):
+    with pytest.raises(ValueError, match="--character-mask: expected 30x40"):
         _read_character(str(tmp_path / "rgb.png"), str(tmp_path / "small.png"))
 
 

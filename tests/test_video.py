@@ -24,14 +24,14 @@ def test_png_folder_round_trip_is_exact(tmp_path):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (3, 10, 12, 3), dtype=np.uint8)
     paths = write_frames(tmp_path / "out", frames)
-    assert [p.name for p in paths] == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    assert [p.name for p in paths] == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
     np.testing.assert_array_equal(read_frames(tmp_path / "out"), frames)
 
 
 def test_png_folder_refuses_to_overwrite(tmp_path):
     frames = np.zeros((2, 4, 4, 3), np.uint8)
     write_frames(tmp_path, frames)
-    with pytest.raises(FileExistsError, match="frame_0000.png"):
+    with pytest.raises(FileExistsError, match="frame_00000.png"):
         write_frames(tmp_path, frames + 1)
     np.testing.assert_array_equal(read_frames(tmp_path), frames)  # untouched
     write_frames(tmp_path, frames + 1, overwrite=True)

@@ -2,42 +2,69 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from mimo.cli_errors import CommandFailed, UsageError, int_range
+
+#: what make-tiny writes at the top of a folder: any of them there means the folder is in use
+LAYOUT_TOP = ("denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth",
+              "stable-diffusion-v1-5", "sd-vae-ft-mse", "image_encoder")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
-    p = sub.add_parser("check", help="coverage table of a weights folder; exit status 1 on any problem")
-    p.add_argument("dir", help="weights folder in the official layout")
-    p = sub.add_parser("download", help="download the MIMO weights and the prior models (network)")
-    p.add_argument("dir", help="destination folder (created; complete files are skipped)")
-    p.add_argument("--mimo-repo", default=None, help="Hugging Face repo id of the MIMO weights")
-    p.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
-    p.add_argument("--dry-run", action="store_true", help="list what would be downloaded, fetch nothing")
-    p = sub.add_parser("make-tiny", help="write a tiny random weights folder in the official layout")
-    p.add_argument("dir", help="destination folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fp16", action="store_true", help="write the files in float16")
+    check = sub.add_parser("check", help="coverage table of a weights folder; exit status 1 on any problem")
+    check.add_argument("dir", help="weights folder in the official layout")
+    down = sub.add_parser("download", help="download the MIMO weights and the prior models (network)")
+    down.add_argument("dir", help="destination folder (created; complete files are skipped)")
+    down.add_argument("--mimo-repo", default=None, help="Hugging Face repo id of the MIMO weights")
+    down.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
+    down.add_argument("--dry-run", action="store_true", help="list what would be downloaded, fetch nothing")
+    tiny = sub.add_parser("make-tiny", help="write a tiny random weights folder in the official layout")
+    tiny.add_argument("dir", help="destination folder")
+    tiny.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0)
+    tiny.add_argument("--fp16", action="store_true", help="write the files in float16")
+    tiny.add_argument("--overwrite", action="store_true", help="replace the files of an existing weights folder")
+    for action in (check, down, tiny):
+        action.set_defaults(_prog=action.prog)
+
+
+def _folder(path: str, must_exist: bool) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError("dir", f"{path!r} is a file, expected a weights folder")
+    if must_exist and not p.exists():
+        raise UsageError("dir", f"folder {path!r} not found (get the weights with `mimo weights download {path}`)")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
     if args.weights_command == "check":
         from .loading import check_weights
 
-        report = check_weights(args.dir)
+        report = check_weights(_folder(args.dir, must_exist=True))
         print(report.format())
         return 0 if report.ok else 1
     if args.weights_command == "download":
-        from .download import DEFAULT_MIMO_REPO, download_weights
+        from .download import DEFAULT_MIMO_REPO, DownloadError, download_weights
 
-        download_weights(args.dir, mimo_repo=args.mimo_repo or DEFAULT_MIMO_REPO, token=args.token,
-                         dry_run=args.dry_run)
+        try:
+            download_weights(_folder(args.dir, must_exist=False), mimo_repo=args.mimo_repo or DEFAULT_MIMO_REPO,
+                             token=args.token, dry_run=args.dry_run)
+        except DownloadError as e:
+            raise CommandFailed(str(e)) from e
         return 0
     if args.weights_command == "make-tiny":
         import torch
 
         from .tiny import make_tiny
 
-        path = make_tiny(args.dir, seed=args.seed, dtype=torch.float16 if args.fp16 else torch.float32)
+        folder = _folder(args.dir, must_exist=False)
+        used = [n for n in LAYOUT_TOP if (folder / n).exists()]
+        if used and not args.overwrite:
+            raise UsageError("dir", f"{args.dir!r} already holds a weights folder ({used[0]}, ...); "
+                                    "pass --overwrite to replace its files")
+        path = make_tiny(folder, seed=args.seed, dtype=torch.float16 if args.fp16 else torch.float32)
         print(f"wrote a tiny weights folder to {path}")
         return 0
     raise ValueError(f"weights: unknown action {args.weights_command!r}")

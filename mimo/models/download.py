@@ -10,12 +10,32 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 DEFAULT_MIMO_REPO = "menyifang/MIMO"  # [unverified] override with --mimo-repo
 SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 CLIP_REPO = "lambdalabs/sd-image-variations-diffusers"
+
+
+class DownloadError(RuntimeError):
+    """The hub could not be reached or refused a request: one line saying which and why."""
+
+
+def check_reachable(endpoint: str, timeout: float = 10.0) -> None:
+    """Fail fast (one connection attempt) when the hub's host cannot be reached at all, instead of
+    huggingface_hub's retries. Skipped behind a proxy, which only the HTTP client knows how to use."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    url = urlparse(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise DownloadError(f"cannot reach {endpoint} ({e.strerror or e}): check the network, "
+                            f"or set HF_ENDPOINT to a mirror") from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,16 +121,25 @@ def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO
     Interrupted downloads resume: huggingface_hub keeps partial files under
     ``weights_dir/.download/`` and continues them on the next run. Returns the plan.
     """
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, constants, hf_hub_download
+    from huggingface_hub.errors import HTTPError
 
     folder = Path(weights_dir)
+    check_reachable(constants.ENDPOINT)
     api = HfApi(token=token)
     repos = {mimo_repo if s.repo == "mimo" else s.repo for s in SOURCES}
     listings = {}
     for repo in sorted(repos):
-        entries = api.list_repo_tree(repo, recursive=True)
+        try:
+            entries = list(api.list_repo_tree(repo, recursive=True))
+        except (HTTPError, OSError) as e:
+            raise DownloadError(f"cannot list the files of {repo} on {constants.ENDPOINT}: "
+                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
         listings[repo] = {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
-    plan = plan_downloads(listings, mimo_repo)
+    try:
+        plan = plan_downloads(listings, mimo_repo)
+    except ValueError as e:
+        raise DownloadError(str(e)) from e
     for item in plan:
         size = f"{item.size / 1e6:,.1f} MB" if item.size else "? MB"
         if not needs_download(folder, item):
@@ -120,7 +149,12 @@ def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO
         if dry_run:
             continue
         staging = folder / ".download" / item.repo.replace("/", "--")
-        got = hf_hub_download(item.repo, item.remote, local_dir=staging, token=token)
+        try:
+            got = hf_hub_download(item.repo, item.remote, local_dir=staging, token=token)
+        except (HTTPError, OSError) as e:
+            raise DownloadError(f"{item.dest}: download from {item.repo}:{item.remote} failed "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                "run the command again to resume") from e
         dest = folder / item.dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(got, dest)

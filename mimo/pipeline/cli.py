@@ -13,15 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mimo.cli_errors import (CommandFailed, UsageError, argument, check_device, input_file, int_range,
+                             output_path, positive_float, save_frames, size_type)
+from mimo.codes.cli import add_motion_arguments, choose_camera, load_body_arg, load_motion
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 784x784, got {text!r}") from None
-    if w < 8 or h < 8:
-        raise argparse.ArgumentTypeError(f"expected a size of at least 8x8, got {text!r}")
-    return w, h
+#: side of the generated ROI crops when the output is at least this big (the official scripts' 784)
+ROI_SIZE = 784
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,21 +34,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     motion.add_argument("--codes", metavar="VIDEO|DIR", help="structured motion code frames (e.g. sdc.mp4)")
     motion.add_argument("--template", metavar="DIR",
                         help="official template folder (vid.mp4, sdc.mp4, bk.mp4, [occ.mp4], config.json)")
-    p.add_argument("--camera", metavar="CAM.npz",
-                   help="camera track for --motion (default: the clip file's, else a front camera framing the motion)")
-    p.add_argument("--body", default="open", help="body model for --motion: open (default) or a SMPL-family file")
+    add_motion_arguments(p, official=False)  # --camera, --auto-camera, --body, --frames
     p.add_argument("--scene", metavar="VIDEO|DIR|IMG", help="background plate frames (default white)")
     p.add_argument("--occlusion", metavar="VIDEO|DIR",
                    help="occlusion masks (first channel = alpha of scene pixels in front of the body)")
-    p.add_argument("--size", type=_size, metavar="WxH",
-                   help="output size (default: the codes' size; 784x784 for --motion)")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--cfg", type=float, default=3.5)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--context", type=int, default=None,
+    p.add_argument("--size", type=size_type, metavar="WxH",
+                   help="output size (default: the codes' size; for --motion the camera's, else 784x784)")
+    p.add_argument("--steps", type=int_range(1, 1000), default=25)
+    p.add_argument("--cfg", type=_cfg, default=3.5)
+    p.add_argument("--seed", type=int_range(0, 2**63 - 1), default=42)
+    p.add_argument("--context", type=int_range(1, 32), default=None,
                    help="frames per context window (<= 32; default 24 in exact mode, 32 in fast mode)")
-    p.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows")
-    p.add_argument("--roi-size", type=int, default=784, help="side of the generated ROI crops")
+    p.add_argument("--overlap", type=int_range(0, 31), default=4, help="frames shared by neighbouring windows")
+    p.add_argument("--roi-size", type=_roi_size, default=None,
+                   help=f"side of the generated ROI crops (default {ROI_SIZE}, or the output's longer "
+                        "side rounded up to a multiple of 8 when that is smaller)")
     p.add_argument("--mode", choices=("exact", "fast"), default="exact",
                    help="exact: the official schedule; fast: same networks, non-wrapping (32-frame) "
                         "windows, batched windows, bf16 (mimo/pipeline/fast.py lists every difference)")
@@ -63,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "about 1.5 minutes of compiling per new size (~20 s once cached on disk); auto: "
                         "on CUDA with triton, for jobs of at least 150 frames x 25 steps; on: the VAE "
                         "too (~40%% faster encode and decode, about 50 s more compiling)")
-    p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 30)")
+    p.add_argument("--fps", type=lambda t: positive_float(t, 240.0), default=None,
+                   help="output fps (default: the input's, else 30)")
     p.add_argument("--raw", action="store_true",
                    help="inputs are already WxH: no ROI crop, no compositing; output the pipeline frames")
     p.add_argument("--out", required=True, metavar="OUT.mp4|DIR", help="mp4 file or folder of PNG frames")
@@ -72,6 +70,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or --preview, else the generated ROI crops (L,S,S,3)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cfg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= v <= 50:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 50], got {text!r}")
+    return v
+
+
+def _roi_size(text: str) -> int:
+    v = int_range(64, 2048)(text)
+    if v % 8:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 8, got {text!r}")
+    return v
+
+
+def roi_size_for(size: tuple[int, int], requested: int | None) -> int:
+    """``--roi-size``, else 784, or the output's longer side (rounded up to a multiple of 8, at
+    least 64) when that is smaller: generating a 64x64 video at 784x784 wastes ~150x the work."""
+    if requested is not None:
+        return requested
+    return int(min(ROI_SIZE, max(64, -(-max(size) // 8) * 8)))
 
 
 def _resize_all(frames: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
@@ -90,86 +113,95 @@ def _match_frames(name: str, frames: np.ndarray, count: int) -> np.ndarray:
     return frames
 
 
-def _render_motion(args, size: tuple[int, int]):
-    """Codes, body mask and fps for --motion through mimo.motion + mimo.body + mimo.codes.
+def _render_motion(args, size: tuple[int, int] | None):
+    """Codes, body mask, fps and the camera sentence for --motion (mimo.motion + mimo.body +
+    mimo.codes), with the camera rule of ``mimo codes`` (:func:`mimo.codes.cli.choose_camera`)."""
+    from mimo.codes.clip import render_clip
 
-    Camera: --camera, else the one stored in the clip file, else a fixed front camera that frames
-    the whole motion (``auto_camera_track``).
-    """
-    import torch
-
-    from mimo.body import load_body
-    from mimo.codes.clip import auto_camera_track, render_clip
-    from mimo.motion import CameraTrack, load_npz
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    clip, camera = load_npz(args.motion)
-    if clip is None:
-        raise ValueError(f"motion: {args.motion} holds no motion clip")
-    body = load_body(args.body, device=device)
-    if args.camera:
-        camera = CameraTrack.load(args.camera)
-    elif camera is None:
-        camera = auto_camera_track(clip, body, size[0], size[1])
+    clip, stored = load_motion(args)
+    body = load_body_arg(args.body, check_device("--device", args.device))
+    camera, size, what = choose_camera(args, clip, stored, body, size)
     codes, mask = render_clip(clip, camera, body, size=size)
-    return codes, mask, clip.fps
+    return codes, mask, clip.fps, what
 
 
 def _read_character(path: str, mask: str | None) -> np.ndarray:
     """RGB of the character; with an alpha channel (or ``mask``), composited on white and cropped
-    to the figure as the official scripts do after matting (spec §8.3)."""
+    to the figure as the official scripts do after matting."""
     from mimo.pipeline.roi import crop_character
 
-    if not Path(path).is_file():
-        raise ValueError(f"character: image {path!r} not found")
-    with Image.open(path) as im:
+    input_file("--character", path, "an image file (PNG, JPEG, ...)")
+    with argument("--character"), Image.open(path) as im:
         im.load()
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
         rgba = np.asarray(im.convert("RGBA"))
     alpha = rgba[..., 3] if has_alpha else None
     if mask is not None:
-        if not Path(mask).is_file():
-            raise ValueError(f"character_mask: image {mask!r} not found")
-        with Image.open(mask) as m:
+        input_file("--character-mask", mask, "an image file (white = figure)")
+        with argument("--character-mask"), Image.open(mask) as m:
             alpha = np.asarray(m.convert("L"))
         if alpha.shape != rgba.shape[:2]:
-            raise ValueError(f"character_mask: expected {rgba.shape[1]}x{rgba.shape[0]} like the "
-                             f"character, got {alpha.shape[1]}x{alpha.shape[0]}")
+            raise UsageError("--character-mask", f"expected {rgba.shape[1]}x{rgba.shape[0]} like the "
+                                                 f"character, got {alpha.shape[1]}x{alpha.shape[0]}")
     return crop_character(np.ascontiguousarray(rgba[..., :3]), alpha)
 
 
+def _read(arg: str, path: str) -> np.ndarray:
+    from mimo.video import read_frames
+
+    with argument(arg):
+        return read_frames(path)
+
+
 def build_job(args):
-    """Read every input named on the command line into a GenerationJob (+ fps)."""
+    """Read every input named on the command line into a GenerationJob; also returns the fps and
+    a sentence on where the codes came from."""
     from mimo.pipeline.job import GenerationJob
-    from mimo.video import read_frames, video_fps
+    from mimo.video import video_fps
 
     scene = occlusion = source = code_mask = None
     fps = None
+    what = ""
+    if args.camera and not args.motion:
+        raise UsageError("--camera", "goes with --motion")
     if args.template:
         from mimo.pipeline.template import load_template
 
-        tpl = load_template(args.template)
+        if not Path(args.template).is_dir():
+            raise UsageError("--template", f"expected a template folder, got {args.template!r}")
+        with argument("--template"):
+            tpl = load_template(args.template)
         codes, scene, occlusion, source, fps = tpl.codes, tpl.scene, tpl.occlusion, tpl.source, tpl.fps
+        what = f"template {args.template}"
     elif args.codes:
-        codes = read_frames(args.codes)
-        fps = video_fps(args.codes)
+        codes = _read("--codes", args.codes)
+        with argument("--codes"):
+            fps = video_fps(args.codes)
+        what = f"codes from {args.codes}"
     else:
-        codes, code_mask, fps = _render_motion(args, args.size or (784, 784))
-    if args.camera and not args.motion:
-        raise ValueError("camera: --camera goes with --motion")
+        codes, code_mask, fps, what = _render_motion(args, args.size)
+    if args.frames is not None and not args.motion:  # --motion cut its clip before rendering
+        index = np.arange(len(codes))[args.frames]
+        if not len(index):
+            raise UsageError("--frames", f"selects no frame of the {len(codes)} input frames")
+        cut = lambda a: a[index] if a is not None and len(a) == len(codes) else a  # noqa: E731
+        codes, scene, occlusion, source = cut(codes), cut(scene), cut(occlusion), cut(source)
+        fps = fps / (args.frames.step or 1) if fps else None
     size = args.size or (codes.shape[2], codes.shape[1])
     codes = _resize_all(codes, size, Image.NEAREST)  # codes keep their exact colours
     F = len(codes)
     if args.scene:
-        scene = _match_frames("scene", _resize_all(read_frames(args.scene), size, Image.LANCZOS), F)
+        with argument("--scene"):
+            scene = _match_frames("scene", _resize_all(_read("--scene", args.scene), size, Image.LANCZOS), F)
     elif scene is not None:
         scene = _resize_all(scene, size, Image.LANCZOS)
     if args.occlusion:
-        occlusion = _match_frames("occlusion", read_frames(args.occlusion), F)[..., 0].copy()
+        with argument("--occlusion"):
+            occlusion = _match_frames("occlusion", _read("--occlusion", args.occlusion), F)[..., 0].copy()
+        if scene is None:
+            raise UsageError("--occlusion", "needs --scene (the pixels it puts in front of the body)")
     if occlusion is not None:
         occlusion = _resize_all(np.repeat(occlusion[..., None], 3, -1), size, Image.BILINEAR)[..., 0].copy()
-        if scene is None:
-            raise ValueError("occlusion: needs --scene (the pixels it puts in front of the body)")
     if source is not None:
         source = _resize_all(source, size, Image.LANCZOS)
     if args.character:
@@ -177,18 +209,27 @@ def build_job(args):
     elif args.preview:
         character = np.full((64, 64, 3), 255, np.uint8)
     else:
-        raise ValueError("character: --character IMG is required with --weights")
+        raise UsageError("--character", "an image of the character (IMG) is required with --weights")
     if args.raw and (size[0] % 8 or size[1] % 8):
-        raise ValueError(f"size: --raw generates at {size[0]}x{size[1]}, which must be a multiple of 8")
-    if args.context is not None and not 1 <= args.context <= 32:
-        raise ValueError(f"context: windows longer than 32 frames are not supported by the motion "
-                         f"modules (32 positions), got {args.context}")
+        raise UsageError("--size", f"--raw generates at {size[0]}x{size[1]}, which must be a multiple of 8")
+    context = args.context or (32 if args.mode == "fast" else 24)
+    if args.overlap >= context:
+        raise UsageError("--overlap", f"expected fewer frames than a context window ({context}), got {args.overlap}")
     job = GenerationJob(character=character, codes=codes, code_mask=code_mask, scene=scene, occlusion=occlusion,
                         occlusion_source=source, steps=args.steps, cfg=args.cfg, seed=args.seed,
                         context=args.context, overlap=args.overlap, mode=args.mode, raw=args.raw,
-                        roi_size=args.roi_size, fps=float(args.fps or fps or 30.0))
-    job.validate()
-    return job
+                        roi_size=roi_size_for(size, args.roi_size), fps=float(args.fps or fps or 30.0))
+    try:
+        job.validate()
+    except ValueError as e:  # what the command line cannot check alone (frame counts, sizes)
+        field = str(e).split(":", 1)[0]
+        raise UsageError(JOB_FIELD_ARGS.get(field, "input"), str(e).split(": ", 1)[-1]) from e
+    return job, what
+
+
+#: GenerationJob field -> the option that sets it, for job.validate()'s errors
+JOB_FIELD_ARGS = {"codes": "--codes", "scene": "--scene", "occlusion": "--occlusion", "roi_size": "--roi-size",
+                  "fps": "--fps", "character": "--character", "code_mask": "--motion"}
 
 
 #: ``--compile auto`` compiles only jobs of at least this many frames x steps. On an H200 compiled
@@ -208,14 +249,16 @@ def load(args, frame_steps: int = 0):
         return load_backend("preview")
     weights = Path(args.weights)
     if not weights.is_dir():
-        raise ValueError(f"weights: folder {str(weights)!r} not found; get the official weights with "
-                         f"`mimo weights download {weights}` (or `mimo weights make-tiny DIR` for a test run)")
+        raise UsageError("--weights", f"folder {str(weights)!r} not found; get the official weights with "
+                                      f"`mimo weights download {weights}` (or `mimo weights make-tiny DIR` "
+                                      "for a test run)")
+    check_device("--device", args.device)
     if COMPILE_CHOICES[args.compile]:
         from mimo.models.compile import can_compile
 
         ok, why = can_compile(resolve_device_dtype(args.device, None)[0])
         if not ok:
-            raise ValueError(f"compile: --compile on cannot run here: {why}")
+            raise UsageError("--compile", f"--compile on cannot run here: {why}")
     try:
         dtype = args.dtype
         if dtype is None and args.mode == "fast":
@@ -226,39 +269,36 @@ def load(args, frame_steps: int = 0):
         return load_backend("mimo", weights=str(weights), device=args.device, dtype=dtype,
                             compile=compile, compile_vae=compile is True)
     except ValueError as e:  # mimo.models.WeightsError lists every missing or misshaped file
-        raise ValueError(f"{e}\n(get the official weights with `mimo weights download {weights}`)") from e
+        raise UsageError("--weights", f"{e} (get the official weights with `mimo weights download {weights}`)") from e
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from mimo.pipeline.job import JobEvents
-    from mimo.video import write_frames
+    from mimo.progress import Progress
 
-    try:
-        job = build_job(args)
-        out = Path(args.out)
-        if out.suffix.lower() == ".mp4" and out.exists() and not args.overwrite:
-            raise ValueError(f"out: {str(out)!r} exists (pass --overwrite to replace it)")
-        backend = load(args, job.num_frames * job.steps)
-    except (ValueError, OSError) as e:  # bad arguments, missing or unreadable input files
-        print(f"mimo generate: error: {e}", file=sys.stderr)
-        return 2
+    # 1. Outputs first: a bad --out must not cost a whole generation.
+    out = output_path("--out", args.out, args.overwrite, size=args.size)
+    if args.out_npy:
+        output_path("--out-npy", args.out_npy, args.overwrite, suffixes=(".npy",))
+    # 2. Inputs, then the output size they give.
+    job, what = build_job(args)
+    output_path("--out", args.out, args.overwrite, size=(job.width, job.height))
+    backend = load(args, job.num_frames * job.steps)
+    roi = "" if args.preview or args.raw else f", ROI crops at {job.roi_size}x{job.roi_size}"
+    mode = "" if args.preview else f", {job.mode} mode, {job.steps} steps"
+    print(f"generating {job.num_frames} frames at {job.width}x{job.height}{roi}; {what}; "
+          f"{backend.name} backend{mode}", file=sys.stderr)
+    # 3. Generate.
     frames = np.empty((job.num_frames, job.height, job.width, 3), np.uint8)
     raw = {}
-    bars: dict[str, tqdm] = {}
+    bar: list[Progress] = []
 
     def progress(stage, step, total):
-        if args.quiet:
-            return
-        bar = bars.get(stage)
-        if bar is None:
-            for b in bars.values():
-                b.close()
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="step" if stage == "denoise" else "frame",
-                                     leave=False, file=sys.stderr)
-        bar.n = step
-        bar.refresh()
+        if not bar or bar[-1].desc != stage:
+            if bar:
+                bar[-1].close()
+            bar.append(Progress(stage, total, unit="step" if stage == "denoise" else "frame", quiet=args.quiet))
+        bar[-1].update(step)
 
     def frame(index, image):
         frames[index] = image
@@ -267,12 +307,12 @@ def run(args) -> int:
     try:
         stats = backend.generate(job, events)
     except ValueError as e:
-        print(f"mimo generate: error: {e}", file=sys.stderr)
-        return 2
+        raise CommandFailed(f"generation failed: {e}") from e
     finally:
-        for b in bars.values():
-            b.close()
-    write_frames(out, frames, fps=job.fps, overwrite=args.overwrite)
+        if bar:
+            bar[-1].close()
+    # 4. Write; if that still fails, keep the frames.
+    save_frames("--out", out, frames, job.fps, args.overwrite)
     if args.out_npy:
         floats = raw.get("f", frames.astype(np.float32) / 255.0)
         np.save(args.out_npy, np.asarray(floats, dtype=np.float32))
