@@ -200,7 +200,7 @@ def save_frames(arg: str, out: str | os.PathLike, frames, fps: float, overwrite:
     try:
         return write_frames(out, frames, fps=fps, overwrite=overwrite)
     except (OSError, ValueError) as e:
-        error = one_line(str(e)).split("; FFMPEG COMMAND")[0]
+        error = e.strerror if isinstance(e, OSError) and e.strerror else one_line(str(e)).split("; FFMPEG")[0]
     for folder in (out.with_name(out.stem + "_frames"), None):
         try:
             folder = folder or Path(tempfile.mkdtemp(prefix="mimo-frames-"))
