@@ -1,4 +1,4 @@
-"""Scene and occlusion layers rendered by Blender itself (DESIGN §9), exact where MIMO estimates.
+"""Scene and occlusion layers rendered by Blender itself, exact where MIMO estimates.
 
 * Scene plate: the scene rendered without the MIMO bodies (engine: Workbench, Cycles, or the
   scene's own), per frame.
@@ -8,8 +8,10 @@
   no depth pass is read back.
 
 Renders run on the main thread (Workbench ~0.1-0.5 s per frame on CPU); every setting touched is
-restored afterwards. Frames are rendered at the render size and cropped/rescaled exactly like the
-camera track (bl/camera.py), so layer pixels line up with the motion codes.
+restored afterwards. Post Processing (sequencer, compositor) is off while they render: once a
+result's strip is in the sequencer, Blender's render would otherwise be that strip. Frames are
+rendered at the render size and cropped/rescaled exactly like the camera track (bl/camera.py), so
+layer pixels line up with the motion codes.
 
 Shapes: scene (F, H, W, 3) uint8, occlusion (F, H, W) uint8 (0 or 255)
 """
@@ -95,7 +97,10 @@ def render_layers(scene: bpy.types.Scene, rigs: list[bpy.types.Object], frames: 
     tmp = tempfile.mkdtemp(prefix="mimo-layers-")
     common = [(fmt, "media_type", "IMAGE")] if hasattr(fmt, "media_type") else []  # 5.0: before the format
     common += [(fmt, "file_format", "PNG"), (fmt, "color_mode", "RGBA"), (fmt, "color_depth", "8"),
-               (r, "use_file_extension", True)]
+               (r, "use_file_extension", True),
+               # the sequencer would replace the render by its strips (a previous result, say) and
+               # the compositor could alter it: the layers are the 3D scene itself
+               (r, "use_sequencer", False), (r, "use_compositing", False)]
     try:
         with _saved(*common, (r, "filepath", r.filepath)):
             for frame in frames:

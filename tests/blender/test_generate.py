@@ -113,6 +113,17 @@ def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
     assert sorted(p.name for p in job_dir.iterdir()) == files
 
 
+def _load_rgb(path):
+    """An 8-bit PNG as (H, W, 3) uint8, top row first, read by Blender."""
+    img = bpy.data.images.load(path)
+    try:
+        w, h = img.size
+        px = np.array(img.pixels[:]).reshape(h, w, 4)[::-1, :, :3]
+    finally:
+        bpy.data.images.remove(img)
+    return np.round(px * 255).astype(np.uint8)
+
+
 def addon_timers():
     from blender_addon.bl import timers
 
@@ -209,3 +220,25 @@ def test_malformed_address_is_reported(addon):
     bpy.context.scene.mimo.server = "tcp://no port here"
     with pytest.raises(RuntimeError, match="server"):
         bpy.ops.mimo.check_server()
+
+
+def test_regenerate_with_scene_plate_renders_the_scene_not_the_last_result(addon, server, tmp_path):
+    """Once a result's strip is in the sequencer, Blender's render is that strip (Post Processing >
+    Sequencer): the second Generate's plate must still be the 3D scene without the bodies."""
+    from blender_addon.bl import timers
+
+    scene = _shot(tmp_path, server, frames=2)
+    bpy.ops.mesh.primitive_cube_add(size=0.5, location=(0.6, 0.5, 0.8))  # something for the plate
+    scene.mimo.scene_plate = True
+    assert scene.render.use_sequencer
+    plates, dirs = [], []
+    for _ in range(2):
+        assert bpy.ops.mimo.generate() == {"FINISHED"}
+        plates.append(np.array(timers.active(scene).client.request.scene))
+        assert _pump(scene)[0] == "done", scene.mimo.last_error
+        dirs.append(scene.mimo.job_dir)
+    assert len(_strips(scene)) == 2
+    first_result = _load_rgb(os.path.join(dirs[0], "frame_00000.png"))
+    assert np.abs(first_result.astype(int) - plates[0][0]).max() > 40  # the result is not the plate
+    assert np.array_equal(plates[1], plates[0])  # the true plate, both times
+    assert scene.render.use_sequencer and scene.render.use_compositing  # restored
