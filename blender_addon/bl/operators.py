@@ -1,8 +1,6 @@
 """Operators of the MIMO panel. Each turns the core's errors into ``self.report`` + CANCELLED."""
 from __future__ import annotations
 
-import os
-
 import bpy
 import numpy as np
 from mathutils import Vector
@@ -11,7 +9,7 @@ from bpy.props import EnumProperty, StringProperty
 from ..core.errors import MimoClientError
 from ..core.frames import FrameRange, new_job_dir
 from ..core.request import GenerateSettings, build_request, is_loopback
-from . import rig_builder
+from . import prefs, rig_builder
 
 
 #: custom property of a rig placed by Add Body: height (m) of its origin above its floor
@@ -37,13 +35,6 @@ def settings_of(scene: bpy.types.Scene) -> GenerateSettings:
     return GenerateSettings(server=s.server.strip(), timeout=s.connect_timeout, backend=s.backend, mode=s.mode,
                             character=bpy.path.abspath(s.character) if s.character else "", steps=s.steps,
                             cfg=s.cfg, seed=s.seed, job_name=s.job_name, fps=frame_range(scene).fps)
-
-
-def output_root() -> str:
-    """``//mimo`` next to the blend file, or a temp folder for an unsaved file."""
-    if bpy.data.filepath:
-        return bpy.path.abspath("//mimo")
-    return os.path.join(bpy.app.tempdir or os.path.expanduser("~"), "mimo")
 
 
 def collect_request(scene: bpy.types.Scene):
@@ -282,16 +273,19 @@ class MIMO_OT_generate(bpy.types.Operator):
                                                "a remote server cannot be reached"))
         try:
             request = collect_request(scene)
-            job_dir = new_job_dir(output_root(), s.job_name)
+            root, warning = prefs.output_root()
+            job_dir = new_job_dir(root, s.job_name)
         except (MimoClientError, ValueError, OSError) as exc:
             s.last_error = str(exc)
             return _fail(self, exc)
         client = JobClient(s.server.strip(), request, job_dir, timeout=s.connect_timeout)
         s.running, s.progress, s.last_error, s.job_dir = True, 0.0, "", job_dir
         s.status = "starting"
+        if warning:  # unsaved .blend: say where the frames go (a persistent folder, not temp)
+            self.report({"WARNING"}, warning)
         timers.start(scene, timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir,
                                              start_frame=scene.frame_start, total=request.num_frames,
-                                             hold=scene.frame_step))
+                                             hold=scene.frame_step, warning=warning))
         return {"FINISHED"}
 
 

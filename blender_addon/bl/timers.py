@@ -34,6 +34,7 @@ class ActiveJob:
     received: int = 0
     strip_name: str = ""
     state: str = "running"
+    warning: str = ""  # shown by the panel for the job's whole life (unsaved .blend: where frames go)
 
 
 _JOBS: dict[str, ActiveJob] = {}
@@ -116,19 +117,43 @@ def _finish(scene: bpy.types.Scene, job: ActiveJob, kind: str, data: tuple) -> N
         s.status = f"done: {len(files)} frames in {job.job_dir}"
         s.last_error = ""
         if files:
-            try:
-                strip = vse.add_image_strip(scene, job.job_dir, files, job.start_frame,
-                                            name=os.path.basename(job.job_dir), hold=job.hold)
-                job.strip_name = strip.name
-            except (RuntimeError, ValueError) as exc:  # the frames are safe on disk either way
-                s.last_error = f"the frames are in {job.job_dir}, but the sequencer strip failed: {exc}"
-    elif kind == "error":
+            _add_strip(scene, job, files, os.path.basename(job.job_dir))
+        return
+    kept = _keep_partial(scene, job)
+    if kind == "error":
         message, field = data
         s.last_error = f"{field}: {message}" if field and not message.startswith(field) else message
-        s.status = "failed"
-        _popup(s.last_error)
+        s.status = f"failed; {kept}" if kept else "failed"
+        _popup(s.last_error + (f" ({kept})" if kept else ""))
     else:
-        s.status = "cancelled"
+        s.status = f"cancelled; {kept}" if kept else "cancelled"
+
+
+def _add_strip(scene: bpy.types.Scene, job: ActiveJob, files: list[str], name: str) -> bool:
+    try:
+        strip = vse.add_image_strip(scene, job.job_dir, files, job.start_frame, name=name, hold=job.hold)
+    except (RuntimeError, ValueError) as exc:  # the frames are safe on disk either way
+        scene.mimo.last_error = f"the frames are in {job.job_dir}, but the sequencer strip failed: {exc}"
+        return False
+    job.strip_name = strip.name
+    return True
+
+
+def _keep_partial(scene: bpy.types.Scene, job: ActiveJob) -> str:
+    """A job that ended early keeps the frames written so far as a strip named "... (partial)";
+    returns what was kept, in words ("" when nothing had arrived: the empty folder is removed)."""
+    files = list(job.client.files)  # complete files only (written under a temporary name first)
+    if not files:
+        try:
+            os.rmdir(job.job_dir)
+        except OSError:  # not empty (a frame being written) or already gone: leave it
+            pass
+        return ""
+    total = max(job.total, len(files))
+    name = os.path.basename(job.job_dir) + (" (partial)" if len(files) < total else "")
+    if _add_strip(scene, job, files, name):
+        return f"{len(files)} of {total} frames kept as strip '{job.strip_name}' ({job.job_dir})"
+    return f"{len(files)} of {total} frames are in {job.job_dir}"
 
 
 def _show_preview(settings, image: np.ndarray) -> None:

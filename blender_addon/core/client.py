@@ -45,6 +45,9 @@ class JobClient:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mimo-job", daemon=True)
         self._ended = False  # a terminal event was queued (exactly one per job)
+        #: names (inside ``job_dir``, in index order) of the frames completely written so far; a
+        #: job that ends early (cancel, server death) keeps them (bl/timers.py makes a partial strip)
+        self.files: list[str] = []
         self.finished = threading.Event()
 
     def start(self) -> "JobClient":
@@ -120,7 +123,7 @@ class JobClient:
         with self._lock:
             self.job_id = accepted.job_id
         self._put("accepted", accepted.job_id, accepted.queue_position, accepted.num_frames)
-        files: list[str] = []
+        files = self.files
         if self._cancel.is_set():
             client.cancel(accepted.job_id)
         for msg in client.events(accepted.job_id, timeout=self.timeout):
@@ -137,14 +140,14 @@ class JobClient:
                     raise RuntimeError(f"frame {msg.index} arrived, expected {len(files)}")
                 path = frame_path(self.job_dir, msg.index)
                 write_png(path, msg.image)
-                files.append(FRAME_NAME.format(msg.index))
+                files.append(FRAME_NAME.format(msg.index))  # (list.append is atomic across threads)
                 step = max(1, -(-max(msg.image.shape[:2]) // PREVIEW_SIDE))
                 self._put("frame", msg.index, path, msg.image[::step, ::step])
             elif isinstance(msg, Done):
                 if self._cancel.is_set():
                     self._put("cancelled")
                 else:
-                    self._put("done", len(files), dict(msg.stats), files)
+                    self._put("done", len(files), dict(msg.stats), list(files))
                 return
             elif isinstance(msg, Error):
                 if msg.code == "cancelled" or self._cancel.is_set():

@@ -4,6 +4,7 @@ Shapes: image (H, W, 3) uint8, top row first.
 """
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 
@@ -26,7 +27,13 @@ def encode_png(image: np.ndarray, level: int = 3) -> bytes:
 
 
 def write_png(path: str, image: np.ndarray) -> None:
-    """Write ``image`` to ``path``; refuses to replace an existing file."""
+    """Write ``image`` to ``path``; refuses to replace an existing file. The bytes go to
+    ``path + ".part"`` first and are renamed when complete, so a reader listing the folder (a job
+    that ends mid-write) never sees half a PNG under the final name."""
     data = encode_png(image)
-    with open(path, "xb") as f:
+    if os.path.exists(path):
+        raise FileExistsError(f"{path}: already exists")
+    part = path + ".part"
+    with open(part, "xb") as f:
         f.write(data)
+    os.replace(part, path)

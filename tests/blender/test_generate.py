@@ -8,6 +8,7 @@ import pathlib
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import bpy
@@ -34,12 +35,13 @@ def server():
         proc.wait(10)
 
 
-def _shot(tmp_path, address, frames=4, size=(64, 48)):
+def _shot(tmp_path, address, frames=4, size=(64, 48), save=True):
     from blender_addon.bl import rig_builder
     from blender_addon.core.png import encode_png
 
     scene = bpy.context.scene
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    if save:
+        bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
     rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
     aa = np.zeros((frames, 52, 3))
     aa[:, 16, 2] = np.linspace(0, 1.2, frames)  # raise the left arm
@@ -142,8 +144,9 @@ def test_cancel_ends_the_job_quickly(addon, server, tmp_path):
     assert bpy.ops.mimo.cancel() == {"FINISHED"}
     state, _ = _pump(scene, limit_s=15)
     assert state == "cancelled" and time.monotonic() - t0 < 5.0
-    assert scene.mimo.status == "cancelled" and not scene.mimo.running
-    assert _strips(scene) == []  # (on a fast GPU server all frames may exist before the cancel lands)
+    assert scene.mimo.status.startswith("cancelled") and not scene.mimo.running
+    for strip in _strips(scene):  # the frames that had arrived, if any, are kept
+        assert strip.name == "my_shot (partial)" and len(strip.elements) < 60
     assert bpy.ops.mimo.cancel() == {"CANCELLED"}  # nothing left to cancel (a warning)
 
 
@@ -242,3 +245,108 @@ def test_regenerate_with_scene_plate_renders_the_scene_not_the_last_result(addon
     assert np.abs(first_result.astype(int) - plates[0][0]).max() > 40  # the result is not the plate
     assert np.array_equal(plates[1], plates[0])  # the true plate, both times
     assert scene.render.use_sequencer and scene.render.use_compositing  # restored
+
+
+def _gate_frame(monkeypatch, index):
+    """Hold the job's thread just before it writes frame ``index`` until the returned event is set
+    (frames 0..index-1 are then on disk and in the panel, deterministically)."""
+    from blender_addon.core import client as core_client
+
+    gate, real = threading.Event(), core_client.write_png
+
+    def write_png(path, image):
+        if os.path.basename(path) == f"frame_{index:05d}.png":
+            assert gate.wait(60), "the test never opened the gate"
+        real(path, image)
+
+    monkeypatch.setattr(core_client, "write_png", write_png)
+    return gate
+
+
+def _pump_until_received(scene, n, limit_s=60.0):
+    job = addon_timers().active(scene)
+    deadline = time.monotonic() + limit_s
+    while job.received < n:
+        assert time.monotonic() < deadline, f"only {job.received} frames arrived: {scene.mimo.status}"
+        addon_timers().drain_all()
+        time.sleep(0.02)
+    return job
+
+
+def _assert_partial_strip(scene, job, at_least):
+    (strip,) = _strips(scene)
+    assert strip.name == "my_shot (partial)" and strip.frame_final_start == 1
+    names = [e.filename for e in strip.elements]
+    assert at_least <= len(names) < 60  # the server holds back frames beyond the client's credit
+    assert names == [f"frame_{i:05d}.png" for i in range(len(names))]
+    assert job.client.join(30)
+    on_disk = sorted(os.listdir(job.job_dir))
+    assert on_disk[:len(names)] == names and not [f for f in on_disk if not f.endswith(".png")]
+    assert f"{len(names)} of 60 frames kept as strip 'my_shot (partial)'" in scene.mimo.status
+
+
+def test_cancel_keeps_the_frames_that_arrived_as_a_partial_strip(addon, server, tmp_path, monkeypatch):
+    gate = _gate_frame(monkeypatch, 3)
+    scene = _shot(tmp_path, server, frames=60)
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    job = _pump_until_received(scene, 3)
+    assert bpy.ops.mimo.cancel() == {"FINISHED"}
+    gate.set()
+    assert _pump(scene)[0] == "cancelled"
+    _assert_partial_strip(scene, job, at_least=3)
+    assert scene.mimo.status.startswith("cancelled")
+
+
+def test_server_death_keeps_the_frames_that_arrived(addon, tmp_path, monkeypatch):
+    if not SERVER.exists():
+        pytest.skip(f"{SERVER} is missing (make setup creates it)")
+    proc = subprocess.Popen([str(SERVER), "--bind", "tcp://127.0.0.1:0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = re.search(r"tcp://127\.0\.0\.1:\d+", proc.stdout.readline()).group(0)
+        gate = _gate_frame(monkeypatch, 3)
+        scene = _shot(tmp_path, address, frames=60)
+        scene.mimo.connect_timeout = 2.0
+        assert bpy.ops.mimo.generate() == {"FINISHED"}
+        job = _pump_until_received(scene, 3)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    gate.set()
+    assert _pump(scene)[0] == "error"
+    assert "no answer" in scene.mimo.last_error
+    _assert_partial_strip(scene, job, at_least=3)
+    assert scene.mimo.status.startswith("failed")
+
+
+def test_unsaved_blend_writes_to_a_persistent_folder(addon, server, tmp_path, monkeypatch):
+    from blender_addon.bl import prefs
+
+    home = tmp_path / "home"
+    (home / "Videos").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    scene = _shot(tmp_path, server, frames=2, save=False)
+    assert not bpy.data.filepath
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    job = addon_timers().active(scene)
+    assert job.job_dir == str(home / "Videos" / "MIMO" / "my_shot")
+    assert job.warning == f"the .blend is not saved: frames go to {home / 'Videos' / 'MIMO'}"
+    assert _pump(scene)[0] == "done", scene.mimo.last_error
+    assert sorted(os.listdir(job.job_dir)) == ["frame_00000.png", "frame_00001.png"]
+    (strip,) = _strips(scene)
+    assert pathlib.Path(strip.directory) == home / "Videos" / "MIMO" / "my_shot"
+
+    addon_entry = bpy.context.preferences.addons.new()  # what enabling the add-on creates
+    addon_entry.module = prefs.ADDON_ID
+    try:
+        prefs.preferences().output_dir = str(tmp_path / "renders")
+        assert bpy.ops.mimo.generate() == {"FINISHED"}
+        job = addon_timers().active(scene)
+        assert job.job_dir == str(tmp_path / "renders" / "my_shot")
+        assert _pump(scene)[0] == "done", scene.mimo.last_error
+        assert len(os.listdir(job.job_dir)) == 2
+    finally:
+        bpy.context.preferences.addons.remove(addon_entry)
