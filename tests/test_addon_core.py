@@ -340,3 +340,20 @@ def test_rig_joint_matching_by_name_for_the_smpl_family():
     assert np.all(rig.smplh_to_rig(aa, smplx_names)[:, 22:25] == 0)  # jaw and eyes stay still
     with pytest.raises(ValueError, match="lacks"):
         rig.rig_to_params(np.zeros((1, 3, 3)), ["pelvis", "left_hip", "right_hip"], "open")
+
+
+def test_output_size_keeps_the_aspect():
+    from blender_addon.core import camera as cam
+
+    assert cam.aspect_crop(1920, 1080, 512, 512) == (420.0, 0.0, 1080.0, 1080.0)  # sides cut
+    assert cam.aspect_crop(1080, 1920, 512, 512) == (0.0, 420.0, 1080.0, 1080.0)  # top and bottom
+    assert cam.output_size(1920, 1080, 0, 0) == (1920, 1080)
+    assert cam.output_size(1921, 1083, 0, 0) == (1920, 1080)
+    assert cam.output_size(1920, 1080, 512, 0) == (512, 288)
+    assert cam.output_size(1920, 1080, 0, 288) == (512, 288)
+    K = np.array([[1000.0, 0, 960], [0, 1000.0, 540], [0, 0, 1]])
+    K2 = cam.crop_and_scale(K, 1920, 1080, 512, 512)
+    assert K2[0, 0] == pytest.approx(K2[1, 1]) and K2[0, 2] == pytest.approx(256) and K2[1, 2] == pytest.approx(256)
+    assert "cropped to 1080x1080 (sides cut)" in cam.describe_output(1920, 1080, 512, 512)
+    with pytest.raises(ValueError, match="size"):
+        cam.aspect_crop(0, 1080, 512, 512)

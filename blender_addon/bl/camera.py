@@ -29,7 +29,8 @@ def camera_track(scene: bpy.types.Scene, cam_obj: bpy.types.Object, frames: list
 
     Shapes: -> K (F, 3, 3), R (F, 3, 3), t (F, 3); width, height ints
     ``width``/``height`` None: the render size centre-cropped to multiples of 8 (what the server
-    accepts); given: the render image rescaled to that size.
+    accepts); given: the render centre-cropped to that aspect and scaled to that size (x and y
+    alike: never squeezed, see ``core.camera.aspect_crop``).
     """
     keep = scene.frame_current
     Ks, Ms = [], []
@@ -39,7 +40,7 @@ def camera_track(scene: bpy.types.Scene, cam_obj: bpy.types.Object, frames: list
         if width is None or height is None:
             K, w, h = cam.crop_to_multiple(cam.intrinsics(lens), *lens.render_size())
         else:
-            K, w, h = cam.intrinsics(lens, width, height), width, height
+            K, w, h = cam.crop_and_scale(cam.intrinsics(lens), *lens.render_size(), width, height), width, height
         Ks.append(K)
         Ms.append(matrix_of(cam_obj))
     scene.frame_set(keep)

@@ -24,6 +24,8 @@ import tempfile
 import bpy
 import numpy as np
 
+from ..core.camera import aspect_crop
+
 ENGINES = {"WORKBENCH": "BLENDER_WORKBENCH", "CYCLES": "CYCLES"}
 
 
@@ -68,13 +70,15 @@ def _render(scene: bpy.types.Scene, path: str) -> np.ndarray:
 
 
 def _fit(a: np.ndarray, width: int, height: int, crop: bool) -> np.ndarray:
-    """Centre-crop (to multiples of 8, as the camera track does) or nearest-rescale."""
+    """Centre-crop (to multiples of 8, as the camera track does) or, like the camera track with
+    an output size, crop to the output's aspect and nearest-rescale (x and y alike)."""
     H, W = a.shape[:2]
     if crop:
         y0, x0 = (H - height) // 2, (W - width) // 2
         return a[y0:y0 + height, x0:x0 + width]
-    ys = np.minimum(((np.arange(height) + 0.5) * H / height).astype(int), H - 1)
-    xs = np.minimum(((np.arange(width) + 0.5) * W / width).astype(int), W - 1)
+    x0, y0, cw, ch = aspect_crop(W, H, width, height)
+    ys = np.clip(np.floor(y0 + (np.arange(height) + 0.5) * ch / height).astype(int), 0, H - 1)
+    xs = np.clip(np.floor(x0 + (np.arange(width) + 0.5) * cw / width).astype(int), 0, W - 1)
     return a[ys][:, xs]
 
 

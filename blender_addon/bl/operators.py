@@ -37,6 +37,15 @@ def settings_of(scene: bpy.types.Scene) -> GenerateSettings:
                             cfg=s.cfg, seed=s.seed, job_name=s.job_name, fps=frame_range(scene).fps)
 
 
+def output_size(scene: bpy.types.Scene, width: int, height: int) -> tuple[int, int]:
+    """The size sent for the Width/Height settings (0: from the render; see core.camera)."""
+    from ..core.camera import output_size as size
+
+    r = scene.render
+    return size(r.resolution_x * r.resolution_percentage // 100, r.resolution_y * r.resolution_percentage // 100,
+                width, height)
+
+
 def collect_request(scene: bpy.types.Scene):
     """Read the scene into the wire request: every rig's SMPL parameters, the camera track."""
     from .camera import camera_track
@@ -59,13 +68,14 @@ def collect_request(scene: bpy.types.Scene):
         p = rig_builder.read_pose(rig, scene, frames)
         bodies.append({k: p[k] for k in ("global_orient", "body_pose", "transl", "betas",
                                          "left_hand_pose", "right_hand_pose") if k in p})
-    w, h = scene.mimo.width, scene.mimo.height
-    track = camera_track(scene, cam, frames, *((w, h) if w and h else (None, None)))
+    sized = bool(scene.mimo.width or scene.mimo.height)  # else the render size, cut to multiples of 8
+    w, h = output_size(scene, scene.mimo.width, scene.mimo.height) if sized else (None, None)
+    track = camera_track(scene, cam, frames, w, h)
     plate = occ = None
     if scene.mimo.scene_plate or scene.mimo.occlusion:  # occlusion composites scene pixels: needs both
         from .layers import render_layers
 
-        plate, occ = render_layers(scene, rigs, frames, track["width"], track["height"], crop=not (w and h),
+        plate, occ = render_layers(scene, rigs, frames, track["width"], track["height"], crop=not sized,
                                    plate=True, occlusion=scene.mimo.occlusion, engine=scene.mimo.plate_engine)
     return build_request(settings, bodies, track, scene=plate, occlusion=occ)
 

@@ -42,6 +42,7 @@ class MIMO_PT_main(bpy.types.Panel):
         row = box.row(align=True)
         row.prop(s, "width")
         row.prop(s, "height")
+        box.label(text=_output_line(scene), icon="IMAGE_DATA")
 
         box = layout.box()
         box.label(text="Server", icon="NETWORK_DRIVE")
@@ -82,6 +83,19 @@ class MIMO_PT_main(bpy.types.Panel):
             col.template_icon(icon_value=img.preview.icon_id, scale=8.0)
         if s.last_error:
             col.label(text=s.last_error, icon="ERROR")
+
+
+def _output_line(scene) -> str:
+    """What of the render becomes the output (crop to the output's aspect, never a squeeze)."""
+    from ..core.camera import describe_output
+
+    r = scene.render
+    p = r.resolution_percentage
+    try:
+        return describe_output(r.resolution_x * p // 100, r.resolution_y * p // 100,
+                               scene.mimo.width, scene.mimo.height)
+    except ValueError as exc:
+        return str(exc)
 
 
 classes = (MIMO_PT_main,)

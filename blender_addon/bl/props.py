@@ -38,9 +38,11 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera,
                             description="Camera of the shot (empty: the scene camera)")
     width: IntProperty(name="Width", default=0, min=0, max=2048,
-                       description="Output width in pixels (0: the scene's render size)")
+                       description="Output width in pixels, a multiple of 8 (0: from the render). The "
+                                   "render is cropped to the output's aspect, never squeezed")
     height: IntProperty(name="Height", default=0, min=0, max=2048,
-                        description="Output height in pixels (0: the scene's render size)")
+                        description="Output height in pixels, a multiple of 8 (0: from the render). The "
+                                    "render is cropped to the output's aspect, never squeezed")
     steps: IntProperty(name="Steps", default=25, min=1, max=1000)
     cfg: FloatProperty(name="CFG", default=3.5, min=0.0, max=50.0)
     seed: IntProperty(name="Seed", default=42, min=0)

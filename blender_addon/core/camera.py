@@ -1,4 +1,4 @@
-"""Blender camera -> OpenCV pinhole ``K``, world-to-camera ``R|t`` on the wire (DESIGN §4).
+"""Blender camera -> OpenCV pinhole ``K``, world-to-camera ``R|t`` on the wire.
 
 Pixel convention: pixel (u, v) covers [u, u+1) x [v, v+1) with its centre at (u + 0.5, v + 0.5),
 origin at the top-left corner of the image — the OpenGL/pyrender convention of the official
@@ -108,6 +108,63 @@ def crop_to_multiple(K: np.ndarray, width: int, height: int, multiple: int = 8
     K2[..., 0, 2] -= 0.5 * (width - w2)
     K2[..., 1, 2] -= 0.5 * (height - h2)
     return K2, w2, h2
+
+
+def aspect_crop(width: int, height: int, out_width: int, out_height: int
+                ) -> tuple[float, float, float, float]:
+    """The centred rectangle ``(x0, y0, w, h)`` of a ``width`` x ``height`` render that has the
+    aspect of ``out_width`` x ``out_height``: the largest one, cut from the sides (a wider render)
+    or from top and bottom (a taller one). Scaling it to the output scales x and y alike, so
+    nothing is squeezed. Corners may be fractional."""
+    if min(width, height, out_width, out_height) < 1:
+        raise ValueError(f"size: expected positive sizes, got {width}x{height} -> {out_width}x{out_height}")
+    if width * out_height >= height * out_width:  # the render is wider: cut the sides
+        cw, ch = height * out_width / out_height, float(height)
+    else:
+        cw, ch = float(width), width * out_height / out_width
+    return 0.5 * (width - cw), 0.5 * (height - ch), cw, ch
+
+
+def crop_and_scale(K: np.ndarray, width: int, height: int, out_width: int, out_height: int) -> np.ndarray:
+    """``K`` of a ``width`` x ``height`` render after :func:`aspect_crop` to the output's aspect and
+    a uniform scale to ``out_width`` x ``out_height``.
+
+    Shapes: K (..., 3, 3) -> K (..., 3, 3)
+    """
+    x0, y0, cw, _ = aspect_crop(width, height, out_width, out_height)
+    s = out_width / cw
+    K2 = np.array(K, dtype=np.float64)
+    K2[..., 0, 2] -= x0
+    K2[..., 1, 2] -= y0
+    K2[..., :2, :] *= s
+    return K2
+
+
+def output_size(width: int, height: int, out_width: int, out_height: int, multiple: int = 8
+                ) -> tuple[int, int]:
+    """The size sent for the Width/Height settings: both 0 = the render size cropped to multiples
+    of ``multiple``; one of them 0 = that side follows the render's aspect (rounded to a multiple)."""
+    if out_width and out_height:
+        return int(out_width), int(out_height)
+    if not out_width and not out_height:
+        return width - width % multiple, height - height % multiple
+    nearest = lambda x: max(multiple, int(x / multiple + 0.5) * multiple)  # noqa: E731 (halves up)
+    if out_width:
+        return int(out_width), nearest(out_width * height / width)
+    return nearest(out_height * width / height), int(out_height)
+
+
+def describe_output(width: int, height: int, out_width: int, out_height: int) -> str:
+    """One line for the panel: what of the render becomes the output."""
+    w, h = output_size(width, height, out_width, out_height)
+    if not out_width and not out_height:
+        cut = "" if (w, h) == (width, height) else f" (cut to multiples of 8 from {width}x{height})"
+        return f"Output {w}x{h}: the render size{cut}"
+    x0, y0, cw, ch = aspect_crop(width, height, w, h)
+    if x0 < 0.5 and y0 < 0.5:
+        return f"Output {w}x{h}: the {width}x{height} render, scaled"
+    side = "sides" if x0 >= 0.5 else "top and bottom"
+    return f"Output {w}x{h}: the {width}x{height} render cropped to {cw:.0f}x{ch:.0f} ({side} cut), scaled"
 
 
 def extrinsics(matrix_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
