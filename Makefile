@@ -72,9 +72,12 @@ $(BPY42_STAMP): Makefile
 	$(BPY42)/bin/python -m pip install --quiet --disable-pip-version-check $(BPY42_PINS) 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	@touch $@
 
-# The Blender extension zip (dist/mimo_blender-<version>.zip) with the pyzmq/msgpack wheels.
-addon: $(STAMP)
-	$(BIN)/python blender_addon/build.py
+# The Blender extension zip (dist/mimo_blender-<version>.zip) with the pyzmq/msgpack wheels. Needs
+# only Python and pip (a bare venv in build/), not the development environment.
+ADDON_VENV := build/addon-venv
+addon:
+	@test -x $(ADDON_VENV)/bin/python || $(PY) -m venv $(ADDON_VENV)
+	$(ADDON_VENV)/bin/python blender_addon/build.py
 
 clean:
 	rm -rf $(VENV) $(BPY42) build dist demo_out *.egg-info

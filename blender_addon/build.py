@@ -1,14 +1,19 @@
-"""Build the extension zip: ``python blender_addon/build.py`` (what ``make addon`` runs).
+"""Build the extension zip: ``python3 blender_addon/build.py`` (what ``make addon`` runs).
+
+Needs only Python 3.11+ with pip (no project dependencies, no Blender):
 
 1. Refresh ``vendor/``: byte-identical copies of the server's protocol and client modules and of
    the pure-numpy motion code of ``mimo.motion`` (retargeting, rotations, clip format, readers);
    tests/test_addon_package.py checks they match their sources.
 2. Fetch the unmodified PyPI wheels of pyzmq and msgpack for Linux x86_64, Windows x64 and macOS
-   (arm64 + x86_64), cp311, into a cache (``build/addon-wheels``; not committed: 3.4 MB of
-   binaries that pip fetches reproducibly at the pinned versions).
-3. Stage the add-on with the wheels, list them in the manifest and let Blender's own
-   ``blender_ext.py build`` (from the bpy wheel) validate and zip it into
-   ``dist/<id>-<version>.zip``.
+   (arm64 + x86_64), for every Python that the Blender versions of the manifest's range
+   (``blender_version_min`` up to, not including, ``blender_version_max``) run: see
+   ``BLENDER_PYTHONS``. They go to a cache (``build/addon-wheels``; not committed: binaries that pip
+   fetches reproducibly at the pinned versions).
+3. Stage the add-on with the wheels and the licence, list the wheels in the manifest, check it
+   (``check_manifest``) and zip it into ``dist/<id>-<version>.zip``, leaving out the manifest's
+   ``[build] paths_exclude_pattern``. (The tests also validate the zip with Blender's own
+   ``blender_ext.py validate`` from the bpy wheel, and install it in Blender 4.2 and 5.0.)
 
 ``--check-vendor`` only reports vendored files that differ from their sources (exit 1).
 """
@@ -16,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import fnmatch
 import glob
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -43,6 +50,10 @@ STAGE_DATA = {
 }
 WHEELS = ("pyzmq==27.3.0", "msgpack==1.2.4")
 PLATFORMS = ("manylinux_2_28_x86_64", "win_amd64", "macosx_11_0_arm64", "macosx_11_0_x86_64")
+#: (first Blender version, the Python it bundles), in order: 4.2 LTS to 5.0 run Python 3.11, and
+#: 5.1 moved to 3.13 (Blender's release notes, Python section of each release).
+BLENDER_PYTHONS = (((4, 2, 0), "3.11"), ((5, 1, 0), "3.13"))
+LICENSE_FILES = ("LICENSE",)  # blender_addon/LICENSE: the GPL-3.0 text the manifest's licence names
 
 
 class WheelFetchError(RuntimeError):
@@ -64,35 +75,98 @@ def sync_vendor() -> list[str]:
     return copied
 
 
-def fetch_wheels(cache: str, platforms=PLATFORMS) -> list[str]:
+def parse_version(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.split(".")]
+    return tuple((parts + [0, 0, 0])[:3])
+
+
+def manifest_pythons(manifest: dict) -> list[str]:
+    """The Pythons of every Blender version from blender_version_min up to (not including)
+    blender_version_max (no max: every Python from the min on)."""
+    lo = parse_version(manifest["blender_version_min"])
+    hi = parse_version(manifest["blender_version_max"]) if manifest.get("blender_version_max") else None
+    out = []
+    for i, (first, python) in enumerate(BLENDER_PYTHONS):
+        last = BLENDER_PYTHONS[i + 1][0] if i + 1 < len(BLENDER_PYTHONS) else None  # exclusive
+        if (last is None or lo < last) and (hi is None or first < hi):
+            out.append(python)
+    return out
+
+
+def read_manifest(path: str = os.path.join(HERE, "blender_manifest.toml")) -> dict:
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def fetch_wheels(cache: str, pythons: list[str], platforms=PLATFORMS) -> list[str]:
+    """The pinned wheels for each Python and platform (cp3X, or the stable ABI abi3)."""
     os.makedirs(cache, exist_ok=True)
-    for plat in platforms:
-        stamp = os.path.join(cache, f".{plat}.{'_'.join(WHEELS)}.ok")
-        if os.path.exists(stamp):  # fetched before: the build works offline
-            continue
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--only-binary=:all:", "--no-deps", "--python-version", "3.11", "--implementation",
-               "cp", "--abi", "cp311", "--platform", plat, "-d", cache, *WHEELS]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode:
-            noise = "is ignored: it is neither"
-            raise WheelFetchError("build: pip download failed:\n" + "\n".join(
-                line for line in (out.stdout + out.stderr).splitlines() if noise not in line))
-        open(stamp, "w").close()
-    wanted = [w.split("==") for w in WHEELS]
-    return sorted(p for p in glob.glob(os.path.join(cache, "*.whl"))
-                  if any(os.path.basename(p).startswith(f"{n}-{v}-") for n, v in wanted))
+    found: set[str] = set()
+    for python in pythons:
+        tag = "cp" + python.replace(".", "")
+        for plat in platforms:
+            stamp = os.path.join(cache, f".{tag}.{plat}.{'_'.join(WHEELS)}.ok")
+            if not os.path.exists(stamp):  # fetched before: the build works offline
+                cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                       "--only-binary=:all:", "--no-deps", "--python-version", python, "--implementation",
+                       "cp", "--abi", tag, "--abi", "abi3", "--platform", plat, "-d", cache, *WHEELS]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    noise = "is ignored: it is neither"
+                    raise WheelFetchError(f"build: pip download failed for Python {python} on {plat}:\n" + "\n".join(
+                        line for line in (out.stdout + out.stderr).splitlines() if noise not in line))
+                open(stamp, "w").close()
+            found.update(_matching(cache, python, plat))
+    return sorted(os.path.join(cache, w) for w in found)
 
 
-def blender_ext_script() -> str:
+def _matching(cache: str, python: str, plat: str) -> list[str]:
+    """The cached wheel of each pinned package that serves ``python`` on ``plat`` (a wheel built
+    for that very Python preferred over a stable-ABI one)."""
+    out = []
+    for spec in WHEELS:
+        name, version = spec.split("==")
+        fits = [w for w in sorted(os.listdir(cache)) if w.startswith(f"{name}-{version}-") and _serves(w, python, plat)]
+        if not fits:
+            raise WheelFetchError(f"build: no {name} {version} wheel for Python {python} on {plat} in {cache}")
+        exact = [w for w in fits if "-abi3-" not in w]
+        out.append((exact or fits)[0])
+    return out
+
+
+def _serves(wheel: str, python: str, plat: str) -> bool:
+    """Whether ``wheel`` (a file name) installs on CPython ``python`` ("3.11") on ``plat`` (one of
+    PLATFORMS): its own cp3X build, or the stable ABI (abi3) of an older-or-equal CPython; the same
+    OS and CPU (a macOS universal2 wheel serves both Mac CPUs)."""
+    parts = os.path.basename(wheel).removesuffix(".whl").split("-")
+    if len(parts) != 5:
+        return False
+    py, abi, plats = parts[2], parts[3], parts[4].split(".")
+    tag = "cp" + python.replace(".", "")
+    if not ((py == tag and abi == tag) or (abi == "abi3" and py.startswith("cp3") and int(py[3:]) <= int(tag[3:]))):
+        return False
+    arch = plat.rsplit("_", 1)[-1] if not plat.endswith("x86_64") else "x86_64"
+    for p in plats:
+        p_arch = p.rsplit("_", 1)[-1] if not p.endswith("x86_64") else "x86_64"
+        if plat.startswith("manylinux") and p.startswith(("manylinux", "linux")) and p_arch == arch:
+            return True
+        if plat.startswith("win") and p == plat:
+            return True
+        if plat.startswith("macosx") and p.startswith("macosx") and p_arch in (arch, "universal2"):
+            return True
+    return False
+
+
+def blender_ext_script() -> str | None:
+    """Blender's own extension tool from an installed bpy wheel (tests use it to validate)."""
+    import importlib.util
+
     spec = importlib.util.find_spec("bpy")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("build: the bpy wheel is needed for blender_ext.py (make setup installs it)")
+        return None
     hits = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "*", "scripts",
                                   "addons_core", "bl_pkg", "cli", "blender_ext.py"))
-    if not hits:
-        raise SystemExit("build: blender_ext.py not found inside the bpy wheel")
-    return hits[0]
+    return hits[0] if hits else None
 
 
 def stage(stage_dir: str, wheels: list[str]) -> str:
@@ -116,22 +190,64 @@ def stage(stage_dir: str, wheels: list[str]) -> str:
     return stage_dir
 
 
+def check_manifest(manifest: dict, names: list[str]) -> None:
+    """What Blender checks when it installs the zip, and what we promise: every listed wheel is in
+    the zip and every wheel in the zip is listed; each pinned package has a wheel for every Python
+    of the supported Blender range on every platform; the licence file is there."""
+    for key in ("schema_version", "id", "version", "name", "tagline", "maintainer", "type",
+                "blender_version_min", "license"):
+        if not manifest.get(key):
+            raise SystemExit(f"build: blender_manifest.toml lacks {key}")
+    listed = sorted(w.removeprefix("./") for w in manifest.get("wheels", []))
+    zipped = sorted(n for n in names if n.startswith("wheels/"))
+    if listed != zipped:
+        raise SystemExit(f"build: manifest wheels {listed} differ from the zip's {zipped}")
+    for python in manifest_pythons(manifest):
+        for plat in PLATFORMS:
+            for spec in WHEELS:
+                name = spec.split("==")[0]
+                ok = [w for w in zipped if os.path.basename(w).startswith(name + "-") and _serves(w, python, plat)]
+                if not ok:
+                    raise SystemExit(f"build: no {name} wheel for Python {python} on {plat} in the zip")
+    for lic in LICENSE_FILES:
+        if lic not in names:
+            raise SystemExit(f"build: {lic} missing from the zip")
+
+
+def write_zip(stage_dir: str, path: str, exclude: list[str]) -> list[str]:
+    """Zip ``stage_dir``'s files at the archive's root, minus ``exclude`` (gitignore-like patterns
+    as in the manifest's ``[build] paths_exclude_pattern``: ``dir/`` for folders, globs otherwise)."""
+    names = []
+    for folder, dirs, files in os.walk(stage_dir):
+        rel_dir = os.path.relpath(folder, stage_dir).replace(os.sep, "/")
+        dirs[:] = sorted(d for d in dirs if not any(p.endswith("/") and fnmatch.fnmatch(d, p[:-1]) for p in exclude))
+        for f in sorted(files):
+            rel = f if rel_dir == "." else f"{rel_dir}/{f}"
+            if not any(not p.endswith("/") and (fnmatch.fnmatch(f, p) or fnmatch.fnmatch(rel, p.lstrip("/")))
+                       for p in exclude):
+                names.append(rel)
+    tmp = path + ".part"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for rel in names:
+            z.write(os.path.join(stage_dir, rel), rel)
+    os.replace(tmp, path)
+    return names
+
+
 def build(out_dir: str, cache: str, platforms=PLATFORMS, wheel_files: list[str] | None = None,
           sync: bool = True) -> str:
     """Build the zip and return its path. ``sync=False`` zips ``vendor/`` as it is (tests do, so
     they never rewrite the checkout and the byte-identity test keeps its meaning)."""
     if sync:
         sync_vendor()
-    wheels = wheel_files if wheel_files is not None else fetch_wheels(cache, platforms)
-    stage_dir = stage(os.path.join(ROOT, "build", "addon-stage", "mimo_blender"), wheels)
+    manifest = read_manifest()
+    wheels = wheel_files if wheel_files is not None else fetch_wheels(cache, manifest_pythons(manifest), platforms)
+    stage_dir = stage(os.path.join(ROOT, "build", "addon-stage", manifest["id"]), wheels)
+    staged = read_manifest(os.path.join(stage_dir, "blender_manifest.toml"))
     os.makedirs(out_dir, exist_ok=True)
-    script = blender_ext_script()
-    subprocess.run([sys.executable, script, "build", "--source-dir", stage_dir,
-                    "--output-dir", out_dir], check=True, stdout=subprocess.DEVNULL)
-    version = re.search(r'(?m)^version = "([^"]+)"', open(os.path.join(HERE, "blender_manifest.toml")).read())[1]
-    path = os.path.join(out_dir, f"mimo_blender-{version}.zip")
-    if not os.path.exists(path):
-        raise SystemExit(f"build: expected {path} from blender_ext.py")
+    path = os.path.join(out_dir, f"{manifest['id']}-{manifest['version']}.zip")
+    names = write_zip(stage_dir, path, staged.get("build", {}).get("paths_exclude_pattern", []))
+    check_manifest(staged, names)
     return path
 
 
