@@ -289,13 +289,13 @@ class MIMO_OT_generate(bpy.types.Operator):
             s.last_error = str(exc)
             return _fail(self, exc)
         client = JobClient(s.server.strip(), request, job_dir, timeout=s.connect_timeout)
-        s.running, s.progress, s.last_error, s.job_dir = True, 0.0, "", job_dir
-        s.status = "starting"
+        job = timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir, start_frame=scene.frame_start,
+                               total=request.num_frames, hold=scene.frame_step, warning=warning)
+        job.show(scene, status="starting", progress=0.0, error="")
+        s.job_dir = job_dir
         if warning:  # unsaved .blend: say where the frames go (a persistent folder, not temp)
             self.report({"WARNING"}, warning)
-        timers.start(scene, timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir,
-                                             start_frame=scene.frame_start, total=request.num_frames,
-                                             hold=scene.frame_step, warning=warning))
+        timers.start(scene, job)
         return {"FINISHED"}
 
 

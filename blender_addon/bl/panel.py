@@ -70,19 +70,31 @@ class MIMO_PT_main(bpy.types.Panel):
         if s.scene_plate or s.occlusion:
             box.prop(s, "plate_engine")
 
-        col = layout.column()
-        if s.running:
-            col.operator("mimo.cancel", icon="CANCEL")
-            col.prop(s, "progress", text=s.status)
-        else:
-            col.operator("mimo.generate", icon="PLAY")
-            col.label(text=s.status)
-        img = bpy.data.images.get(s.preview_image) if s.preview_image else None
-        if img is not None:
-            img.preview_ensure()
-            col.template_icon(icon_value=img.preview.icon_id, scale=8.0)
-        if s.last_error:
-            col.label(text=s.last_error, icon="ERROR")
+        _draw_job(layout, scene)
+
+
+def _draw_job(layout, scene) -> None:
+    from . import timers
+
+    s = scene.mimo
+    col = layout.column()
+    job = timers.active(scene)
+    if job is not None:  # job state from the Python side: Ctrl+Z cannot hide Cancel
+        col.operator("mimo.cancel", icon="CANCEL")
+        col.progress(factor=job.progress, type="BAR", text=job.status)
+    else:
+        col.operator("mimo.generate", icon="PLAY")
+        job = timers.last(scene)
+        col.label(text=job.status if job is not None else s.status)
+    img = bpy.data.images.get(s.preview_image) if s.preview_image else None
+    if img is not None:
+        img.preview_ensure()
+        col.template_icon(icon_value=img.preview.icon_id, scale=8.0)
+    if job is not None and job.warning:
+        col.label(text=job.warning, icon="INFO")
+    error = job.error if job is not None else s.last_error
+    if error:
+        col.label(text=error, icon="ERROR")
 
 
 def _output_line(scene) -> str:

@@ -55,14 +55,14 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     plate_engine: EnumProperty(name="Plate engine", items=[
         ("WORKBENCH", "Workbench", "Fast solid shading"), ("CYCLES", "Cycles", "Path traced (slower)"),
         ("SCENE", "Scene", "The scene's own render engine")], default="WORKBENCH")
-    # status shown by the panel (written by the timer drain on the main thread)
+    # a copy of the last job's state, saved with the file (the panel reads bl/timers.py: undo
+    # restores these properties, which must not hide a running job)
     status: StringProperty(name="Status", default="idle")
     capabilities: StringProperty(name="Capabilities", default="")
     progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     last_error: StringProperty(name="Last error", default="")
     job_dir: StringProperty(name="Output", default="", subtype="DIR_PATH")
     preview_image: StringProperty(name="Preview image", default="")
-    running: BoolProperty(name="Running", default=False)
 
 
 classes = (MIMO_PG_settings,)

@@ -1,9 +1,14 @@
 """Hand job events from the background thread to Blender's main thread.
 
 ``bpy.app.timers`` calls :func:`drain_all` every 0.1 s while a job runs; it empties each job's
-queue, updates ``scene.mimo`` (status, progress, preview, last error) and, when the job is done,
-adds the image-sequence strip. Headless module ``bpy`` never fires timers: tests call
+queue, updates the job's state (status, progress, error) and the preview and, when the job ends,
+adds the image-sequence strip and pushes an undo step for it (so Ctrl+Z removes just the strip
+and Ctrl+Shift+Z brings it back). Headless module ``bpy`` never fires timers: tests call
 :func:`drain` / :func:`drain_all` themselves.
+
+Job state lives here, on the Python side: undo restores scene properties (it would hide Cancel
+while a job runs), not this module. ``scene.mimo.status``/``progress``/``last_error``/``job_dir``
+are only a copy, saved with the file; the panel reads :func:`active` and :func:`last`.
 """
 from __future__ import annotations
 
@@ -35,9 +40,24 @@ class ActiveJob:
     strip_name: str = ""
     state: str = "running"
     warning: str = ""  # shown by the panel for the job's whole life (unsaved .blend: where frames go)
+    status: str = "starting"
+    progress: float = 0.0
+    error: str = ""
+
+    def show(self, scene: bpy.types.Scene, status: str | None = None, progress: float | None = None,
+             error: str | None = None) -> None:
+        """Update the job's state and its copy in ``scene.mimo``."""
+        s = scene.mimo
+        if status is not None:
+            self.status = s.status = status
+        if progress is not None:
+            self.progress = s.progress = progress
+        if error is not None:
+            self.error = s.last_error = error
 
 
-_JOBS: dict[str, ActiveJob] = {}
+_JOBS: dict[str, ActiveJob] = {}  # running, by scene name
+_LAST: dict[str, ActiveJob] = {}  # the last ended job of each scene, for the panel
 
 
 def start(scene: bpy.types.Scene, job: ActiveJob) -> None:
@@ -51,6 +71,11 @@ def start(scene: bpy.types.Scene, job: ActiveJob) -> None:
 
 def active(scene: bpy.types.Scene) -> ActiveJob | None:
     return _JOBS.get(scene.name)
+
+
+def last(scene: bpy.types.Scene) -> ActiveJob | None:
+    """The scene's last ended job (this session), or None."""
+    return _LAST.get(scene.name)
 
 
 def drain_all() -> float | None:
@@ -70,7 +95,6 @@ def drain(scene: bpy.types.Scene) -> str | None:
     job = _JOBS.get(scene.name)
     if job is None:
         return None
-    s = scene.mimo
     latest = None  # only the newest image of this drain reaches the preview
     while True:
         try:
@@ -79,63 +103,65 @@ def drain(scene: bpy.types.Scene) -> str | None:
             break
         kind, data = ev.kind, ev.data
         if kind == "status":
-            s.status = data[0]
+            job.show(scene, status=data[0])
         elif kind == "capabilities":
             caps = data[0]
-            s.capabilities = f"{caps['server']} on {caps['device'] or '?'}; backends {', '.join(caps['backends'])}"
+            scene.mimo.capabilities = (f"{caps['server']} on {caps['device'] or '?'}; "
+                                       f"backends {', '.join(caps['backends'])}")
         elif kind == "accepted":
-            s.status = f"job {data[0]} queued at {data[1]}" if data[1] else f"job {data[0]} running"
+            job.show(scene, status=f"job {data[0]} queued at {data[1]}" if data[1] else f"job {data[0]} running")
             job.total = data[2] or job.total
         elif kind == "progress":
             stage, step, total = data
-            s.status = f"{stage} {step}/{total}"
+            job.show(scene, status=f"{stage} {step}/{total}")
             if stage not in ("frames", "queued") and total:
-                s.progress = min(1.0, step / total) * 0.5
+                job.show(scene, progress=min(1.0, step / total) * 0.5)
         elif kind == "preview":
             latest = data[1]
         elif kind == "frame":
             latest = data[2]
             job.received = data[0] + 1
-            s.progress = 0.5 + 0.5 * job.received / max(job.total, job.received)
-            s.status = f"frame {job.received}/{job.total}"
+            job.show(scene, status=f"frame {job.received}/{job.total}",
+                     progress=0.5 + 0.5 * job.received / max(job.total, job.received))
         elif kind in TERMINAL:
             _finish(scene, job, kind, data)
             break
     if latest is not None:
-        _show_preview(s, latest)
+        _show_preview(scene.mimo, latest)
     return job.state
 
 
 def _finish(scene: bpy.types.Scene, job: ActiveJob, kind: str, data: tuple) -> None:
-    s = scene.mimo
     job.state = kind
-    s.running = False
     _JOBS.pop(scene.name, None)
+    _LAST[scene.name] = job
     if kind == "done":
         files = data[2]
-        s.progress = 1.0
-        s.status = f"done: {len(files)} frames in {job.job_dir}"
-        s.last_error = ""
+        job.show(scene, status=f"done: {len(files)} frames in {job.job_dir}", progress=1.0, error="")
         if files:
             _add_strip(scene, job, files, os.path.basename(job.job_dir))
         return
     kept = _keep_partial(scene, job)
     if kind == "error":
         message, field = data
-        s.last_error = f"{field}: {message}" if field and not message.startswith(field) else message
-        s.status = f"failed; {kept}" if kept else "failed"
-        _popup(s.last_error + (f" ({kept})" if kept else ""))
+        job.show(scene, error=f"{field}: {message}" if field and not message.startswith(field) else message,
+                 status=f"failed; {kept}" if kept else "failed")
+        _popup(job.error + (f" ({kept})" if kept else ""))
     else:
-        s.status = f"cancelled; {kept}" if kept else "cancelled"
+        job.show(scene, status=f"cancelled; {kept}" if kept else "cancelled")
 
 
 def _add_strip(scene: bpy.types.Scene, job: ActiveJob, files: list[str], name: str) -> bool:
     try:
         strip = vse.add_image_strip(scene, job.job_dir, files, job.start_frame, name=name, hold=job.hold)
     except (RuntimeError, ValueError) as exc:  # the frames are safe on disk either way
-        scene.mimo.last_error = f"the frames are in {job.job_dir}, but the sequencer strip failed: {exc}"
+        job.show(scene, error=f"the frames are in {job.job_dir}, but the sequencer strip failed: {exc}")
         return False
     job.strip_name = strip.name
+    try:  # an undo step that holds the strip: Ctrl+Z then removes only the strip, redo restores it
+        bpy.ops.ed.undo_push(message=f"MIMO: add strip {strip.name}")
+    except RuntimeError as exc:  # no undo stack in this context: the strip stays, just not undoable
+        log.warning("MIMO: no undo step for the strip: %s", exc)
     return True
 
 
@@ -183,7 +209,7 @@ def cancel(scene: bpy.types.Scene) -> bool:
     if job is None:
         return False
     job.client.cancel()
-    scene.mimo.status = "cancelling"
+    job.show(scene, status="cancelling")
     return True
 
 
@@ -192,5 +218,6 @@ def stop_all() -> None:
     for job in _JOBS.values():
         job.client.cancel()
     _JOBS.clear()
+    _LAST.clear()
     if bpy.app.timers.is_registered(drain_all):
         bpy.app.timers.unregister(drain_all)

@@ -101,7 +101,7 @@ def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
     assert [e.filename for e in strip.elements] == files
     assert strip.directory.startswith("//mimo/my_shot")  # relative to the blend file
     assert pathlib.Path(bpy.path.abspath(strip.directory)) == job_dir
-    assert scene.mimo.progress == pytest.approx(1.0) and not scene.mimo.running
+    assert scene.mimo.progress == pytest.approx(1.0) and addon_timers().active(scene) is None
     assert "preview" in scene.mimo.capabilities
     preview = bpy.data.images[scene.mimo.preview_image]  # the live preview shows the frames
     assert tuple(preview.size) == (64, 48)
@@ -144,7 +144,7 @@ def test_cancel_ends_the_job_quickly(addon, server, tmp_path):
     assert bpy.ops.mimo.cancel() == {"FINISHED"}
     state, _ = _pump(scene, limit_s=15)
     assert state == "cancelled" and time.monotonic() - t0 < 5.0
-    assert scene.mimo.status.startswith("cancelled") and not scene.mimo.running
+    assert scene.mimo.status.startswith("cancelled") and addon_timers().active(scene) is None
     for strip in _strips(scene):  # the frames that had arrived, if any, are kept
         assert strip.name == "my_shot (partial)" and len(strip.elements) < 60
     assert bpy.ops.mimo.cancel() == {"CANCELLED"}  # nothing left to cancel (a warning)
@@ -350,3 +350,42 @@ def test_unsaved_blend_writes_to_a_persistent_folder(addon, server, tmp_path, mo
         assert len(os.listdir(job.job_dir)) == 2
     finally:
         bpy.context.preferences.addons.remove(addon_entry)
+
+
+def _panel_operators(scene):
+    import types
+
+    from blender_addon.bl.panel import MIMO_PT_main
+
+    log: list = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                log.append((name, args, kwargs))
+                return Layout()
+            return call
+
+    MIMO_PT_main.draw(types.SimpleNamespace(layout=Layout()), types.SimpleNamespace(scene=scene, active_object=None))
+    return [a[0] for n, a, k in log if n == "operator"]
+
+
+def test_undo_during_a_job_keeps_cancel_and_the_strip_is_an_undo_step(addon, server, tmp_path):
+    scene = _shot(tmp_path, server, frames=3)
+    bpy.ops.ed.undo_push(message="set up the shot")
+    bpy.ops.ed.undo_push(message="before Generate")
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    bpy.ops.ed.undo()  # Ctrl+Z while the job runs: the scene's properties go back
+    scene = bpy.context.scene
+    ops = _panel_operators(scene)
+    assert "mimo.cancel" in ops and "mimo.generate" not in ops  # the job is still shown and cancellable
+    assert _pump(scene)[0] == "done", scene.mimo.last_error
+    (strip,) = _strips(scene)
+    name = strip.name
+    assert "mimo.generate" in _panel_operators(scene)
+    bpy.ops.ed.undo()  # Ctrl+Z removes the strip, and only the strip ...
+    scene = bpy.context.scene
+    assert _strips(scene) == [] and scene.camera is not None
+    bpy.ops.ed.redo()  # ... and Ctrl+Shift+Z brings it back
+    scene = bpy.context.scene
+    assert [s.name for s in _strips(scene)] == [name]

@@ -59,10 +59,23 @@ def test_panel_lists_the_controls(addon, rig_file):
     props = [a[1] for n, a, k in log if n == "prop"]
     assert "mimo.add_body" in ops and "mimo.generate" in ops and "mimo.add_camera" in ops
     assert {"server", "character", "camera", "backend", "seed"} <= set(props)
-    s = bpy.context.scene.mimo
-    s.running, s.last_error = True, "server down"
+    from blender_addon.bl import timers
+    from blender_addon.core.client import JobClient
+
+    scene = bpy.context.scene
+    job = timers.ActiveJob(client=JobClient("tcp://127.0.0.1:1", None, ""), scene_name=scene.name,
+                           job_dir="", start_frame=1, total=4)  # a job that was never started
+    timers._JOBS[scene.name] = job
+    try:
+        job.show(scene, status="frame 1/4", progress=0.25)
+        log = _draw()
+        assert "mimo.cancel" in [a[0] for n, a, k in log if n == "operator"]
+        assert ("progress", (), {"factor": 0.25, "type": "BAR", "text": "frame 1/4"}) in log
+    finally:
+        timers._JOBS.clear()
+    scene.mimo.last_error = "server down"  # a file saved after a failed job
     log = _draw()
-    assert "mimo.cancel" in [a[0] for n, a, k in log if n == "operator"]
+    assert "mimo.generate" in [a[0] for n, a, k in log if n == "operator"]
     assert any(n == "label" and k.get("text") == "server down" for n, a, k in log)
     rig = rig_builder.build_rig(rig_file[0])
     log = _draw(rig)
