@@ -295,7 +295,8 @@ def run(args) -> int:
 
     def progress(stage, step, total):
         if not bar or bar[-1].desc != stage:
-            if bar:
+            if bar:  # the backend moved on: the previous stage is complete
+                bar[-1].update(bar[-1].total)
                 bar[-1].close()
             bar.append(Progress(stage, total, unit="step" if stage == "denoise" else "frame", quiet=args.quiet))
         bar[-1].update(step)
