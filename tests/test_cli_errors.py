@@ -274,3 +274,12 @@ def test_progress_lines_in_a_log_every_few_seconds():
     with Progress("x", 3, stream=quiet, quiet=True, clock=lambda: now[0]) as bar:
         bar.update(3)
     assert quiet.getvalue() == ""
+
+
+def test_weights_check_reports_a_corrupt_file_on_one_line(bad, capsys):
+    """`mimo weights check` is a report (exit 1 on any problem): each problem is one line."""
+    assert main(["weights", "check", str(bad / "weights")]) == 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "denoising_unet.pth:" in line]
+    assert len(lines) == 1 and "not a weights-only PyTorch file" in lines[0], out
+    assert "Unsupported operand" in lines[0] and "missing file: pose_guider.pth" in out

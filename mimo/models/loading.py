@@ -151,11 +151,22 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 raise
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{path}: cannot be read as a weights_only torch file ({e})") from e
+        raise ValueError(f"{path}: cannot be read as a weights_only torch file ({_torch_load_reason(e)})") from e
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         keys = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
         raise ValueError(f"{path}: expected a flat dict of name -> tensor, got {keys}")
     return sd
+
+
+def _torch_load_reason(error: BaseException) -> str:
+    """torch.load's own words, without its paragraph on weights_only: for a file that is no torch
+    file at all the useful part is the unpickler's one line ("Unsupported operand 103")."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        rest = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        return f"not a weights-only PyTorch file: {rest[0].strip() if rest else 'unreadable'}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def convert_legacy_vae_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
