@@ -102,3 +102,16 @@ def test_errors_name_the_argument(tmp_path):
         read_frames(tmp_path / "empty")
     with pytest.raises(ValueError, match="fps"):
         write_frames(tmp_path / "a", np.zeros((1, 4, 4, 3), np.uint8), fps=0)
+
+
+def test_frame_files_are_named_like_the_addons():
+    """The CLI's frame folders and the add-on's job folders use one naming: frame_00000.png."""
+    import pathlib
+    import sys
+
+    from mimo.video import FRAME_DIGITS
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+    from blender_addon.core.frames import FRAME_NAME
+
+    assert FRAME_NAME.format(7) == f"frame_{7:0{FRAME_DIGITS}d}.png" == "frame_00007.png"
