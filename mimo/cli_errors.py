@@ -121,6 +121,8 @@ def input_file(arg: str, path: str | os.PathLike | None, expect: str, kinds: tup
 
 
 NPZ = ("a NumPy .npz archive",)
+#: extensions that name a file, never a folder of frames
+FILE_SUFFIXES = (".npz", ".npy", ".json", ".txt", ".pkl", ".pth", ".bvh", ".zip", ".blend")
 
 
 @contextlib.contextmanager
@@ -149,9 +151,13 @@ def output_path(arg: str, path: str | os.PathLike, overwrite: bool,
     """Check an output before any work: its extension (``""`` = a folder of PNG frames), that its
     folder can be written, that an existing file is only replaced with ``--overwrite``, and for an
     H.264 mp4 that ``size`` (W, H) is even. Returns the path."""
+    from mimo.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
     p = Path(path)
     suffix = p.suffix.lower()
     folder_ok = "" in suffixes
+    if folder_ok and suffix not in suffixes and suffix not in FILE_SUFFIXES + IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        suffix = ""  # "frames.v2": a folder with a dot in its name
     if suffix not in suffixes and not (folder_ok and p.is_dir()):
         wanted = " or ".join(f"a {s} file" if s else "a folder (PNG frames)" for s in suffixes)
         raise UsageError(arg, f"expected {wanted}, got {str(p)!r}")

@@ -155,3 +155,20 @@ def test_frames_survive_a_failed_final_write(tmp_path, capsys, monkeypatch):
     from mimo.pipeline.backends import composite_preview
 
     np.testing.assert_array_equal(read_frames(rescue), composite_preview(codes, None))
+
+
+def test_output_path_rules(tmp_path):
+    from mimo.cli_errors import UsageError, output_path
+
+    assert output_path("--out", tmp_path / "frames.v2", False) == tmp_path / "frames.v2"  # a folder
+    assert output_path("--out", tmp_path / "new" / "deeper" / "a.mp4", False, size=(64, 48))
+    for path, kw, phrase in [(tmp_path / "a.npz", {}, "expected a .mp4 file or a folder"),
+                             (tmp_path / "a.png", {}, "expected a .mp4 file or a folder"),
+                             (tmp_path / "a.mp4", {"size": (63, 48)}, "even width and height, got 63x48")]:
+        with pytest.raises(UsageError, match=phrase):
+            output_path("--out", path, False, **kw)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "frame_00000.png").write_bytes(b"x")
+    with pytest.raises(UsageError, match="already holds frames"):
+        output_path("--out", tmp_path / "f", False)
+    assert output_path("--out", tmp_path / "f", True) == tmp_path / "f"
