@@ -357,3 +357,38 @@ def test_output_size_keeps_the_aspect():
     assert "cropped to 1080x1080 (sides cut)" in cam.describe_output(1920, 1080, 512, 512)
     with pytest.raises(ValueError, match="size"):
         cam.aspect_crop(0, 1080, 512, 512)
+
+
+def test_fit_pose_recovers_rotations_and_reports_what_it_cannot():
+    from blender_addon.core import evaluated, rotations as rot
+
+    rng = np.random.default_rng(3)
+    parents = [-1, 0, 1, 1]
+    heads = np.array([[0, 0, 0], [0, 0.3, 0], [0.2, 0.5, 0], [-0.2, 0.5, 0.1]])
+    B = rot.axis_angle_to_matrix(rng.normal(size=(4, 3)))
+    rest = np.tile(np.eye(4), (4, 1, 1))
+    rest[:, :3, :3], rest[:, :3, 3] = B, heads
+    Q = rot.axis_angle_to_matrix(rng.normal(scale=0.5, size=(2, 4, 3)))
+    L = rng.normal(size=(2, 3))
+    pose = np.tile(np.eye(4), (2, 4, 1, 1))  # Blender's rule: parent @ rest_p^-1 @ rest_j @ basis
+    for f in range(2):
+        for j, p in enumerate(parents):
+            basis = np.eye(4)
+            basis[:3, :3] = Q[f, j]
+            if p < 0:
+                basis[:3, 3] = L[f]
+                pose[f, j] = rest[j] @ basis
+            else:
+                pose[f, j] = pose[f, p] @ np.linalg.inv(rest[p]) @ rest[j] @ basis
+    fit = evaluated.fit_pose(pose, rest, parents)
+    assert np.abs(rot.quaternion_to_matrix(fit.quaternions) - Q).max() < 1e-9
+    assert np.abs(fit.root_location - L).max() < 1e-9 and fit.residual.max() < 1e-9
+    names = ["root", "spine", "left", "right"]
+    assert evaluated.describe_issue(fit, names, [1, 2], "Body") == ""
+    pose[:, 1, :3, :3] *= 1.5  # a scaled bone; its children follow it
+    for j in (2, 3):
+        pose[:, j] = pose[:, 1] @ np.linalg.inv(rest[1]) @ rest[j]
+    fit = evaluated.fit_pose(pose, rest, parents)
+    msg = evaluated.describe_issue(fit, names, [1, 2], "Body")
+    assert msg.startswith("Body: bone 'spine' is scaled or stretched (+50% at frame 1)")
+    assert f"up to {1000 * fit.residual.max():.0f} mm off" in msg and fit.residual.max() > 0.05

@@ -46,8 +46,10 @@ def output_size(scene: bpy.types.Scene, width: int, height: int) -> tuple[int, i
                 width, height)
 
 
-def collect_request(scene: bpy.types.Scene):
-    """Read the scene into the wire request: every rig's SMPL parameters, the camera track."""
+def collect_request(scene: bpy.types.Scene, warnings: list[str] | None = None):
+    """Read the scene into the wire request: every rig's SMPL parameters (its evaluated pose, as
+    the viewport shows it), the camera track. What the bodies cannot follow (a scaled bone, a
+    moved non-root bone) is appended to ``warnings``, one line per rig."""
     from .camera import camera_track
 
     settings = settings_of(scene)
@@ -66,6 +68,8 @@ def collect_request(scene: bpy.types.Scene):
     bodies = []
     for rig in rigs:
         p = rig_builder.read_pose(rig, scene, frames)
+        if p["issue"] and warnings is not None:
+            warnings.append(p["issue"])
         bodies.append({k: p[k] for k in ("global_orient", "body_pose", "transl", "betas",
                                          "left_hand_pose", "right_hand_pose") if k in p})
     sized = bool(scene.mimo.width or scene.mimo.height)  # else the render size, cut to multiples of 8
@@ -281,20 +285,23 @@ class MIMO_OT_generate(bpy.types.Operator):
         if not is_loopback(s.server) and not bpy.app.online_access:
             return _fail(self, MimoClientError("online access is off (Preferences > System): "
                                                "a remote server cannot be reached"))
+        warnings: list[str] = []
         try:
-            request = collect_request(scene)
-            root, warning = prefs.output_root()
+            request = collect_request(scene, warnings)
+            root, where = prefs.output_root()
             job_dir = new_job_dir(root, s.job_name)
+            if where:  # unsaved .blend: a persistent folder (not Blender's temp), and say which
+                warnings.append(where)
         except (MimoClientError, ValueError, OSError) as exc:
             s.last_error = str(exc)
             return _fail(self, exc)
         client = JobClient(s.server.strip(), request, job_dir, timeout=s.connect_timeout)
         job = timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir, start_frame=scene.frame_start,
-                               total=request.num_frames, hold=scene.frame_step, warning=warning)
+                               total=request.num_frames, hold=scene.frame_step, warning="; ".join(warnings))
         job.show(scene, status="starting", progress=0.0, error="")
         s.job_dir = job_dir
-        if warning:  # unsaved .blend: say where the frames go (a persistent folder, not temp)
-            self.report({"WARNING"}, warning)
+        for w in warnings:  # said once per Generate, before the job starts
+            self.report({"WARNING"}, w)
         timers.start(scene, job)
         return {"FINISHED"}
 

@@ -182,30 +182,50 @@ def keyframe_pose(arm_obj: bpy.types.Object, axis_angle: np.ndarray, transl: np.
         pbs[0].keyframe_insert("location", frame=frame, group=pbs[0].name)
 
 
+def _mat(m) -> list:
+    return [list(r) for r in m]
+
+
 def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[int],
               world: bool = True) -> dict[str, np.ndarray]:
-    """Read the rig back as SMPL-H parameters (wire axes) at scene ``frames``; any rotation mode.
-    ``world``: fold the armature object's transform into ``global_orient``/``transl``.
+    """Read the rig as Blender shows it — its *evaluated* pose (keyframes, drivers, IK, Copy
+    Rotation, Child Of ...) — as SMPL-H parameters (wire axes) at scene ``frames``; any rotation
+    mode. ``world``: fold the armature object's transform into ``global_orient``/``transl``.
+    ``fit``: the :class:`core.evaluated.PoseFit` (residual and scale of each joint) and
+    ``issue``: one line naming the bone the body cannot follow (scale, stretch, a moved non-root
+    bone) with the residual in millimetres, or "".
 
     Shapes: -> global_orient (F, 3), body_pose (F, 21|23, 3), left/right_hand_pose (F, 15, 3)
                (rigs with fingers), transl (F, 3), betas (K,), axis_angle (F, 52, 3) SMPL-H order
     """
+    from ..core.evaluated import describe_issue, fit_pose
+
     data = rig_data(arm_obj["mimo_rig_data"])
     names = data.joint_names
     B = bone_rest(arm_obj, names)
     F, J = len(frames), len(names)
-    quats = np.empty((F, J, 4))
-    loc = np.empty((F, 3))
+    basis_q = np.empty((F, J, 4))
+    basis_loc = np.empty((F, 3))
+    pose = np.empty((F, J, 4, 4))
     mats = np.empty((F, 4, 4))
     keep = scene.frame_current
     pbs = [arm_obj.pose.bones[n] for n in names]
+    rest = np.array([_mat(arm_obj.data.bones[n].matrix_local) for n in names])
     for f, frame in enumerate(frames):
         scene.frame_set(frame)
         for j, pb in enumerate(pbs):
-            quats[f, j] = list(pb.matrix_basis.to_quaternion())
-        loc[f] = list(pbs[0].matrix_basis.translation)
-        mats[f] = np.array([list(r) for r in arm_obj.matrix_world])
+            basis_q[f, j] = list(pb.matrix_basis.to_quaternion())
+            pose[f, j] = _mat(pb.matrix)
+        basis_loc[f] = list(pbs[0].matrix_basis.translation)
+        mats[f] = np.array(_mat(arm_obj.matrix_world))
     scene.frame_set(keep)
+    fit = fit_pose(pose, rest, data.parents)
+    # where the evaluated pose is the keyframed one (to float32 precision), keep the exact basis
+    quats = fit.quaternions
+    same = np.abs(np.sum(quats * basis_q, axis=-1)) > 1.0 - 1e-9
+    quats = np.where(same[..., None], basis_q, quats)
+    loc = fit.root_location
+    loc = np.where(np.linalg.norm(loc - basis_loc, axis=-1, keepdims=True) < 1e-5, basis_loc, loc)
     aa = rigmath.quaternions_to_pose(quats, B)
     transl = rigmath.root_location_to_transl(loc, B[0])
     betas = betas_of(arm_obj)
@@ -215,5 +235,6 @@ def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[in
             go, tr = rigmath.apply_object_transform(aa[f:f + 1, 0], transl[f:f + 1], joints_w[0], mats[f])
             aa[f, 0], transl[f] = go[0], tr[0]
     out = rigmath.rig_to_params(aa, names, data.kind)
-    out.update(transl=transl, betas=betas, axis_angle=out.pop("smplh"))
+    out.update(transl=transl, betas=betas, axis_angle=out.pop("smplh"), fit=fit,
+               issue=describe_issue(fit, names, list(frames), arm_obj.name))
     return out
