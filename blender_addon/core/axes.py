@@ -1,4 +1,4 @@
-"""Blender world (Z up) <-> wire world (SMPL axes, Y up) — DESIGN §4.
+"""Blender world (Z up) <-> wire world (SMPL axes, Y up).
 
 A point ``(x, y, z)`` in Blender is ``(x, z, -y)`` on the wire: ``w = C @ b`` with the proper
 rotation ``C`` below (a -90° turn about +X). Rotations conjugate: ``R_wire = C @ R_blender @ C.T``.

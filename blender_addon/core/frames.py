@@ -1,8 +1,7 @@
 """Frame bookkeeping: scene frames <-> wire indices, output folders that never overwrite, names.
 
-Scene frames ``frame_start, frame_start + step, ... <= frame_end`` become wire indices 0..F-1
-(DESIGN §4: wire indices start at 0); output PNG ``i`` of a job is shown at scene frame
-``start + i`` by the image-sequence strip.
+Scene frames ``frame_start, frame_start + step, ... <= frame_end`` become wire indices 0..F-1;
+output PNG ``i`` of a job is shown at scene frame ``start + i`` by the image-sequence strip.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The operator reads ``scene.mimo`` into :class:`GenerateSettings` (bl/operators.py), the rig and
 camera readers give numpy arrays, and :func:`build_request` assembles the vendored protocol's
-``GenerateRequest`` — the exact dataclass the server receives (DESIGN §2).
+``GenerateRequest`` — the exact dataclass the server receives.
 
 Shapes:
     bodies[i]: global_orient (F, 3), body_pose (F, 21, 3), transl (F, 3), betas (K,),

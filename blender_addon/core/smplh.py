@@ -1,4 +1,4 @@
-"""The SMPL-H joint layout the rig uses: 22 body joints + 15 finger joints per hand (DESIGN §4).
+"""The SMPL-H joint layout the rig uses: 22 body joints + 15 finger joints per hand.
 
 Local rotations of joint ``j`` are relative to its parent, in SMPL model axes (Y up, facing +Z,
 +X = the body's left), with every joint's rest orientation the identity (T-pose).

@@ -22,6 +22,8 @@ SCRIPT = textwrap.dedent('''
         assert mod in sys.modules, sorted(m for m in sys.modules if m.startswith("bl_ext"))
         assert hasattr(bpy.types, "MIMO_PT_main"), "panel not registered"
         assert bpy.types.MIMO_PT_main.bl_category == "MIMO"
+        prefs = bpy.context.preferences.addons[mod].preferences  # the output folder preference
+        assert prefs is not None and hasattr(prefs, "output_dir"), prefs
         for op in ("add_body", "add_camera", "generate", "cancel", "check_server", "import_motion"):
             assert hasattr(bpy.ops.mimo, op), op
         site = glob.glob(os.path.join(os.environ["BLENDER_USER_RESOURCES"], "extensions", ".local",
