@@ -58,7 +58,6 @@ def make_tiny(weights_dir: str | Path, seed: int = 0, unet_config: UNetConfig = 
     Shapes: tiny defaults (widths 32, 48, 64, 64; same 1274 keys as SD1.5) give C0 = 32, D = 32; latents are H/8 x W/8 as at full size.
     """
     from diffusers import AutoencoderKL
-    from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     vae_config = dict(vae_config or TINY_VAE_CONFIG)
@@ -78,6 +77,25 @@ def make_tiny(weights_dir: str | Path, seed: int = 0, unet_config: UNetConfig = 
         clip_cfg = CLIPVisionConfig(**{k: v for k, v in clip_config.items() if k not in ("architectures", "model_type")})
         clip = _random_state(CLIPVisionModelWithProjection(clip_cfg), dtype)
 
+    write_official_layout(folder, denoising, reference, pose, vae, clip, unet_config, vae_config,
+                          clip_config)
+    return folder
+
+
+def write_official_layout(folder: str | Path, denoising: dict, reference: dict, pose: dict,
+                          vae: dict, clip: dict, unet_config: UNetConfig, vae_config: dict,
+                          clip_config: dict) -> Path:
+    """Write state dicts of the five networks as the official weights folder (the files listed in
+    :func:`make_tiny`): the denoising UNet split into its spatial keys (``denoising_unet.pth``)
+    and motion keys (``motion_module.pth``), and its spatial keys again as the SD1.5 UNet that
+    the official loader starts from (``conv_in`` cut to the SD1.5 input channels).
+    :func:`mimo.models.load_mimo` loads the result strictly."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cpu = lambda sd: {k: v.detach().cpu().contiguous() for k, v in sd.items()}  # noqa: E731
+    denoising, reference, pose, vae, clip = map(cpu, (denoising, reference, pose, vae, clip))
     motion = {k: v for k, v in denoising.items() if ".motion_modules." in k}
     spatial = {k: v for k, v in denoising.items() if ".motion_modules." not in k}
     sd_unet = dict(spatial)

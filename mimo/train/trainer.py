@@ -1,0 +1,267 @@
+"""The training loop behind ``mimo train``: one GPU or many (torch DDP under ``torchrun``), resumable,
+checkpoints in the official weights layout.
+
+Out folder::
+
+    OUT/config.json         the TrainConfig of the run
+    OUT/log.jsonl           one JSON object per logged step (step, loss, lr, it/s, seconds, ...)
+                            and per validation (step, val_psnr, ...)
+    OUT/state.pt            what resuming needs: trained parameters, optimizer, EMA, step
+    OUT/checkpoint-STEP/    every ``save_every`` steps: the official layout (``load_mimo`` and
+                            ``mimo generate --weights`` read it strictly); EMA weights when on
+    OUT/final/              the same, at the end
+    OUT/val/step-STEP.png   validation: ground truth (top) and generated frames (bottom)
+
+A run started again with the same OUT continues from ``state.pt`` (``resume``), drawing the same
+items it would have drawn without the interruption.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .objective import MimoTrainNet, enable_gradient_checkpointing, trainable_parameters
+
+DEFAULT_FRAMES = {"vae": 1, "image": 1, "motion": 16, "full": 16}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of one training run (``mimo train --help`` explains each)."""
+
+    data: str
+    out: str
+    stage: str = "image"
+    weights: str | None = None          # official-layout folder to start from; None: from scratch
+    frames: int | None = None           # frames per item (None: 1 for vae/image, 16 for motion/full)
+    size: int = 64                      # square side the frames are cropped and resized to
+    batch: int = 4                      # items per step (per GPU)
+    steps: int = 1000
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    warmup: int = 0                     # linear learning-rate warm-up steps
+    drop: float = 0.1                   # classifier-free guidance dropout of CLIP + reference
+    precision: str = "fp32"             # fp32 | bf16 (autocast on CUDA)
+    checkpointing: bool = False         # gradient checkpointing of the UNets' blocks
+    adam8bit: bool = False              # bitsandbytes 8-bit AdamW (CUDA)
+    ema: float = 0.0                    # EMA decay of the trained parameters (0: off)
+    train_image_encoder: bool = False   # train the CLIP tower too (stage image, from scratch)
+    save_every: int = 0
+    log_every: int = 10
+    validate_every: int = 0
+    val_data: str | None = None
+    val_steps: int = 10                 # denoising steps of the validation generation
+    seed: int = 0
+    workers: int = 0
+    device: str | None = None
+
+
+def _dist() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment (0, 1, 0 without it)."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _load_models(cfg: TrainConfig, device: torch.device):
+    """The five networks: from ``cfg.weights`` (strict official-layout loader), or random tiny
+    ones written to ``OUT/init`` first (training from scratch)."""
+    from mimo.models import load_mimo, make_tiny
+
+    folder = cfg.weights
+    if folder is None:
+        folder = Path(cfg.out) / "init"
+        if not (folder / "denoising_unet.pth").is_file():
+            make_tiny(folder, seed=cfg.seed)
+    m = load_mimo(folder, device=device)
+    for module in (m.vae, m.image_encoder, m.reference_unet, m.denoising_unet, m.pose_guider):
+        module.float()
+    return m
+
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    """Run (or resume) training. Returns the folder of the final checkpoint.
+
+    Shapes: batches from :class:`mimo.data.MimoDataset` (see there).
+    """
+    from mimo.data.dataset import MimoDataset
+
+    rank, world, local = _dist()
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(cfg.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision: expected fp32 or bf16, got {cfg.precision!r}")
+    frames = cfg.frames or DEFAULT_FRAMES.get(cfg.stage, 1)
+    dataset = MimoDataset(cfg.data, num_frames=frames, size=cfg.size,
+                          items_per_epoch=cfg.steps * cfg.batch * world, seed=cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = _load_models(cfg, device)
+    net = MimoTrainNet(models.vae, models.image_encoder, models.reference_unet,
+                       models.denoising_unet, models.pose_guider, drop=cfg.drop).to(device)
+    params = trainable_parameters(net, cfg.stage, cfg.train_image_encoder)
+    names = [n for n, p in net.named_parameters() if p.requires_grad]
+    if cfg.checkpointing:
+        enable_gradient_checkpointing(net.denoising_unet)
+        enable_gradient_checkpointing(net.reference_unet)
+    net.train()
+    net.vae.train(cfg.stage == "vae")
+    optimizer = _optimizer(cfg, params)
+    ema = {n: p.detach().float().clone() for n, p in zip(names, params)} if cfg.ema > 0 else None
+    step = 0
+    state_path = out / "state.pt"
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["stage"] != cfg.stage:
+            raise ValueError(f"out: {out} holds a '{state['stage']}' run; use another folder for "
+                             f"stage '{cfg.stage}'")
+        missing = sorted(set(names) - set(state["params"]))
+        if missing:
+            raise ValueError(f"out: {state_path} lacks trained parameters such as {missing[0]}")
+        net.load_state_dict(state["params"], strict=False)  # the frozen rest comes from the weights
+        optimizer.load_state_dict(state["optimizer"])
+        ema = state.get("ema") or ema
+        step = int(state["step"])
+        log(f"resuming {out} at step {step}")
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    model = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)  # a batch whose rows all drop the reference skips its UNet
+    indices = list(range(step * cfg.batch * world + rank, cfg.steps * cfg.batch * world, world))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch, sampler=indices,
+                                         num_workers=cfg.workers, drop_last=True)
+    generator = torch.Generator()  # noise, timesteps and dropout: seeded per step and rank
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    logfile = open(out / "log.jsonl", "a") if rank == 0 else None
+    start, last = time.perf_counter(), time.perf_counter()
+    last_step = step
+    try:
+        for batch in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+            generator.manual_seed((cfg.seed * 1_000_003 + step) * 1009 + rank)
+            with autocast:
+                result = model(batch, cfg.stage, generator)
+            loss = result["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {step}: the loss is {float(loss)}; lower --lr or use fp32")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                with torch.no_grad():
+                    for n, p in zip(names, params):
+                        ema[n].mul_(cfg.ema).add_(p.detach().float(), alpha=1 - cfg.ema)
+            step += 1
+            if rank != 0:
+                continue
+            now = time.perf_counter()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                row = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
+                       "it_s": (step - last_step) / max(now - last, 1e-9), "seconds": now - start,
+                       **{k: v for k, v in result.items() if k != "loss"}}
+                if device.type == "cuda":
+                    row["peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                logfile.write(json.dumps(row) + "\n")
+                logfile.flush()
+                log(f"step {step}/{cfg.steps}  loss {row['loss']:.4f}  {row['it_s']:.2f} it/s")
+                last, last_step = now, step
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+                _save(net, names, ema, optimizer, cfg, step, models, out / f"checkpoint-{step}")
+            if cfg.validate_every and cfg.val_data and step % cfg.validate_every == 0:
+                row = validate(net, cfg, step, out / "val")
+                logfile.write(json.dumps(row) + "\n")
+                logfile.flush()
+                log(f"validation at step {step}: PSNR {row['val_psnr']:.2f} dB")
+                net.train()
+                net.vae.train(cfg.stage == "vae")
+    finally:
+        if logfile is not None:
+            logfile.close()
+    final = out / "final"
+    if rank == 0:
+        _save(net, names, ema, optimizer, cfg, step, models, final)
+    if world > 1:
+        torch.distributed.barrier()
+    return final
+
+
+def _optimizer(cfg: TrainConfig, params: list):
+    if cfg.adam8bit:
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise ValueError("adam8bit: needs the bitsandbytes package (pip install bitsandbytes; "
+                             "CUDA only)") from None
+        return bnb.optim.AdamW8bit(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _save(net, names, ema, optimizer, cfg: TrainConfig, step: int, models, folder: Path) -> None:
+    """The official layout in ``folder`` (EMA values where on) and ``state.pt`` beside it."""
+    from mimo.models.tiny import write_official_layout
+
+    trained = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    state = {"stage": cfg.stage, "step": step, "optimizer": optimizer.state_dict(), "ema": ema,
+             "params": {n: p.detach() for n, p in trained.items()}}
+    tmp = Path(cfg.out) / "state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, Path(cfg.out) / "state.pt")
+
+    def weights(module, prefix):
+        sd = module.state_dict()
+        if ema is not None:
+            sd = {k: (ema[prefix + k].to(v.dtype) if prefix + k in ema else v) for k, v in sd.items()}
+        return sd
+
+    write_official_layout(folder, weights(net.denoising_unet, "denoising_unet."),
+                          weights(net.reference_unet, "reference_unet."),
+                          weights(net.pose_guider, "pose_guider."), weights(net.vae, "vae."),
+                          weights(net.image_encoder, "image_encoder."), models.unet_config,
+                          models.vae_config, models.image_encoder_config)
+
+
+@torch.no_grad()
+def validate(net: MimoTrainNet, cfg: TrainConfig, step: int, folder: Path, clip_index: int = 0) -> dict:
+    """Generate the first window of a validation clip with the pipeline of inference (the live
+    networks, ``cfg.val_steps`` DDIM steps, CFG 3.5) and compare it with the ground truth."""
+    from PIL import Image
+
+    from mimo.data.dataset import MimoDataset
+    from mimo.pipeline.pipeline import MimoPipeline
+
+    frames = cfg.frames or DEFAULT_FRAMES.get(cfg.stage, 1)
+    val = MimoDataset(cfg.val_data, num_frames=max(frames, 1), size=cfg.size, seed=cfg.seed)
+    clip = val.clips[clip_index]
+    item = val.prepare(clip, np.arange(frames), val._reference(clip, np.arange(frames),
+                                                               np.random.default_rng(cfg.seed)))
+    u8 = lambda x: np.rint((x.clamp(-1, 1) + 1) * 127.5).byte().permute(1, 2, 3, 0).numpy()  # noqa: E731
+    truth, scene = u8(item["frames"]), u8(item["scene"])
+    codes = np.rint(item["codes"].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8)
+    reference = u8(item["reference"][:, None])[0]
+    net.eval()
+    pipe = MimoPipeline(net.vae, net.image_encoder, net.reference_unet, net.denoising_unet,
+                        net.pose_guider, device=net.abar.device, dtype=next(net.parameters()).dtype)
+    out = pipe(reference, codes, scene, height=cfg.size, width=cfg.size,
+               num_inference_steps=cfg.val_steps, seed=cfg.seed, context_frames=min(frames, 24) if frames > 1 else 1,
+               context_overlap=0).frames
+    gen = np.rint(out * 255).astype(np.uint8)
+    mse = float(np.mean((gen.astype(np.float64) - truth) ** 2))
+    psnr = 10 * math.log10(255.0 ** 2 / max(mse, 1e-10))
+    folder.mkdir(parents=True, exist_ok=True)
+    strip = np.concatenate([np.concatenate(list(truth), 1), np.concatenate(list(gen), 1)], 0)
+    Image.fromarray(strip).save(folder / f"step-{step}.png")
+    return {"step": step, "val_psnr": psnr, "val_clip": clip.path}

@@ -1,0 +1,196 @@
+"""Training on CPU with tiny networks: the objective matches the sampler, a few steps on a fixed
+batch lower the loss, guidance dropout removes both conditions, checkpoints are official-layout
+folders that load strictly and generate, runs resume, and dataset errors name the file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mimo.data.dataset import MimoDataset
+from mimo.data.layout import Clip, ClipError, read_clip, write_clip
+from mimo.models import load_mimo
+from mimo.train.objective import MimoTrainNet, alphas_cumprod, noisy_and_target, trainable_parameters
+from mimo.train.trainer import TrainConfig, train
+
+
+def _clip(seed: int, F: int = 6, S: int = 48, characters: int = 1) -> Clip:
+    """A figure (a coloured box that walks right) over a textured background; codes mark it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:S, :S]
+    scene = np.stack([(xx * 5 + seed * 40) % 256, (yy * 5) % 256, np.full((S, S), 120)], -1)
+    scene = np.repeat(scene[None], F, 0).astype(np.uint8)
+    frames, codes = scene.copy(), np.zeros_like(scene)
+    colour = rng.integers(30, 255, 3)
+    for f in range(F):
+        x0 = 8 + 2 * f
+        frames[f, 10:40, x0:x0 + 12] = colour
+        codes[f, 10:40, x0:x0 + 12] = (yy[10:40, x0:x0 + 12, None] * 4 + np.array([20, 60, 90])) % 256
+    occlusion = np.zeros((F, S, S), np.uint8)
+    occlusion[:, 30:, :6] = 255
+    character = np.full((S, S, 3), 255, np.uint8)
+    character[10:40, 18:30] = colour
+    return Clip(frames=frames, codes=codes, scene=scene, occlusion=occlusion,
+                characters=[character] * characters, meta={"fps": 24.0, "source": "test"})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for k in range(2):
+        write_clip(root / f"clip{k}", _clip(k))
+    return root
+
+
+@pytest.fixture(scope="module")
+def net(tiny_weights):
+    m = load_mimo(tiny_weights)
+    return MimoTrainNet(m.vae, m.image_encoder, m.reference_unet, m.denoising_unet, m.pose_guider)
+
+
+def _batch(dataset, frames=1, size=32, n=2):
+    ds = MimoDataset(dataset, num_frames=frames, size=size, seed=3)
+    return torch.utils.data.default_collate([ds[i] for i in range(n)])
+
+
+def test_noisy_sample_and_v_target_are_what_the_ddim_step_inverts():
+    abar = alphas_cumprod()
+    assert abar[999] == 0 and abs(float(abar[0]) - 0.99915) < 1e-5
+    x0, noise = torch.randn(4, 4, 3, 5, 5, dtype=torch.float64), torch.randn(4, 4, 3, 5, 5, dtype=torch.float64)
+    t = torch.tensor([0, 39, 500, 999])
+    x_t, v = noisy_and_target(x0, noise, t, abar)
+    a = abar[t].view(-1, 1, 1, 1, 1)
+    # the sampler's x0 and eps estimates from (x_t, v) recover x0 and the noise exactly
+    torch.testing.assert_close(a.sqrt() * x_t - (1 - a).sqrt() * v, x0)
+    torch.testing.assert_close(a.sqrt() * v + (1 - a).sqrt() * x_t, noise)
+    torch.testing.assert_close(x_t[3], noise[3])  # zero terminal SNR: pure noise, v = -x0
+    torch.testing.assert_close(v[3], -x0[3])
+
+
+def test_dataset_items_are_prepared_like_inference_and_deterministic(dataset):
+    ds = MimoDataset(dataset, num_frames=4, size=32, seed=5)
+    a, b = ds[5], MimoDataset(dataset, num_frames=4, size=32, seed=5)[5]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert a["frames"].shape == (3, 4, 32, 32) and a["codes"].shape == (3, 4, 32, 32)
+    assert a["reference"].shape == (3, 32, 32) and a["clip"].shape == (3, 224, 224)
+    assert a["frames"].min() >= -1 and a["codes"].min() >= 0
+    # the crop is the figure's box: the body fills the middle of the square, padding is white
+    body = (a["codes"].sum(0) > 0.05)
+    assert body[:, 8:24, 8:24].float().mean() > 0.3 and not body[:, :, :2].any()
+    c = ds.clips[0]
+    assert len(ds) == sum(clip.num_frames - 3 for clip in ds.clips)
+    assert c.occlusion is not None and read_clip(c.path).meta["fps"] == 24.0
+
+
+def test_broken_clips_are_named_by_file(tmp_path):
+    write_clip(tmp_path / "a", _clip(0))
+    (tmp_path / "a" / "scene.npy").unlink()
+    with pytest.raises(ClipError, match=r"a/scene\.npy: missing"):
+        MimoDataset(tmp_path)
+    write_clip(tmp_path / "a", _clip(0))
+    np.save(tmp_path / "a" / "codes.npy", np.zeros((5, 48, 48, 3), np.uint8))
+    with pytest.raises(ClipError, match=r"a/codes\.npy: expected \(6, 48, 48, 3\)"):
+        MimoDataset(tmp_path)
+    (tmp_path / "a" / "meta.json").write_text("{not json")
+    with pytest.raises(ClipError, match=r"a/meta\.json: not readable JSON"):
+        MimoDataset(tmp_path)
+    with pytest.raises(ClipError, match="fewer frames than num_frames=8"):
+        write_clip(tmp_path / "a", _clip(0))
+        MimoDataset(tmp_path, num_frames=8)
+
+
+def test_guidance_dropout_removes_the_clip_token_and_the_reference(net, dataset):
+    batch = _batch(dataset)
+    other = dict(batch, reference=-batch["reference"], clip=batch["clip"].flip(-1))
+    net.drop = 1.0
+    with torch.no_grad():
+        a = net(batch, "image", torch.Generator().manual_seed(1))["loss"]
+        b = net(other, "image", torch.Generator().manual_seed(1))["loss"]
+        net.drop = 0.0
+        c = net(other, "image", torch.Generator().manual_seed(1))["loss"]
+    net.drop = 0.1
+    assert float(a) == float(b)  # nothing of the reference reaches a dropped row
+    assert float(c) != float(a)  # a kept row sees it
+
+
+@pytest.mark.parametrize("stage, frames", [("image", 1), ("motion", 3)])
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(net, dataset, stage, frames):
+    batch = _batch(dataset, frames=frames)
+    params = trainable_parameters(net, stage)
+    assert params and all(("motion_modules" in n) == (stage == "motion")
+                          for n, p in net.denoising_unet.named_parameters() if p.requires_grad)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.Adam(params, lr=2e-3)
+    net.train()
+    losses = []
+    for _ in range(8):
+        loss = net(batch, stage, torch.Generator().manual_seed(0))["loss"]  # same t and noise
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    net.load_state_dict(state)
+    net.eval()
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_train_writes_official_checkpoints_that_load_strictly_generate_and_resume(tiny_weights, dataset, tmp_path):
+    from mimo.pipeline.pipeline import MimoPipeline
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(dataset), out=str(out), stage="image", weights=str(tiny_weights),
+                      size=32, batch=2, steps=2, log_every=1, save_every=1, ema=0.9, lr=1e-3,
+                      validate_every=2, val_data=str(dataset), val_steps=2)
+    final = train(cfg, log=lambda *_: None)
+    for folder in (out / "checkpoint-1", final):
+        m = load_mimo(folder)  # strict: every key of every file, nothing missing
+        assert m.report.ok
+    before, after = load_mimo(tiny_weights), load_mimo(final)
+    moved = [k for k, v in after.pose_guider.state_dict().items()
+             if not torch.equal(v, before.pose_guider.state_dict()[k])]
+    assert moved, "training did not change the pose guider"
+    assert all(torch.equal(v, before.vae.state_dict()[k]) for k, v in after.vae.state_dict().items())
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+    assert any("val_psnr" in r for r in log) and (out / "val" / "step-2.png").is_file()
+    pipe = MimoPipeline.from_pretrained(final, device="cpu", compile=False)
+    frames = pipe(np.full((32, 32, 3), 200, np.uint8), np.zeros((2, 32, 32, 3), np.uint8),
+                  height=32, width=32, num_inference_steps=2, context_frames=2,
+                  context_overlap=0).frames
+    assert frames.shape == (2, 32, 32, 3) and np.isfinite(frames).all()
+    # the same command with more steps continues where the run stopped
+    lines = []
+    train(TrainConfig(**{**cfg.__dict__, "steps": 3, "validate_every": 0}), log=lines.append)
+    assert lines[0] == f"resuming {out} at step 2"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 3
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--size", "30"], "--size: expected a multiple of 8"),
+    (["--steps", "0"], "--steps: expected at least 1"),
+    (["--frames", "40"], "--frames: expected 1..32"),
+    (["--drop", "2"], "--drop: out of range"),
+    (["--validate-every", "5"], "--validate-every: needs --val-data"),
+    (["--weights", "/no/such/folder"], "--weights: /no/such/folder is not a folder"),
+])
+def test_train_command_refuses_bad_arguments_in_one_line(dataset, tmp_path, capsys, argv, fragment):
+    from mimo.cli import main
+
+    assert main(["train", str(dataset), "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and not (tmp_path / "o").exists()
+
+
+def test_train_command_names_a_broken_dataset(tmp_path, capsys):
+    from mimo.cli import main
+
+    write_clip(tmp_path / "d" / "c", _clip(0))
+    (tmp_path / "d" / "c" / "frames.npy").write_bytes(b"garbage")
+    assert main(["train", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "c/frames.npy" in err
