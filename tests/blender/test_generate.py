@@ -232,18 +232,21 @@ def test_regenerate_with_scene_plate_renders_the_scene_not_the_last_result(addon
 
     scene = _shot(tmp_path, server, frames=2)
     bpy.ops.mesh.primitive_cube_add(size=0.5, location=(0.6, 0.5, 0.8))  # something for the plate
-    scene.mimo.scene_plate = True
+    bpy.ops.mesh.primitive_cube_add(size=0.3, location=(0.15, -1.0, 0.1))  # in front of the body
+    scene.mimo.scene_plate = scene.mimo.occlusion = True
     assert scene.render.use_sequencer
-    plates, dirs = [], []
+    plates, masks, dirs = [], [], []
     for _ in range(2):
         assert bpy.ops.mimo.generate() == {"FINISHED"}
         plates.append(np.array(timers.active(scene).client.request.scene))
+        masks.append(np.array(timers.active(scene).client.request.occlusion))
         assert _pump(scene)[0] == "done", scene.mimo.last_error
         dirs.append(scene.mimo.job_dir)
     assert len(_strips(scene)) == 2
     first_result = _load_rgb(os.path.join(dirs[0], "frame_00000.png"))
     assert np.abs(first_result.astype(int) - plates[0][0]).max() > 40  # the result is not the plate
     assert np.array_equal(plates[1], plates[0])  # the true plate, both times
+    assert masks[0].max() == 255 and np.array_equal(masks[1], masks[0])  # and the true occlusion
     assert scene.render.use_sequencer and scene.render.use_compositing  # restored
 
 
