@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     synth.add_argument("--occluders", type=float, default=0.5, metavar="P",
                        help="probability that a clip has occluders (default 0.5)")
     synth.add_argument("--device", default="cpu", help="rasterize on cpu (default) or cuda")
-    synth.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
+    synth.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT (clip folders of the same names are replaced, others kept)")
     check = sub.add_parser("check", help="validate every clip of a dataset folder and print counts")
     check.add_argument("dir", metavar="DIR", help="dataset folder (or one clip folder)")
     for action in (synth, check):
