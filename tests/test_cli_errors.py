@@ -163,6 +163,18 @@ CASES = [
     (["weights", "make-tiny", "{bad}/weights"], 2, "dir", "--overwrite"),
     (["weights", "make-tiny", "{bad}/a_file"], 2, "dir", "is a file"),
     (["weights", "make-tiny", "{tmp}/w", "--seed", "-3"], 2, "--seed", "integer in"),
+    # mimo dataset synth | check
+    (["dataset", "synth", "{bad}/a_file"], 2, "OUT", "is not a folder"),
+    (["dataset", "synth", "{bad}/weights"], 2, "OUT", "is not empty"),
+    (["dataset", "synth", OUT, "--size", "4"], 2, "--size", "16..2048"),
+    (["dataset", "synth", OUT, "--occluders", "2"], 2, "--occluders", "[0, 1]"),
+    (["dataset", "check", "{bad}/missing"], 2, "DIR", "is not a folder"),
+    (["dataset", "check", "{bad}/folder"], 2, "DIR", "holds no clip folders"),
+    # mimo train
+    (["train", "{bad}/missing", "--out", OUT], 2, "data", "not a folder"),
+    (["train", "{bad}/folder", "--out", OUT, "--size", "60"], 2, "--size", "multiple of 8"),
+    (["train", "{bad}/folder", "--out", "{bad}/a_file"], 2, "--out", "not a folder"),
+    (["train", "{bad}/folder", "--out", OUT, "--steps", "0"], 2, "--steps", "at least 1"),
 ]
 
 
