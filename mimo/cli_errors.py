@@ -1,6 +1,6 @@
 """How every ``mimo`` command reports bad input: one line, naming the argument, exit status 2.
 
-    mimo codes: error: --motion: x.png is a PNG image, expected a motion clip .npz (zip archive)
+    mimo codes: error: --motion: 'x.png' is a PNG image, expected a motion clip .npz (mimo motion convert makes one)
 
 Subcommands raise :class:`UsageError` (bad input: the argument and what was wrong; exit 2) or
 :class:`CommandFailed` (the input was fine but the work failed: network, disk; exit 1).
