@@ -70,6 +70,9 @@ def test_job_client_writes_frames_in_order(server, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:05d}.png" for i in range(3)]
     assert events[-1].data[0] == 3 and events[-1].data[2] == [f"frame_{i:05d}.png" for i in range(3)]
     assert client.join(5)
+    assert client.files == events[-1].data[2]  # what a job that ends early keeps
+    progress = [e.data for e in events if e.kind == "progress"]
+    assert progress and all(len(d) == 4 and isinstance(d[3], float) for d in progress)  # with the ETA
 
 
 def test_job_client_reports_a_dead_server_within_the_timeout(tmp_path):

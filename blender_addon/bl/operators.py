@@ -1,6 +1,8 @@
 """Operators of the MIMO panel. Each turns the core's errors into ``self.report`` + CANCELLED."""
 from __future__ import annotations
 
+import os
+
 import bpy
 import numpy as np
 from mathutils import Vector
@@ -82,6 +84,21 @@ def collect_request(scene: bpy.types.Scene, warnings: list[str] | None = None):
         plate, occ = render_layers(scene, rigs, frames, track["width"], track["height"], crop=not sized,
                                    plate=True, occlusion=scene.mimo.occlusion, engine=scene.mimo.plate_engine)
     return build_request(settings, bodies, track, scene=plate, occlusion=occ)
+
+
+def shot_summary(scene: bpy.types.Scene) -> str:
+    """One line before Generate: what will be sent (frames, fps, size, bodies, backend)."""
+    s = scene.mimo
+    try:
+        fr = frame_range(scene)
+        w, h = output_size(scene, s.width, s.height)
+    except ValueError as exc:
+        return str(exc)
+    n = len(scene_rigs(scene))
+    step = f", every {fr.step}" if fr.step > 1 else ""
+    backend = "preview" if s.backend == "preview" else f"MIMO {s.mode}, {s.steps} steps"
+    return (f"Sends {len(fr)} frames ({fr.start}-{fr.end}{step}) at {fr.fps:g} fps, {w}x{h}, "
+            f"{n} {'body' if n == 1 else 'bodies'}, {backend}")
 
 
 class _AddBody:
@@ -320,5 +337,40 @@ class MIMO_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MIMO_OT_add_result_strip(bpy.types.Operator):
+    bl_idname = "mimo.add_result_strip"
+    bl_label = "Add Strip"
+    bl_description = "Add the frames of the last result (its output folder) to the sequencer again"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        from . import timers
+
+        return bool(context.scene.mimo.job_dir) and timers.active(context.scene) is None
+
+    def execute(self, context):
+        from ..core.frames import FRAME_NAME
+        from . import timers, vse
+
+        scene = context.scene
+        folder = bpy.path.abspath(scene.mimo.job_dir)
+        files = []
+        while os.path.isfile(os.path.join(folder, FRAME_NAME.format(len(files)))):
+            files.append(FRAME_NAME.format(len(files)))
+        if not files:
+            return _fail(self, MimoClientError(f"no frames in {folder}"))
+        last = timers.last(scene)
+        ours = last is not None and os.path.normpath(last.job_dir) == os.path.normpath(folder)
+        start, hold = (last.start_frame, last.hold) if ours else (scene.frame_start, scene.frame_step)
+        try:
+            strip = vse.add_image_strip(scene, folder, files, start, name=os.path.basename(folder.rstrip("/\\")),
+                                        hold=hold)
+        except (RuntimeError, ValueError) as exc:
+            return _fail(self, exc)
+        self.report({"INFO"}, f"added {len(files)} frames as strip '{strip.name}' in channel {strip.channel}")
+        return {"FINISHED"}
+
+
 classes = (MIMO_OT_add_body, MIMO_OT_add_body_file, MIMO_OT_add_camera, MIMO_OT_pick_camera, MIMO_OT_import_motion,
-           MIMO_OT_retarget, MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel)
+           MIMO_OT_retarget, MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel, MIMO_OT_add_result_strip)

@@ -1,9 +1,27 @@
-"""View3D > Sidebar > MIMO."""
+"""View3D > Sidebar > MIMO: Generate on top (what will be sent, progress, result), then the
+collapsible sub-panels Body, Camera, Shot and Server."""
 from __future__ import annotations
+
+import textwrap
 
 import bpy
 
 from . import rig_builder
+
+WRAP = 44  # characters per line of wrapped status and error text (the sidebar's usual width)
+
+
+def wrapped(layout, text: str, icon: str = "NONE") -> None:
+    """``text`` over as many labels as it needs; the icon on the first line only."""
+    for k, line in enumerate(textwrap.wrap(text, WRAP) or [""]):
+        layout.label(text=line, icon=icon if k == 0 else ("BLANK1" if icon != "NONE" else "NONE"))
+
+
+class _Sub:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MIMO"
+    bl_parent_id = "MIMO_PT_main"
 
 
 class MIMO_PT_main(bpy.types.Panel):
@@ -14,67 +32,87 @@ class MIMO_PT_main(bpy.types.Panel):
     bl_category = "MIMO"
 
     def draw(self, context):
-        layout = self.layout
-        scene = context.scene
-        s = scene.mimo
-        obj = context.active_object
+        _draw_job(self.layout, context.scene)
 
-        box = layout.box()
-        box.label(text="Body", icon="ARMATURE_DATA")
-        row = box.row(align=True)
+
+class MIMO_PT_body(_Sub, bpy.types.Panel):
+    bl_label = "Body"
+    bl_idname = "MIMO_PT_body"
+
+    def draw(self, context):
+        layout = self.layout
+        obj = context.active_object
+        row = layout.row(align=True)
         row.operator("mimo.add_body", icon="ADD")
         row.operator("mimo.add_body_file", text="", icon="FILE_FOLDER")
         if rig_builder.is_rig(obj):
             data = rig_builder.rig_data(obj["mimo_rig_data"])
-            col = box.column(align=True)
+            col = layout.column(align=True)
             for k, name in enumerate(data.shape_names[:len(obj.mimo_shape)]):
                 col.prop(obj, "mimo_shape", index=k, text=name.replace("_", " ").title(), slider=True)
-            row = box.row(align=True)
+            row = layout.row(align=True)
             row.operator("mimo.import_motion", icon="IMPORT")
             row.operator("mimo.retarget", icon="ARMATURE_DATA")
 
-        box = layout.box()
-        box.label(text="Camera", icon="CAMERA_DATA")
-        box.prop(s, "camera")
-        row = box.row(align=True)
+
+class MIMO_PT_camera(_Sub, bpy.types.Panel):
+    bl_label = "Camera"
+    bl_idname = "MIMO_PT_camera"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.mimo
+        layout.prop(s, "camera")
+        row = layout.row(align=True)
         row.operator("mimo.add_camera", icon="ADD")
         row.operator("mimo.pick_camera", icon="EYEDROPPER")
-        row = box.row(align=True)
+        row = layout.row(align=True)
         row.prop(s, "width")
         row.prop(s, "height")
-        box.label(text=_output_line(scene), icon="IMAGE_DATA")
+        wrapped(layout, _output_line(context.scene), icon="IMAGE_DATA")
 
-        box = layout.box()
-        box.label(text="Server", icon="NETWORK_DRIVE")
-        box.prop(s, "server")
-        row = box.row(align=True)
+
+class MIMO_PT_shot(_Sub, bpy.types.Panel):
+    bl_label = "Shot"
+    bl_idname = "MIMO_PT_shot"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.mimo
+        layout.prop(s, "character")
+        layout.prop(s, "backend")
+        if s.backend == "mimo":
+            layout.prop(s, "mode")
+            row = layout.row(align=True)
+            row.prop(s, "steps")
+            row.prop(s, "cfg")
+        layout.prop(s, "seed")
+        layout.prop(s, "job_name")
+        layout.prop(s, "scene_plate")
+        layout.prop(s, "occlusion")
+        if s.scene_plate or s.occlusion:
+            layout.prop(s, "plate_engine")
+
+
+class MIMO_PT_server(_Sub, bpy.types.Panel):
+    bl_label = "Server"
+    bl_idname = "MIMO_PT_server"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.mimo
+        layout.prop(s, "server")
+        row = layout.row(align=True)
         row.prop(s, "connect_timeout")
         row.operator("mimo.check_server", text="", icon="FILE_REFRESH")
         if s.capabilities:
-            box.label(text=s.capabilities)
-
-        box = layout.box()
-        box.label(text="Shot", icon="RENDER_ANIMATION")
-        box.prop(s, "character")
-        box.prop(s, "backend")
-        if s.backend == "mimo":
-            box.prop(s, "mode")
-            row = box.row(align=True)
-            row.prop(s, "steps")
-            row.prop(s, "cfg")
-        box.prop(s, "seed")
-        box.prop(s, "job_name")
-        row = box.row(align=True)
-        row.prop(s, "scene_plate")
-        row.prop(s, "occlusion")
-        if s.scene_plate or s.occlusion:
-            box.prop(s, "plate_engine")
-
-        _draw_job(layout, scene)
+            wrapped(layout, s.capabilities, icon="INFO")
 
 
 def _draw_job(layout, scene) -> None:
     from . import timers
+    from .operators import shot_summary
 
     s = scene.mimo
     col = layout.column()
@@ -83,18 +121,23 @@ def _draw_job(layout, scene) -> None:
         col.operator("mimo.cancel", icon="CANCEL")
         col.progress(factor=job.progress, type="BAR", text=job.status)
     else:
+        wrapped(col, shot_summary(scene), icon="RENDER_ANIMATION")
         col.operator("mimo.generate", icon="PLAY")
         job = timers.last(scene)
-        col.label(text=job.status if job is not None else s.status)
+        wrapped(col, job.status if job is not None else s.status)
     img = bpy.data.images.get(s.preview_image) if s.preview_image else None
     if img is not None:
         img.preview_ensure()
         col.template_icon(icon_value=img.preview.icon_id, scale=8.0)
     if job is not None and job.warning:
-        col.label(text=job.warning, icon="INFO")
+        wrapped(col, job.warning, icon="INFO")
     error = job.error if job is not None else s.last_error
     if error:
-        col.label(text=error, icon="ERROR")
+        wrapped(col, error, icon="ERROR")
+    if timers.active(scene) is None and s.job_dir:
+        row = col.row(align=True)
+        row.operator("wm.path_open", text="Open Folder", icon="FILE_FOLDER").filepath = s.job_dir
+        row.operator("mimo.add_result_strip", icon="SEQUENCE")
 
 
 def _output_line(scene) -> str:
@@ -110,4 +153,4 @@ def _output_line(scene) -> str:
         return str(exc)
 
 
-classes = (MIMO_PT_main,)
+classes = (MIMO_PT_main, MIMO_PT_body, MIMO_PT_camera, MIMO_PT_shot, MIMO_PT_server)

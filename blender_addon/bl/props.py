@@ -26,8 +26,9 @@ def _shape_changed(self, context) -> None:
 class MIMO_PG_settings(bpy.types.PropertyGroup):
     server: StringProperty(name="Server", default="tcp://127.0.0.1:5555",
                            description="ZeroMQ address of the mimo-server")
-    connect_timeout: FloatProperty(name="Timeout", default=5.0, min=0.5, max=120.0, unit="TIME_ABSOLUTE",
-                                   description="Seconds to wait for the server's answer")
+    connect_timeout: FloatProperty(name="Wait for Server", default=5.0, min=0.5, max=120.0, unit="TIME_ABSOLUTE",
+                                   description="How long the server may stay silent before it is reported "
+                                               "as not answering (seconds)")
     backend: EnumProperty(name="Backend", items=[
         ("preview", "Preview", "Weight-free preview: motion codes composited on the scene"),
         ("mimo", "MIMO", "The MIMO diffusion pipeline (needs weights on the server)")], default="preview")
@@ -49,9 +50,9 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     job_name: StringProperty(name="Job", default="shot", description="Folder name under //mimo/")
     scene_plate: BoolProperty(name="Scene plate", default=False,
                               description="Render the scene without the bodies as the background layer")
-    occlusion: BoolProperty(name="Occlusion", default=False,
-                            description="Render what lies in front of the bodies as the occlusion mask "
-                                        "(needs the scene plate)")
+    occlusion: BoolProperty(name="Occlusion (renders the plate too)", default=False,
+                            description="Render what lies in front of the bodies as the occlusion mask; "
+                                        "the scene plate is rendered and sent with it")
     plate_engine: EnumProperty(name="Plate engine", items=[
         ("WORKBENCH", "Workbench", "Fast solid shading"), ("CYCLES", "Cycles", "Path traced (slower)"),
         ("SCENE", "Scene", "The scene's own render engine")], default="WORKBENCH")

@@ -112,8 +112,8 @@ def drain(scene: bpy.types.Scene) -> str | None:
             job.show(scene, status=f"job {data[0]} queued at {data[1]}" if data[1] else f"job {data[0]} running")
             job.total = data[2] or job.total
         elif kind == "progress":
-            stage, step, total = data
-            job.show(scene, status=f"{stage} {step}/{total}")
+            stage, step, total, eta = data
+            job.show(scene, status=f"{stage} {step}/{total}" + (f", about {eta:.0f} s left" if eta >= 0 else ""))
             if stage not in ("frames", "queued") and total:
                 job.show(scene, progress=min(1.0, step / total) * 0.5)
         elif kind == "preview":

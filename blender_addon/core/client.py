@@ -8,7 +8,7 @@ terminal event ends every job: ``done``, ``error`` or ``cancelled``.
 
 Event kinds and payloads:
     status (text,)  capabilities (dict,)  accepted (job_id, queue_position, num_frames)
-    progress (stage, step, total)  preview (index, image (h, w, 3) uint8)
+    progress (stage, step, total, eta_s (< 0: unknown))  preview (index, image (h, w, 3) uint8)
     frame (index, path, thumbnail (h, w, 3) uint8)
     done (num_frames, stats, files)  error (message, field)  cancelled ()
 """
@@ -130,7 +130,7 @@ class JobClient:
             if self._ended:  # given up after a cancel: stop listening
                 return
             if isinstance(msg, Progress):
-                self._put("progress", msg.stage, msg.step, msg.total)
+                self._put("progress", msg.stage, msg.step, msg.total, msg.eta_s)
             elif isinstance(msg, Preview):
                 self._put("preview", msg.index, msg.image)
             elif isinstance(msg, Frame):

@@ -95,3 +95,35 @@ def synthetic_rig_data(path: str, seed: int = 0) -> dict:
 def rig_file(tmp_path):
     path = str(tmp_path / "synthetic_rig.npz")
     return path, synthetic_rig_data(path)
+
+
+class _Layout:
+    """Records what a panel's draw() puts in its layout (draw() never runs headless)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.log.append((name, args, kwargs))
+            return _Layout(self.log)
+        return call
+
+
+def _draw_panels(scene, active_object=None) -> list:
+    import types
+
+    from blender_addon.bl import panel
+
+    log: list = []
+    ctx = types.SimpleNamespace(scene=scene, active_object=active_object)
+    for cls in panel.classes:
+        cls.draw(types.SimpleNamespace(layout=_Layout(log)), ctx)
+    return log
+
+
+@pytest.fixture
+def draw_panels():
+    """``draw_panels(scene, active_object=None)``: draw every MIMO panel and sub-panel with a
+    recording layout; returns the calls made as ``(method, args, kwargs)``."""
+    return _draw_panels

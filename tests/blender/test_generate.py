@@ -114,6 +114,15 @@ def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
     assert len(strips) == 2 and len({s.channel for s in strips}) == 2
     assert sorted(p.name for p in job_dir.iterdir()) == files
 
+    # the panel's Add Strip puts the last result in the sequencer again (a deleted strip)
+    from blender_addon.bl import vse
+
+    last = next(s for s in strips if s.name == "my_shot_001")
+    vse.strips_of(scene).remove(last)
+    assert bpy.ops.mimo.add_result_strip() == {"FINISHED"}
+    (again,) = [s for s in _strips(scene) if s.name.startswith("my_shot_001")]
+    assert again.frame_final_start == 1 and [e.filename for e in again.elements] == files
+
 
 def _load_rgb(path):
     """An 8-bit PNG as (H, W, 3) uint8, top row first, read by Blender."""
@@ -355,25 +364,10 @@ def test_unsaved_blend_writes_to_a_persistent_folder(addon, server, tmp_path, mo
         bpy.context.preferences.addons.remove(addon_entry)
 
 
-def _panel_operators(scene):
-    import types
+def test_undo_during_a_job_keeps_cancel_and_the_strip_is_an_undo_step(addon, server, tmp_path, draw_panels):
+    def _panel_operators(scene):
+        return [a[0] for n, a, k in draw_panels(scene) if n == "operator"]
 
-    from blender_addon.bl.panel import MIMO_PT_main
-
-    log: list = []
-
-    class Layout:
-        def __getattr__(self, name):
-            def call(*args, **kwargs):
-                log.append((name, args, kwargs))
-                return Layout()
-            return call
-
-    MIMO_PT_main.draw(types.SimpleNamespace(layout=Layout()), types.SimpleNamespace(scene=scene, active_object=None))
-    return [a[0] for n, a, k in log if n == "operator"]
-
-
-def test_undo_during_a_job_keeps_cancel_and_the_strip_is_an_undo_step(addon, server, tmp_path):
     scene = _shot(tmp_path, server, frames=3)
     bpy.ops.ed.undo_push(message="set up the shot")
     bpy.ops.ed.undo_push(message="before Generate")

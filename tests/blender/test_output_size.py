@@ -80,31 +80,11 @@ def test_one_side_given_follows_the_render_aspect(addon, tmp_path):
     assert req.camera.K[0][0, 0] == pytest.approx(req.camera.K[0][1, 1], rel=1e-6)
 
 
-class _Layout:
-    def __init__(self, log):
-        self.log = log
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            self.log.append((name, args, kwargs))
-            return _Layout(self.log)
-        return call
-
-
-def test_panel_says_what_is_cropped(addon, tmp_path):
-    import types
-
-    from blender_addon.bl.panel import MIMO_PT_main
-
+def test_panel_says_what_is_cropped(addon, tmp_path, draw_panels):
     scene, _, _ = _scene(tmp_path)
-    log: list = []
-    MIMO_PT_main.draw(types.SimpleNamespace(layout=_Layout(log)),
-                      types.SimpleNamespace(scene=scene, active_object=None))
-    labels = [k.get("text", "") for n, a, k in log if n == "label"]
-    assert "Output 64x64: the 160x90 render cropped to 90x90 (sides cut), scaled" in labels
+    labels = [k.get("text", "") for n, a, k in draw_panels(scene) if n == "label"]
+    assert "Output 64x64: the 160x90 render cropped to" in labels
+    assert "90x90 (sides cut), scaled" in labels  # (wrapped over two lines)
     scene.mimo.width = scene.mimo.height = 0
-    log.clear()
-    MIMO_PT_main.draw(types.SimpleNamespace(layout=_Layout(log)),
-                      types.SimpleNamespace(scene=scene, active_object=None))
-    labels = [k.get("text", "") for n, a, k in log if n == "label"]
-    assert "Output 160x88: the render size (cut to multiples of 8 from 160x90)" in labels
+    text = " ".join(k.get("text", "") for n, a, k in draw_panels(scene) if n == "label")
+    assert "Output 160x88: the render size (cut to multiples of 8 from 160x90)" in text

@@ -5,7 +5,7 @@ import bpy
 import pytest
 
 OPERATORS = ("add_body", "add_body_file", "add_camera", "pick_camera", "import_motion", "retarget", "check_server", "generate",
-             "cancel")
+             "cancel", "add_result_strip")
 
 
 def test_register_unregister_twice():
@@ -26,59 +26,51 @@ def test_register_unregister_twice():
         assert not hasattr(bpy.types.Scene, "mimo")
 
 
-class _Layout:
-    """Records what draw() puts in the panel."""
-
-    def __init__(self, log):
-        self.log = log
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            self.log.append((name, args, kwargs))
-            return _Layout(self.log)
-        return call
-
-
-def _draw(context_obj=None):
-    import types
-
-    from blender_addon.bl.panel import MIMO_PT_main
-
-    log: list = []
-    fake_panel = types.SimpleNamespace(layout=_Layout(log))
-    ctx = types.SimpleNamespace(scene=bpy.context.scene, active_object=context_obj)
-    MIMO_PT_main.draw(fake_panel, ctx)
-    return log
-
-
-def test_panel_lists_the_controls(addon, rig_file):
-    from blender_addon.bl import rig_builder
-
-    log = _draw()
-    ops = [a[0] for n, a, k in log if n == "operator"]
-    props = [a[1] for n, a, k in log if n == "prop"]
-    assert "mimo.add_body" in ops and "mimo.generate" in ops and "mimo.add_camera" in ops
-    assert {"server", "character", "camera", "backend", "seed"} <= set(props)
-    from blender_addon.bl import timers
+def test_panel_lists_the_controls(addon, rig_file, draw_panels):
+    from blender_addon.bl import panel, rig_builder, timers
     from blender_addon.core.client import JobClient
 
     scene = bpy.context.scene
+    log = draw_panels(scene)
+    ops = [a[0] for n, a, k in log if n == "operator"]
+    props = [a[1] for n, a, k in log if n == "prop"]
+    assert "mimo.add_body" in ops and "mimo.generate" in ops and "mimo.add_camera" in ops
+    assert {"server", "character", "camera", "backend", "seed", "connect_timeout"} <= set(props)
+    # collapsible sub-panels under the main one; Server starts closed
+    assert [c.bl_label for c in panel.classes] == ["MIMO", "Body", "Camera", "Shot", "Server"]
+    assert all(c.bl_parent_id == "MIMO_PT_main" for c in panel.classes[1:])
+    assert "DEFAULT_CLOSED" in panel.MIMO_PT_server.bl_options
+    assert scene.mimo.bl_rna.properties["connect_timeout"].name == "Wait for Server"
+    assert "plate" in scene.mimo.bl_rna.properties["occlusion"].name
+    # what will be sent, before Generate
+    labels = [k.get("text") for n, a, k in log if n == "label"]
+    assert " ".join(labels[:2]) == "Sends 250 frames (1-250) at 24 fps, 1920x1080, 0 bodies, preview"
+
     job = timers.ActiveJob(client=JobClient("tcp://127.0.0.1:1", None, ""), scene_name=scene.name,
                            job_dir="", start_frame=1, total=4)  # a job that was never started
     timers._JOBS[scene.name] = job
     try:
         job.show(scene, status="frame 1/4", progress=0.25)
-        log = _draw()
+        log = draw_panels(scene)
         assert "mimo.cancel" in [a[0] for n, a, k in log if n == "operator"]
         assert ("progress", (), {"factor": 0.25, "type": "BAR", "text": "frame 1/4"}) in log
     finally:
         timers._JOBS.clear()
-    scene.mimo.last_error = "server down"  # a file saved after a failed job
-    log = _draw()
+    scene.mimo.last_error = ("server: no answer from tcp://127.0.0.1:5555 within 5.0 s: is "
+                             "`mimo-server` running there?")  # a file saved after a failed job
+    log = draw_panels(scene)
     assert "mimo.generate" in [a[0] for n, a, k in log if n == "operator"]
-    assert any(n == "label" and k.get("text") == "server down" for n, a, k in log)
+    labels = [k for n, a, k in log if n == "label"]
+    first = next(i for i, k in enumerate(labels) if k.get("icon") == "ERROR")
+    errors = [labels[first]["text"]]
+    for k in labels[first + 1:]:
+        if k.get("icon") != "BLANK1":
+            break
+        errors.append(k["text"])
+    assert len(errors) > 1 and all(len(t) <= panel.WRAP for t in errors)  # wrapped, not cut
+    assert " ".join(errors) == scene.mimo.last_error
     rig = rig_builder.build_rig(rig_file[0])
-    log = _draw(rig)
+    log = draw_panels(scene, rig)
     sliders = [k.get("text") for n, a, k in log if n == "prop" and a[1] == "mimo_shape"]
     assert sliders == ["Wide", "Tall"]
 
