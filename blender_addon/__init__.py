@@ -16,11 +16,12 @@ def _classes() -> tuple:
 def register() -> None:
     import bpy
 
-    from .bl import props
+    from .bl import props, timers
 
     for cls in _classes():
         bpy.utils.register_class(cls)
     props.attach()
+    timers.attach()
 
 
 def unregister() -> None:

@@ -65,7 +65,7 @@ def start(scene: bpy.types.Scene, job: ActiveJob) -> None:
     _JOBS[scene.name] = job
     job.client.start()
     if not bpy.app.timers.is_registered(drain_all):
-        # persistent: keeps draining across file loads (jobs of vanished scenes are cancelled)
+        # persistent: survives file loads (which cancel the jobs, see _on_load_pre)
         bpy.app.timers.register(drain_all, first_interval=INTERVAL_S, persistent=True)
 
 
@@ -213,11 +213,31 @@ def cancel(scene: bpy.types.Scene) -> bool:
     return True
 
 
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args) -> None:
+    """Another file replaces this one: its jobs must not put strips into that file (jobs are
+    known by scene name). Cancel them — the frames written so far stay in their folders — and
+    forget the panel's last jobs."""
+    for job in _JOBS.values():
+        job.client.cancel()
+        log.warning("MIMO: another file was opened: job cancelled, %d frames kept in %s",
+                    len(job.client.files), job.job_dir)
+    _JOBS.clear()
+    _LAST.clear()
+
+
+def attach() -> None:
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
 def stop_all() -> None:
-    """Cancel every job and stop the timer (unregister)."""
+    """Cancel every job, stop the timer and the file-load handler (unregister)."""
     for job in _JOBS.values():
         job.client.cancel()
     _JOBS.clear()
     _LAST.clear()
     if bpy.app.timers.is_registered(drain_all):
         bpy.app.timers.unregister(drain_all)
+    while _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)

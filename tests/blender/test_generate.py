@@ -386,3 +386,18 @@ def test_undo_during_a_job_keeps_cancel_and_the_strip_is_an_undo_step(addon, ser
     bpy.ops.ed.redo()  # ... and Ctrl+Shift+Z brings it back
     scene = bpy.context.scene
     assert [s.name for s in _strips(scene)] == [name]
+
+
+def test_opening_another_file_cancels_the_job_and_forgets_it(addon, tmp_path, draw_panels):
+    with socket.socket() as sock:  # a port nobody listens on: the job stays in "connecting"
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    scene = _shot(tmp_path, f"tcp://127.0.0.1:{port}", frames=2)
+    scene.mimo.connect_timeout = 30.0
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    job = addon_timers().active(scene)
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "shot.blend"))  # (the same name: a new file)
+    scene = bpy.context.scene
+    assert addon_timers().active(scene) is None and addon_timers().last(scene) is None
+    assert job.client._cancel.is_set()
+    assert "mimo.generate" in [a[0] for n, a, k in draw_panels(scene) if n == "operator"]
