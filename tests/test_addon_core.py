@@ -392,3 +392,11 @@ def test_fit_pose_recovers_rotations_and_reports_what_it_cannot():
     msg = evaluated.describe_issue(fit, names, [1, 2], "Body")
     assert msg.startswith("Body: bone 'spine' is scaled or stretched (+50% at frame 1)")
     assert f"up to {1000 * fit.residual.max():.0f} mm off" in msg and fit.residual.max() > 0.05
+
+
+def test_only_the_preview_backend_goes_without_a_character_image():
+    from blender_addon.core.request import GenerateSettings
+
+    GenerateSettings(backend="preview", character="").validate()
+    with pytest.raises(ValueError, match="^character: choose a reference image"):
+        GenerateSettings(backend="mimo", character="").validate()

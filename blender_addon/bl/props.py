@@ -35,7 +35,8 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     mode: EnumProperty(name="Mode", items=[("exact", "Exact", "Reproduce the official pipeline"),
                                            ("fast", "Fast", "Same networks, faster schedule")])
     character: StringProperty(name="Character", subtype="FILE_PATH",
-                              description="Reference image of the character (PNG or JPEG)")
+                              description="Reference image of the character (PNG or JPEG); the Preview "
+                                          "backend works without one")
     camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera,
                             description="Camera of the shot (empty: the scene camera)")
     width: IntProperty(name="Width", default=0, min=0, max=2048,

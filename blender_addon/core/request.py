@@ -36,7 +36,10 @@ class GenerateSettings:
         if not self.server.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"server: expected an address like tcp://host:port, got {self.server!r}")
         if not self.character:
-            raise ValueError("character: choose a reference image of the character")
+            if self.backend == "preview":  # the preview draws the motion codes only
+                return
+            raise ValueError("character: choose a reference image of the character "
+                             "(only the Preview backend works without one)")
         if not os.path.isfile(self.character):
             raise ValueError(f"character: file not found: {self.character}")
 
@@ -60,8 +63,13 @@ def build_request(settings: GenerateSettings, bodies: list[dict], camera: dict,
     from ..vendor import protocol as P
 
     settings.validate()
-    with open(settings.character, "rb") as f:
-        character = f.read()
+    if settings.character:
+        with open(settings.character, "rb") as f:
+            character = f.read()
+    else:  # Preview without a character image: the wire wants one, the preview never looks at it
+        from .png import encode_png
+
+        character = encode_png(np.full((8, 8, 3), 255, np.uint8))
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     body_params = []
     for b in bodies:

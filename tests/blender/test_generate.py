@@ -185,10 +185,19 @@ def test_bad_request_is_refused_in_the_operator(addon, server, tmp_path):
     with pytest.raises(RuntimeError, match="character"):
         bpy.ops.mimo.generate()
     assert "character" in scene.mimo.last_error
-    scene.mimo.character = ""
-    with pytest.raises(RuntimeError, match="character"):
+    scene.mimo.character, scene.mimo.backend = "", "mimo"
+    with pytest.raises(RuntimeError, match="character: choose a reference image"):
         bpy.ops.mimo.generate()
     assert addon_timers().active(scene) is None
+
+
+def test_preview_needs_no_character_image(addon, server, tmp_path):
+    scene = _shot(tmp_path, server, frames=2)
+    scene.mimo.character = ""
+    assert scene.mimo.backend == "preview"
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    assert _pump(scene)[0] == "done", scene.mimo.last_error
+    assert len(os.listdir(scene.mimo.job_dir)) == 2
 
 
 def test_check_server_reports_capabilities(addon, server):
