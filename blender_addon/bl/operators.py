@@ -34,7 +34,11 @@ def scene_rigs(scene: bpy.types.Scene) -> list[bpy.types.Object]:
 
 def settings_of(scene: bpy.types.Scene) -> GenerateSettings:
     s = scene.mimo
-    return GenerateSettings(server=s.server.strip(), timeout=s.connect_timeout, backend=s.backend, mode=s.mode,
+    backend = prefs.backend_of(s)
+    offered = [b for b in s.server_backends.split(",") if b]
+    if offered and backend not in offered:
+        raise MimoClientError(f"backend: the server offers {', '.join(offered)}, not {backend!r}")
+    return GenerateSettings(server=prefs.server_of(s), timeout=s.connect_timeout, backend=backend, mode=s.mode,
                             character=bpy.path.abspath(s.character) if s.character else "", steps=s.steps,
                             cfg=s.cfg, seed=s.seed, job_name=s.job_name, fps=frame_range(scene).fps)
 
@@ -96,7 +100,8 @@ def shot_summary(scene: bpy.types.Scene) -> str:
         return str(exc)
     n = len(scene_rigs(scene))
     step = f", every {fr.step}" if fr.step > 1 else ""
-    backend = "preview" if s.backend == "preview" else f"MIMO {s.mode}, {s.steps} steps"
+    backend = prefs.backend_of(s)
+    backend = f"MIMO {s.mode}, {s.steps} steps" if backend == "mimo" else backend
     return (f"Sends {len(fr)} frames ({fr.start}-{fr.end}{step}) at {fr.fps:g} fps, {w}x{h}, "
             f"{n} {'body' if n == 1 else 'bodies'}, {backend}")
 
@@ -257,7 +262,8 @@ class MIMO_OT_check_server(bpy.types.Operator):
 
     def execute(self, context):
         s = context.scene.mimo
-        if not is_loopback(s.server) and not bpy.app.online_access:
+        server = prefs.server_of(s)
+        if not is_loopback(server) and not bpy.app.online_access:
             return _fail(self, MimoClientError("online access is off (Preferences > System): "
                                                "a remote server cannot be reached"))
         import zmq
@@ -266,9 +272,9 @@ class MIMO_OT_check_server(bpy.types.Operator):
         from ..vendor.client import MimoClientError as WireError
 
         try:
-            client = Client(s.server.strip(), timeout=s.connect_timeout, name="blender")
+            client = Client(server, timeout=s.connect_timeout, name="blender")
         except (zmq.ZMQError, ValueError) as exc:
-            s.last_error = f"server: {s.server!r}: {exc}"
+            s.last_error = f"server: {server!r}: {exc}"
             return _fail(self, MimoClientError(s.last_error))
         try:
             caps = client.hello()
@@ -278,6 +284,7 @@ class MIMO_OT_check_server(bpy.types.Operator):
         finally:
             client.close()
         s.capabilities = f"{caps.server} on {caps.device or '?'}; backends {', '.join(caps.backends)}"
+        s.server_backends = ",".join(caps.backends)
         self.report({"INFO"}, s.capabilities)
         return {"FINISHED"}
 
@@ -299,7 +306,7 @@ class MIMO_OT_generate(bpy.types.Operator):
 
         scene = context.scene
         s = scene.mimo
-        if not is_loopback(s.server) and not bpy.app.online_access:
+        if not is_loopback(prefs.server_of(s)) and not bpy.app.online_access:
             return _fail(self, MimoClientError("online access is off (Preferences > System): "
                                                "a remote server cannot be reached"))
         warnings: list[str] = []
@@ -312,7 +319,7 @@ class MIMO_OT_generate(bpy.types.Operator):
         except (MimoClientError, ValueError, OSError) as exc:
             s.last_error = str(exc)
             return _fail(self, exc)
-        client = JobClient(s.server.strip(), request, job_dir, timeout=s.connect_timeout)
+        client = JobClient(prefs.server_of(s), request, job_dir, timeout=s.connect_timeout)
         job = timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir, start_frame=scene.frame_start,
                                total=request.num_frames, hold=scene.frame_step, warning="; ".join(warnings))
         job.show(scene, status="starting", progress=0.0, error="")

@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import rig_builder
+from . import prefs, rig_builder
 
 WRAP = 44  # characters per line of wrapped status and error text (the sidebar's usual width)
 
@@ -80,8 +80,8 @@ class MIMO_PT_shot(_Sub, bpy.types.Panel):
         layout = self.layout
         s = context.scene.mimo
         layout.prop(s, "character")
-        layout.prop(s, "backend")
-        if s.backend == "mimo":
+        layout.prop(s, "backend", placeholder=prefs.backend_of(s))  # empty: the preferences' default
+        if prefs.backend_of(s) == "mimo":
             layout.prop(s, "mode")
             row = layout.row(align=True)
             row.prop(s, "steps")
@@ -102,7 +102,7 @@ class MIMO_PT_server(_Sub, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         s = context.scene.mimo
-        layout.prop(s, "server")
+        layout.prop(s, "server", placeholder=prefs.server_of(s))  # empty: the preferences' server
         row = layout.row(align=True)
         row.prop(s, "connect_timeout")
         row.operator("mimo.check_server", text="", icon="FILE_REFRESH")

@@ -1,4 +1,5 @@
-"""Add-on preferences (Edit > Preferences > Add-ons > MIMO) and where a job's frames go.
+"""Add-on preferences (Edit > Preferences > Add-ons > MIMO): the server and backend of scenes
+that name none, and where the frames of an unsaved file go.
 
 A saved .blend writes its jobs to ``//mimo/<job>/`` next to it. An unsaved one has no such place,
 and Blender deletes its session temp folder on exit, so its jobs go to the preference's output
@@ -21,15 +22,26 @@ def default_output_dir() -> str:
     return os.path.join(videos if os.path.isdir(videos) else home, "MIMO")
 
 
+DEFAULT_SERVER = "tcp://127.0.0.1:5555"
+DEFAULT_BACKEND = "preview"
+
+
 class MIMO_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_ID
 
+    server: StringProperty(name="Server", default=DEFAULT_SERVER,
+                           description="ZeroMQ address of the mimo-server, for scenes that name none")
+    backend: StringProperty(name="Backend", default=DEFAULT_BACKEND,
+                            description="Backend for scenes that name none (preview, mimo, or another "
+                                        "one your server offers)")
     output_dir: StringProperty(
         name="Output folder (unsaved files)", subtype="DIR_PATH", default="",
         description="Where the frames of an unsaved .blend go (empty: MIMO in your Videos or home "
                     "folder). A saved .blend writes next to itself, in //mimo/")
 
     def draw(self, context):
+        self.layout.prop(self, "server")
+        self.layout.prop(self, "backend")
         self.layout.prop(self, "output_dir")
         if not self.output_dir:
             self.layout.label(text=f"Empty: {default_output_dir()}")
@@ -38,6 +50,18 @@ class MIMO_AP_preferences(bpy.types.AddonPreferences):
 def preferences() -> "MIMO_AP_preferences | None":
     addon = bpy.context.preferences.addons.get(ADDON_ID)
     return addon.preferences if addon is not None else None
+
+
+def server_of(settings) -> str:
+    """The scene's server address, or the preferences' when the scene names none."""
+    p = preferences()
+    return settings.server.strip() or (p.server.strip() if p is not None else "") or DEFAULT_SERVER
+
+
+def backend_of(settings) -> str:
+    """The scene's backend, or the preferences' default when the scene names none."""
+    p = preferences()
+    return settings.backend.strip() or (p.backend.strip() if p is not None else "") or DEFAULT_BACKEND
 
 
 def output_root() -> tuple[str, str]:

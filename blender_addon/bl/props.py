@@ -23,15 +23,29 @@ def _shape_changed(self, context) -> None:
         rig_builder.apply_shape(self)
 
 
+KNOWN_BACKENDS = {"preview": "motion codes composited on the scene (no weights)",
+                  "mimo": "the MIMO diffusion pipeline (needs weights on the server)"}
+
+
+def _backends(self, context, edit_text):
+    """The backends the server reported (Check Server or a job), else the known ones."""
+    names = [b for b in self.server_backends.split(",") if b] or list(KNOWN_BACKENDS)
+    return [(b, KNOWN_BACKENDS.get(b, "")) for b in names]
+
+
 class MIMO_PG_settings(bpy.types.PropertyGroup):
-    server: StringProperty(name="Server", default="tcp://127.0.0.1:5555",
-                           description="ZeroMQ address of the mimo-server")
+    server: StringProperty(name="Server", default="",
+                           description="ZeroMQ address of the mimo-server (empty: the add-on preferences' "
+                                       "server, tcp://127.0.0.1:5555 unless changed there)")
     connect_timeout: FloatProperty(name="Wait for Server", default=5.0, min=0.5, max=120.0, unit="TIME_ABSOLUTE",
                                    description="How long the server may stay silent before it is reported "
                                                "as not answering (seconds)")
-    backend: EnumProperty(name="Backend", items=[
-        ("preview", "Preview", "Weight-free preview: motion codes composited on the scene"),
-        ("mimo", "MIMO", "The MIMO diffusion pipeline (needs weights on the server)")], default="preview")
+    backend: StringProperty(name="Backend", default="", search=_backends,
+                            description="What the server renders with: the ones it offers are listed once "
+                                        "it answered (preview: motion codes only, no weights; mimo: the "
+                                        "diffusion pipeline). Empty: the add-on preferences' default")
+    server_backends: StringProperty(name="Server backends", default="", options={"HIDDEN"},
+                                    description="Backends the server last reported, comma-separated")
     mode: EnumProperty(name="Mode", items=[("exact", "Exact", "Reproduce the official pipeline"),
                                            ("fast", "Fast", "Same networks, faster schedule")])
     character: StringProperty(name="Character", subtype="FILE_PATH",

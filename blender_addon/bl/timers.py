@@ -108,6 +108,7 @@ def drain(scene: bpy.types.Scene) -> str | None:
             caps = data[0]
             scene.mimo.capabilities = (f"{caps['server']} on {caps['device'] or '?'}; "
                                        f"backends {', '.join(caps['backends'])}")
+            scene.mimo.server_backends = ",".join(caps["backends"])
         elif kind == "accepted":
             job.show(scene, status=f"job {data[0]} queued at {data[1]}" if data[1] else f"job {data[0]} running")
             job.total = data[2] or job.total

@@ -194,16 +194,27 @@ def test_bad_request_is_refused_in_the_operator(addon, server, tmp_path):
 def test_preview_needs_no_character_image(addon, server, tmp_path):
     scene = _shot(tmp_path, server, frames=2)
     scene.mimo.character = ""
-    assert scene.mimo.backend == "preview"
+    from blender_addon.bl import prefs
+
+    assert prefs.backend_of(scene.mimo) == "preview"  # the default
     assert bpy.ops.mimo.generate() == {"FINISHED"}
     assert _pump(scene)[0] == "done", scene.mimo.last_error
     assert len(os.listdir(scene.mimo.job_dir)) == 2
 
 
-def test_check_server_reports_capabilities(addon, server):
-    bpy.context.scene.mimo.server = server
+def test_check_server_reports_capabilities(addon, server, tmp_path):
+    from blender_addon.bl import props
+
+    scene = _shot(tmp_path, server, frames=2)
+    assert [b for b, _ in props._backends(scene.mimo, bpy.context, "")] == ["preview", "mimo"]  # not asked yet
     assert bpy.ops.mimo.check_server() == {"FINISHED"}
-    assert "preview" in bpy.context.scene.mimo.capabilities
+    assert "preview" in scene.mimo.capabilities
+    offered = scene.mimo.server_backends.split(",")
+    assert "preview" in offered
+    assert [b for b, _ in props._backends(scene.mimo, bpy.context, "")] == offered  # the Backend field's list
+    scene.mimo.backend = "watercolour"
+    with pytest.raises(RuntimeError, match="backend: the server offers preview"):
+        bpy.ops.mimo.generate()
 
 
 def test_frame_step_keeps_the_shot_timing(addon, server, tmp_path):

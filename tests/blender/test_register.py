@@ -19,7 +19,10 @@ def test_register_unregister_twice():
             assert hasattr(bpy.types.Scene, "mimo")
             for op in OPERATORS:
                 assert hasattr(bpy.ops.mimo, op)
-            assert bpy.context.scene.mimo.server.startswith("tcp://127.0.0.1")
+            assert bpy.context.scene.mimo.server == ""  # the preferences' server
+            from blender_addon.bl import prefs
+
+            assert prefs.server_of(bpy.context.scene.mimo) == "tcp://127.0.0.1:5555"
         finally:
             blender_addon.unregister()
         assert not hasattr(bpy.types, "MIMO_PT_main")
@@ -73,6 +76,24 @@ def test_panel_lists_the_controls(addon, rig_file, draw_panels):
     log = draw_panels(scene, rig)
     sliders = [k.get("text") for n, a, k in log if n == "prop" and a[1] == "mimo_shape"]
     assert sliders == ["Wide", "Tall"]
+
+
+def test_preferences_give_the_server_and_backend_of_scenes_that_name_none(addon):
+    from blender_addon.bl import operators, prefs
+
+    s = bpy.context.scene.mimo
+    entry = bpy.context.preferences.addons.new()  # what enabling the add-on creates
+    entry.module = prefs.ADDON_ID
+    try:
+        p = prefs.preferences()
+        p.server, p.backend = "tcp://127.0.0.1:7777", "mimo"
+        got = operators.settings_of(bpy.context.scene)
+        assert (got.server, got.backend) == ("tcp://127.0.0.1:7777", "mimo")
+        s.server, s.backend = "tcp://127.0.0.1:6000", "preview"  # the scene's own win
+        got = operators.settings_of(bpy.context.scene)
+        assert (got.server, got.backend) == ("tcp://127.0.0.1:6000", "preview")
+    finally:
+        bpy.context.preferences.addons.remove(entry)
 
 
 def test_add_body_reports_a_bad_file(addon, tmp_path):
