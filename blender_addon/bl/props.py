@@ -17,10 +17,20 @@ def _is_rig(self, obj) -> bool:
 
 
 def _shape_changed(self, context) -> None:
+    """Keep each shape value in the body's defined range (writing it back calls this again),
+    then reshape the rig."""
     from . import rig_builder
 
-    if self.get("mimo_rig_data"):
-        rig_builder.apply_shape(self)
+    if not self.get("mimo_rig_data"):
+        return
+    rng = rig_builder.rig_data(self["mimo_rig_data"]).shape_range
+    values = list(self.mimo_shape)
+    limited = [min(max(v, float(rng[k][0])), float(rng[k][1])) if k < len(rng) else 0.0
+               for k, v in enumerate(values)]
+    if limited != values:
+        self.mimo_shape = limited
+        return
+    rig_builder.apply_shape(self)
 
 
 KNOWN_BACKENDS = {"preview": "motion codes composited on the scene (no weights)",

@@ -211,14 +211,23 @@ def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[in
     keep = scene.frame_current
     pbs = [arm_obj.pose.bones[n] for n in names]
     rest = np.array([_mat(arm_obj.data.bones[n].matrix_local) for n in names])
+    K = int(arm_obj.get("mimo_num_shapes", 0))
+    shapes = np.empty((F, K))
     for f, frame in enumerate(frames):
         scene.frame_set(frame)
+        shapes[f] = arm_obj.mimo_shape[:K]
         for j, pb in enumerate(pbs):
             basis_q[f, j] = list(pb.matrix_basis.to_quaternion())
             pose[f, j] = _mat(pb.matrix)
         basis_loc[f] = list(pbs[0].matrix_basis.translation)
         mats[f] = np.array(_mat(arm_obj.matrix_world))
     scene.frame_set(keep)
+    # the rig's bones and mesh follow the shape set with the sliders, at no frame in particular:
+    # a shape that differs between the frames sent and the current one is animated
+    shapes = np.concatenate([shapes, np.asarray(arm_obj.mimo_shape[:K], np.float64)[None]])
+    if K and np.ptp(shapes, axis=0).max() > 1e-6:
+        raise MimoClientError(f"{arm_obj.name}: the body shape is animated, which the viewport does not "
+                              "show and the body cannot follow: remove the Shape keyframes")
     fit = fit_pose(pose, rest, data.parents)
     # where the evaluated pose is the keyframed one (to float32 precision), keep the exact basis
     quats = fit.quaternions

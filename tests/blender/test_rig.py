@@ -125,7 +125,7 @@ def test_shape_sliders_move_rest_mesh_and_joints(addon, rig_file):
 
     path, arr = rig_file
     rig = rig_builder.build_rig(path)
-    betas = np.array([1.5, -2.0])
+    betas = np.array([0.8, -0.9])  # within the range the body defines (sliders are limited to it)
     rig.mimo_shape[0], rig.mimo_shape[1] = betas  # the property's update callback reshapes
     joints = np.array([list(rig.data.bones[n].head_local) for n in JOINT_NAMES])
     assert np.abs(axes.points_blender_to_wire(joints) - (arr["rest_joints"] + arr["joint_shapedirs"] @ betas)).max() < 1e-5
@@ -240,3 +240,29 @@ def test_smplh_model_file_rig_and_wire_params(addon, tmp_path):
     got = _world_vertices_wire(bpy.data.objects[rig["mimo_mesh"]]) - axes.points_blender_to_wire(
         np.array(rig.location))
     assert np.abs(got - out.vertices[0].numpy()).max() < 1e-4
+
+
+def test_shape_sliders_stay_in_the_body_range_and_animated_shapes_are_refused(addon):
+    from blender_addon.bl import rig_builder
+    from blender_addon.core.errors import MimoClientError
+
+    rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
+    data = rig_builder.rig_data(rig["mimo_rig_data"])
+    lo, hi = data.shape_range[0]
+    rig.mimo_shape[0] = hi + 2.0
+    assert rig.mimo_shape[0] == pytest.approx(hi)  # limited to the range the body defines
+    rig.mimo_shape[1] = lo - 5.0
+    assert rig.mimo_shape[1] == pytest.approx(lo)
+    scene = bpy.context.scene
+    rig.keyframe_insert("mimo_shape", index=0, frame=1)
+    action = rig.animation_data.action  # 4.4+ keeps F-curves in layers; 5.0 has only those
+    fcurves = ([fc for lay in action.layers for st in lay.strips for bag in st.channelbags for fc in bag.fcurves]
+               if getattr(action, "layers", None) else list(action.fcurves))
+    (fc,) = [fc for fc in fcurves if fc.data_path == "mimo_shape"]
+    fc.keyframe_points.insert(2, lo)
+    scene.frame_set(1)
+    for frames in ([1, 2], [2]):  # (the rig shows the shape of frame 1)
+        with pytest.raises(MimoClientError, match="MIMO Body: the body shape is animated"):
+            rig_builder.read_pose(rig, scene, frames)
+    rig.animation_data_clear()
+    assert rig_builder.read_pose(rig, scene, [1, 2])["betas"][0] == pytest.approx(hi)
