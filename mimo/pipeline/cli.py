@@ -316,7 +316,11 @@ def run(args) -> int:
     save_frames("--out", out, frames, job.fps, args.overwrite)
     if args.out_npy:
         floats = raw.get("f", frames.astype(np.float32) / 255.0)
-        np.save(args.out_npy, np.asarray(floats, dtype=np.float32))
+        try:
+            np.save(args.out_npy, np.asarray(floats, dtype=np.float32))
+        except OSError as e:
+            raise CommandFailed(f"--out-npy: writing {args.out_npy!r} failed ({e.strerror or e}); the frames "
+                                f"are in {str(out)!r}") from e
     secs = stats.get("seconds", {})
     total = secs.get("total", sum(secs.values()))
     print(f"wrote {job.num_frames} frames to {out} ({stats.get('backend')}, "
