@@ -43,8 +43,13 @@ def _backends(self, context, edit_text):
     return [(b, KNOWN_BACKENDS.get(b, "")) for b in names]
 
 
+def _server_changed(self, context) -> None:
+    """Another server: what the last one offered no longer applies."""
+    self.server_backends = self.capabilities = ""
+
+
 class MIMO_PG_settings(bpy.types.PropertyGroup):
-    server: StringProperty(name="Server", default="",
+    server: StringProperty(name="Server", default="", update=_server_changed,
                            description="ZeroMQ address of the mimo-server (empty: the add-on preferences' "
                                        "server, tcp://127.0.0.1:5555 unless changed there)")
     connect_timeout: FloatProperty(name="Wait for Server", default=5.0, min=0.5, max=120.0, unit="TIME_ABSOLUTE",

@@ -215,6 +215,8 @@ def test_check_server_reports_capabilities(addon, server, tmp_path):
     scene.mimo.backend = "watercolour"
     with pytest.raises(RuntimeError, match="backend: the server offers preview"):
         bpy.ops.mimo.generate()
+    scene.mimo.server = "tcp://127.0.0.1:6001"  # another server: the list no longer applies
+    assert scene.mimo.server_backends == "" and scene.mimo.capabilities == ""
 
 
 def test_frame_step_keeps_the_shot_timing(addon, server, tmp_path):
