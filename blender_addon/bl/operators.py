@@ -379,5 +379,35 @@ class MIMO_OT_add_result_strip(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MIMO_OT_show_preview(bpy.types.Operator):
+    bl_idname = "mimo.show_preview"
+    bl_label = "Show Preview"
+    bl_description = ("Show the live preview large, in an Image Editor (an open one, else a new window); "
+                      "it refreshes as frames arrive")
+
+    @classmethod
+    def poll(cls, context):
+        s = context.scene.mimo
+        return bool(s.preview_image) and s.preview_image in bpy.data.images
+
+    def execute(self, context):
+        img = bpy.data.images[context.scene.mimo.preview_image]
+        for win in context.window_manager.windows:
+            for area in win.screen.areas:
+                if area.type == "IMAGE_EDITOR":
+                    area.spaces.active.image = img
+                    return {"FINISHED"}
+        try:
+            bpy.ops.wm.window_new()
+        except RuntimeError:
+            return _fail(self, MimoClientError(f"no window could be opened: open an Image Editor and pick "
+                                               f"'{img.name}'"))
+        area = context.window_manager.windows[-1].screen.areas[0]
+        area.type = "IMAGE_EDITOR"
+        area.spaces.active.image = img
+        return {"FINISHED"}
+
+
 classes = (MIMO_OT_add_body, MIMO_OT_add_body_file, MIMO_OT_add_camera, MIMO_OT_pick_camera, MIMO_OT_import_motion,
-           MIMO_OT_retarget, MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel, MIMO_OT_add_result_strip)
+           MIMO_OT_retarget, MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel, MIMO_OT_add_result_strip,
+           MIMO_OT_show_preview)

@@ -129,6 +129,7 @@ def _draw_job(layout, scene) -> None:
     if img is not None:
         img.preview_ensure()
         col.template_icon(icon_value=img.preview.icon_id, scale=8.0)
+        col.operator("mimo.show_preview", icon="IMAGE")
     if job is not None and job.warning:
         wrapped(col, job.warning, icon="INFO")
     error = job.error if job is not None else s.last_error

@@ -193,7 +193,9 @@ def _show_preview(settings, image: np.ndarray) -> None:
     rgba = np.ones((h, w, 4), np.float32)
     rgba[..., :3] = image[::-1].astype(np.float32) / 255.0  # Blender's pixels start bottom-left
     img.pixels.foreach_set(rgba.ravel())
-    img.update()
+    img.update()  # (an Image Editor showing it redraws)
+    img.preview_ensure()
+    img.preview.reload()  # the panel's thumbnail shows the new pixels too, not the first ones
     settings.preview_image = img.name
 
 

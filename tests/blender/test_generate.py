@@ -105,6 +105,10 @@ def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
     assert "preview" in scene.mimo.capabilities
     preview = bpy.data.images[scene.mimo.preview_image]  # the live preview shows the frames
     assert tuple(preview.size) == (64, 48)
+    area = bpy.context.window_manager.windows[0].screen.areas[0]
+    area.type = "IMAGE_EDITOR"  # Show Preview puts it in an open Image Editor, large
+    assert bpy.ops.mimo.show_preview() == {"FINISHED"}
+    assert area.spaces.active.image == preview
 
     # a second run never overwrites the first and lands in a free channel
     assert bpy.ops.mimo.generate() == {"FINISHED"}
