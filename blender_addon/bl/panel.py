@@ -80,6 +80,10 @@ class MIMO_PT_shot(_Sub, bpy.types.Panel):
         layout = self.layout
         s = context.scene.mimo
         layout.prop(s, "character")
+        img = bpy.data.images.get(s.character_image) if s.character_image else None
+        if img is not None:
+            img.preview_ensure()
+            layout.template_icon(icon_value=img.preview.icon_id, scale=4.0)
         layout.prop(s, "backend", placeholder=prefs.backend_of(s))  # empty: the preferences' default
         if prefs.backend_of(s) == "mimo":
             layout.prop(s, "mode")

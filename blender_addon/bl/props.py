@@ -1,6 +1,8 @@
 """Scene and object properties of the add-on, and their one conversion into core settings."""
 from __future__ import annotations
 
+import os
+
 import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
                        PointerProperty, StringProperty)
@@ -43,6 +45,17 @@ def _backends(self, context, edit_text):
     return [(b, KNOWN_BACKENDS.get(b, "")) for b in names]
 
 
+def _character_changed(self, context) -> None:
+    """Load the character image for the panel's thumbnail (draw() may not load data)."""
+    self.character_image = ""
+    path = bpy.path.abspath(self.character) if self.character else ""
+    if path and os.path.isfile(path):
+        try:
+            self.character_image = bpy.data.images.load(path, check_existing=True).name
+        except RuntimeError:  # not an image Blender reads: Generate says what is wrong
+            pass
+
+
 def _server_changed(self, context) -> None:
     """Another server: what the last one offered no longer applies."""
     self.server_backends = self.capabilities = ""
@@ -59,11 +72,13 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
                             description="What the server renders with: the ones it offers are listed once "
                                         "it answered (preview: motion codes only, no weights; mimo: the "
                                         "diffusion pipeline). Empty: the add-on preferences' default")
+    character_image: StringProperty(name="Character image", default="", options={"HIDDEN"},
+                                    description="The loaded character image (the panel's thumbnail)")
     server_backends: StringProperty(name="Server backends", default="", options={"HIDDEN"},
                                     description="Backends the server last reported, comma-separated")
     mode: EnumProperty(name="Mode", items=[("exact", "Exact", "Reproduce the official pipeline"),
                                            ("fast", "Fast", "Same networks, faster schedule")])
-    character: StringProperty(name="Character", subtype="FILE_PATH",
+    character: StringProperty(name="Character", subtype="FILE_PATH", update=_character_changed,
                               description="Reference image of the character (PNG or JPEG); the Preview "
                                           "backend works without one")
     camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera,

@@ -29,9 +29,12 @@ def test_register_unregister_twice():
         assert not hasattr(bpy.types.Scene, "mimo")
 
 
-def test_panel_lists_the_controls(addon, rig_file, draw_panels):
+def test_panel_lists_the_controls(addon, rig_file, draw_panels, tmp_path):
+    import numpy as np
+
     from blender_addon.bl import panel, rig_builder, timers
     from blender_addon.core.client import JobClient
+    from blender_addon.core.png import encode_png
 
     scene = bpy.context.scene
     log = draw_panels(scene)
@@ -72,6 +75,16 @@ def test_panel_lists_the_controls(addon, rig_file, draw_panels):
         errors.append(k["text"])
     assert len(errors) > 1 and all(len(t) <= panel.WRAP for t in errors)  # wrapped, not cut
     assert " ".join(errors) == scene.mimo.last_error
+    # a thumbnail of the character image
+    path = tmp_path / "me.png"
+    path.write_bytes(encode_png(np.full((12, 10, 3), 77, np.uint8)))
+    scene.mimo.character = str(path)
+    img = bpy.data.images[scene.mimo.character_image]
+    assert tuple(img.size) == (10, 12)
+    icons = [k for n, a, k in draw_panels(scene) if n == "template_icon"]
+    assert {"icon_value": img.preview.icon_id, "scale": 4.0} in icons
+    scene.mimo.character = ""
+    assert scene.mimo.character_image == ""
     rig = rig_builder.build_rig(rig_file[0])
     log = draw_panels(scene, rig)
     sliders = [k.get("text") for n, a, k in log if n == "prop" and a[1] == "mimo_shape"]
