@@ -132,3 +132,12 @@ def test_generate_reports_the_warning_before_sending(addon, tmp_path):
     job = timers.active(scene)
     assert "bone 'spine2' is scaled or stretched" in job.warning
     timers.cancel(scene)
+
+
+def test_a_scaled_rig_object_is_refused_in_the_artists_words(addon, tmp_path):
+    import pytest
+
+    scene, rig = _shot(tmp_path)
+    rig.scale = (1.2, 1.2, 1.2)
+    with pytest.raises(RuntimeError, match=r"MIMO Body: the rig object is scaled \(1\.2, 1\.2, 1\.2 at frame 1\)"):
+        bpy.ops.mimo.generate()
