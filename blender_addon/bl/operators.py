@@ -102,8 +102,16 @@ def shot_summary(scene: bpy.types.Scene) -> str:
     step = f", every {fr.step}" if fr.step > 1 else ""
     backend = prefs.backend_of(s)
     backend = f"MIMO {s.mode}, {s.steps} steps" if backend == "mimo" else backend
+    from . import timers
+
+    last = timers.last(scene)  # the server's capabilities carry no speed: the last job's does
+    estimate = ""
+    if last is not None and last.seconds_per_frame and last.backend == prefs.backend_of(s) and all(last.size):
+        secs = last.seconds_per_frame * len(fr) * (w * h) / (last.size[0] * last.size[1])
+        estimate = f", about {secs:.0f} s" if secs < 120 else f", about {secs / 60:.0f} min"
+        estimate += " (from the last job)"
     return (f"Sends {len(fr)} frames ({fr.start}-{fr.end}{step}) at {fr.fps:g} fps, {w}x{h}, "
-            f"{n} {'body' if n == 1 else 'bodies'}, {backend}")
+            f"{n} {'body' if n == 1 else 'bodies'}, {backend}{estimate}")
 
 
 class _AddBody:
@@ -321,7 +329,8 @@ class MIMO_OT_generate(bpy.types.Operator):
             return _fail(self, exc)
         client = JobClient(prefs.server_of(s), request, job_dir, timeout=s.connect_timeout)
         job = timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir, start_frame=scene.frame_start,
-                               total=request.num_frames, hold=scene.frame_step, warning="; ".join(warnings))
+                               total=request.num_frames, hold=scene.frame_step, warning="; ".join(warnings),
+                               backend=request.backend, size=(request.width, request.height))
         job.show(scene, status="starting", progress=0.0, error="")
         s.job_dir = job_dir
         for w in warnings:  # said once per Generate, before the job starts

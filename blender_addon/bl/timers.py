@@ -43,6 +43,9 @@ class ActiveJob:
     status: str = "starting"
     progress: float = 0.0
     error: str = ""
+    backend: str = ""  # with size and seconds_per_frame: the next Generate's time estimate
+    size: tuple = (0, 0)
+    seconds_per_frame: float = 0.0
 
     def show(self, scene: bpy.types.Scene, status: str | None = None, progress: float | None = None,
              error: str | None = None) -> None:
@@ -137,7 +140,9 @@ def _finish(scene: bpy.types.Scene, job: ActiveJob, kind: str, data: tuple) -> N
     _JOBS.pop(scene.name, None)
     _LAST[scene.name] = job
     if kind == "done":
-        files = data[2]
+        files, stats = data[2], data[1]
+        if files and isinstance(stats.get("total_s"), (int, float)):
+            job.seconds_per_frame = float(stats["total_s"]) / len(files)
         job.show(scene, status=f"done: {len(files)} frames in {job.job_dir}", progress=1.0, error="")
         if files:
             _add_strip(scene, job, files, os.path.basename(job.job_dir))

@@ -105,6 +105,12 @@ def test_generate_streams_frames_into_the_sequencer(addon, server, tmp_path):
     assert "preview" in scene.mimo.capabilities
     preview = bpy.data.images[scene.mimo.preview_image]  # the live preview shows the frames
     assert tuple(preview.size) == (64, 48)
+    from blender_addon.bl.operators import shot_summary
+
+    job = addon_timers().last(scene)
+    assert job.seconds_per_frame > 0 and job.size == (64, 48) and job.backend == "preview"
+    assert shot_summary(scene).startswith("Sends 4 frames (1-4) at 24 fps, 64x48, 1 body, preview, about ")
+    assert shot_summary(scene).endswith(" (from the last job)")
     area = bpy.context.window_manager.windows[0].screen.areas[0]
     area.type = "IMAGE_EDITOR"  # Show Preview puts it in an open Image Editor, large
     assert bpy.ops.mimo.show_preview() == {"FINISHED"}
