@@ -127,3 +127,25 @@ def draw_panels():
     """``draw_panels(scene, active_object=None)``: draw every MIMO panel and sub-panel with a
     recording layout; returns the calls made as ``(method, args, kwargs)``."""
     return _draw_panels
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A real ``mimo-server`` (preview backend) on a free 127.0.0.1 port, for one test module."""
+    import re
+    import subprocess
+
+    from shot_helpers import SERVER
+
+    if not SERVER.exists():
+        pytest.skip(f"{SERVER} is missing (make setup creates it)")
+    proc = subprocess.Popen([str(SERVER), "--bind", "tcp://127.0.0.1:0", "--heartbeat-timeout", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"tcp://127\.0\.0\.1:\d+", line)
+        assert m, f"mimo-server did not start: {line!r}"
+        yield m.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(10)
