@@ -84,10 +84,14 @@ def _fit(a: np.ndarray, width: int, height: int, crop: bool) -> np.ndarray:
 
 def render_layers(scene: bpy.types.Scene, rigs: list[bpy.types.Object], frames: list[int], width: int,
                   height: int, crop: bool, plate: bool = True, occlusion: bool = False,
-                  engine: str = "WORKBENCH") -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Render the plate and/or the occlusion mask for ``frames`` at ``width`` x ``height``.
+                  engine: str = "WORKBENCH", visible: list | None = None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Render the plate and/or the occlusion mask for ``frames`` at ``width`` x ``height``; with
+    ``visible`` (a list), also append each frame's body mask to it: 255 where a body is seen
+    (in front of everything else), 0 elsewhere.
 
-    Shapes: -> scene (F, H, W, 3) uint8 or None, occlusion (F, H, W) uint8 or None
+    Shapes: -> scene (F, H, W, 3) uint8 or None, occlusion (F, H, W) uint8 or None,
+               visible[f] (H, W) uint8
     """
     if engine not in ENGINES and engine != "SCENE":
         raise ValueError(f"engine: expected WORKBENCH, CYCLES or SCENE, got {engine!r}")
@@ -114,15 +118,20 @@ def render_layers(scene: bpy.types.Scene, rigs: list[bpy.types.Object], frames: 
                     with _saved((r, "engine", eng), *[(o, "hide_render", True) for o in bodies]):
                         rgb = _render(scene, os.path.join(tmp, "plate.png"))
                     plates.append(_fit(np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8), width, height, crop))
-                if occlusion:
-                    masks.append(_fit(_occlusion_mask(scene, bodies, others, tmp), width, height, crop))
+                if occlusion or visible is not None:
+                    seen, hidden = _masks(scene, bodies, others, tmp, alone=occlusion)
+                    if occlusion:
+                        masks.append(_fit(hidden, width, height, crop))
+                    if visible is not None:
+                        visible.append(_fit(seen, width, height, crop))
     finally:
         scene.frame_set(keep_frame)
         os.rmdir(tmp) if not os.listdir(tmp) else None
     return (np.stack(plates) if plate else None), (np.stack(masks) if occlusion else None)
 
 
-def _occlusion_mask(scene, bodies, others, tmp) -> np.ndarray:
+def _masks(scene, bodies, others, tmp, alone: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(visible body, occluded body) masks, uint8 0/255; the second only with ``alone``."""
     sh = scene.display.shading
     settings = [(scene.render, "engine", "BLENDER_WORKBENCH"), (sh, "light", "FLAT"),
                 (sh, "color_type", "OBJECT"), (scene.display, "render_aa", "OFF"),
@@ -135,6 +144,9 @@ def _occlusion_mask(scene, bodies, others, tmp) -> np.ndarray:
              [(o, "color", (0.0, 0.0, 0.0, 1.0)) for o in others]
     with _saved(*settings, *colors):
         in_scene = _render(scene, os.path.join(tmp, "occ_a.png")).mean(axis=2) > 0.5
+        if not alone:
+            return np.where(in_scene, 255, 0).astype(np.uint8), None
         with _saved(*[(o, "hide_render", True) for o in others]):
-            alone = _render(scene, os.path.join(tmp, "occ_b.png")).mean(axis=2) > 0.5
-    return np.where(alone & ~in_scene, 255, 0).astype(np.uint8)
+            by_itself = _render(scene, os.path.join(tmp, "occ_b.png")).mean(axis=2) > 0.5
+    return (np.where(in_scene, 255, 0).astype(np.uint8),
+            np.where(by_itself & ~in_scene, 255, 0).astype(np.uint8))

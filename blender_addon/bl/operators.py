@@ -52,13 +52,16 @@ def output_size(scene: bpy.types.Scene, width: int, height: int) -> tuple[int, i
                 width, height)
 
 
-def collect_request(scene: bpy.types.Scene, warnings: list[str] | None = None):
-    """Read the scene into the wire request: every rig's SMPL parameters (its evaluated pose, as
-    the viewport shows it), the camera track. What the bodies cannot follow (a scaled bone, a
-    moved non-root bone) is appended to ``warnings``, one line per rig."""
+def collect_shot(scene: bpy.types.Scene, warnings: list[str] | None = None) -> dict:
+    """Read the scene's bodies (their evaluated pose, as the viewport shows it) and camera.
+    What the bodies cannot follow (a scaled bone, a moved non-root bone) is appended to
+    ``warnings``, one line per rig.
+
+    -> rigs, frames (scene frames), body_model, bodies (wire fields per body), track (camera),
+       sized (Width/Height given: the render is cropped to their aspect)
+    """
     from .camera import camera_track
 
-    settings = settings_of(scene)
     fr = frame_range(scene)
     rigs = scene_rigs(scene)
     if not rigs:
@@ -70,7 +73,6 @@ def collect_request(scene: bpy.types.Scene, warnings: list[str] | None = None):
     kinds = {rig_builder.rig_data(r["mimo_rig_data"]).kind for r in rigs}
     if len(kinds) != 1:
         raise MimoClientError(f"all bodies of a shot must use one body model, got {sorted(kinds)}")
-    settings.body_model = kinds.pop()
     bodies = []
     for rig in rigs:
         p = rig_builder.read_pose(rig, scene, frames)
@@ -81,13 +83,24 @@ def collect_request(scene: bpy.types.Scene, warnings: list[str] | None = None):
     sized = bool(scene.mimo.width or scene.mimo.height)  # else the render size, cut to multiples of 8
     w, h = output_size(scene, scene.mimo.width, scene.mimo.height) if sized else (None, None)
     track = camera_track(scene, cam, frames, w, h)
+    return {"rigs": rigs, "frames": frames, "body_model": kinds.pop(), "bodies": bodies, "track": track,
+            "sized": sized, "fps": fr.fps}
+
+
+def collect_request(scene: bpy.types.Scene, warnings: list[str] | None = None):
+    """Read the scene into the wire request: :func:`collect_shot`, and the layers asked for."""
+    settings = settings_of(scene)
+    shot = collect_shot(scene, warnings)
+    settings.body_model = shot["body_model"]
+    track = shot["track"]
     plate = occ = None
     if scene.mimo.scene_plate or scene.mimo.occlusion:  # occlusion composites scene pixels: needs both
         from .layers import render_layers
 
-        plate, occ = render_layers(scene, rigs, frames, track["width"], track["height"], crop=not sized,
-                                   plate=True, occlusion=scene.mimo.occlusion, engine=scene.mimo.plate_engine)
-    return build_request(settings, bodies, track, scene=plate, occlusion=occ)
+        plate, occ = render_layers(scene, shot["rigs"], shot["frames"], track["width"], track["height"],
+                                   crop=not shot["sized"], plate=True, occlusion=scene.mimo.occlusion,
+                                   engine=scene.mimo.plate_engine)
+    return build_request(settings, shot["bodies"], track, scene=plate, occlusion=occ)
 
 
 def shot_summary(scene: bpy.types.Scene) -> str:
@@ -417,6 +430,38 @@ class MIMO_OT_show_preview(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MIMO_OT_export_passes(bpy.types.Operator):
+    bl_idname = "mimo.export_passes"
+    bl_label = "Export Passes"
+    bl_description = ("Write the shot's ground truth for other pose-driven video models into a new folder: "
+                      "body parameters with OpenCV cameras (shot.npz) and the body mask per frame")
+
+    def execute(self, context):
+        from .export import export_passes
+
+        scene = context.scene
+        warnings: list[str] = []
+        try:
+            root, where = prefs.output_root()
+            folder = new_job_dir(root, f"{scene.mimo.job_name}_passes")
+        except (ValueError, OSError) as exc:
+            return _fail(self, exc)
+        try:
+            out = export_passes(scene, folder, warnings)
+        except (MimoClientError, ValueError, OSError) as exc:
+            try:
+                os.rmdir(folder)  # nothing was written (the shot was refused before)
+            except OSError:
+                pass
+            return _fail(self, exc)
+        for w in warnings + ([where] if where else []):
+            self.report({"WARNING"}, w)
+        scene.mimo.passes_dir = folder
+        self.report({"INFO"}, f"wrote {out['frames']} frames of {out['bodies']} bodies "
+                              f"({out['width']}x{out['height']}) to {folder}")
+        return {"FINISHED"}
+
+
 classes = (MIMO_OT_add_body, MIMO_OT_add_body_file, MIMO_OT_add_camera, MIMO_OT_pick_camera, MIMO_OT_import_motion,
            MIMO_OT_retarget, MIMO_OT_check_server, MIMO_OT_generate, MIMO_OT_cancel, MIMO_OT_add_result_strip,
-           MIMO_OT_show_preview)
+           MIMO_OT_show_preview, MIMO_OT_export_passes)

@@ -126,7 +126,9 @@ def _draw_job(layout, scene) -> None:
         col.progress(factor=job.progress, type="BAR", text=job.status)
     else:
         wrapped(col, shot_summary(scene), icon="RENDER_ANIMATION")
-        col.operator("mimo.generate", icon="PLAY")
+        row = col.row(align=True)
+        row.operator("mimo.generate", icon="PLAY")
+        row.operator("mimo.export_passes", text="", icon="EXPORT")
         job = timers.last(scene)
         wrapped(col, job.status if job is not None else s.status)
     img = bpy.data.images.get(s.preview_image) if s.preview_image else None

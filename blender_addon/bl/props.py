@@ -72,6 +72,8 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
                             description="What the server renders with: the ones it offers are listed once "
                                         "it answered (preview: motion codes only, no weights; mimo: the "
                                         "diffusion pipeline). Empty: the add-on preferences' default")
+    passes_dir: StringProperty(name="Passes", default="", subtype="DIR_PATH",
+                               description="Folder of the last Export Passes")
     character_image: StringProperty(name="Character image", default="", options={"HIDDEN"},
                                     description="The loaded character image (the panel's thumbnail)")
     server_backends: StringProperty(name="Server backends", default="", options={"HIDDEN"},

@@ -5,7 +5,7 @@ import bpy
 import pytest
 
 OPERATORS = ("add_body", "add_body_file", "add_camera", "pick_camera", "import_motion", "retarget", "check_server", "generate",
-             "cancel", "add_result_strip", "show_preview")
+             "cancel", "add_result_strip", "show_preview", "export_passes")
 
 
 def test_register_unregister_twice():

@@ -1,0 +1,48 @@
+"""Export Passes: the shot's ground truth for other pose-driven video models, from the 3D scene
+rather than estimated from a video.
+
+Written into a new folder (never over existing files):
+
+* ``shot.npz`` — what Generate would send: per body ``body<i>_global_orient`` (F, 3),
+  ``body<i>_body_pose`` (F, 21|23, 3), ``body<i>_left/right_hand_pose`` (F, 15, 3) when the body
+  has hands, ``body<i>_transl`` (F, 3), ``body<i>_betas`` (K,), in the wire's SMPL axes (Y up);
+  ``body_model``; OpenCV cameras ``K`` (F, 3, 3), ``R`` (F, 3, 3), ``t`` (F, 3) with
+  ``x_cam = R x_world + t``; ``width``, ``height``, ``fps`` and the scene ``frames`` (F,).
+* ``mask/frame_00000.png`` ... — the body mask: white where a body is seen (in front of
+  everything else), black elsewhere; at the output size, aligned with the cameras.
+
+Not yet: OpenPose/DWPose keypoints, depth and normal passes.
+"""
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+
+from ..core.frames import frame_path
+from ..core.png import write_png
+
+
+def export_passes(scene: bpy.types.Scene, folder: str, warnings: list[str] | None = None) -> dict:
+    """Write the passes of ``scene`` into ``folder`` (which must exist and be empty); returns
+    ``{"frames": F, "bodies": N, "width": W, "height": H}``."""
+    from .layers import render_layers
+    from .operators import collect_shot
+
+    shot = collect_shot(scene, warnings)
+    track = shot["track"]
+    arrays = {"body_model": np.array(shot["body_model"]), "fps": np.array(shot["fps"]),
+              "frames": np.array(shot["frames"]), "K": track["K"], "R": track["R"], "t": track["t"],
+              "width": np.array(track["width"]), "height": np.array(track["height"])}
+    for i, body in enumerate(shot["bodies"]):
+        arrays.update({f"body{i}_{k}": np.asarray(v, np.float32) for k, v in body.items()})
+    masks: list = []
+    render_layers(scene, shot["rigs"], shot["frames"], track["width"], track["height"], crop=not shot["sized"],
+                  plate=False, occlusion=False, visible=masks)
+    os.makedirs(os.path.join(folder, "mask"))
+    for i, m in enumerate(masks):
+        write_png(frame_path(os.path.join(folder, "mask"), i), np.repeat(m[..., None], 3, axis=2))
+    with open(os.path.join(folder, "shot.npz"), "xb") as f:
+        np.savez(f, **arrays)
+    return {"frames": len(masks), "bodies": len(shot["bodies"]), "width": track["width"], "height": track["height"]}

@@ -1,0 +1,60 @@
+"""Export Passes: body parameters with OpenCV cameras (shot.npz) and the visible-body mask per
+frame, from the 3D scene, in a new folder."""
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+
+from blender_addon.core import axes, camera as cam
+
+
+def _scene(tmp_path):
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 84, 100, 100
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    assert bpy.ops.mimo.add_body() == {"FINISHED"}
+    rig = bpy.context.active_object
+    bpy.ops.mimo.add_camera()
+    bpy.ops.mesh.primitive_cube_add(size=0.3, location=(0.15, -1.0, 1.2))  # in front of the chest
+    scene.frame_start, scene.frame_end = 1, 2
+    return scene, rig, bpy.context.active_object
+
+
+def _mask(path):
+    img = bpy.data.images.load(path)
+    try:
+        w, h = img.size
+        return np.array(img.pixels[:]).reshape(h, w, 4)[::-1, :, 0]
+    finally:
+        bpy.data.images.remove(img)
+
+
+def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path):
+    from blender_addon.bl import operators
+
+    scene, rig, box = _scene(tmp_path)
+    assert bpy.ops.mimo.export_passes() == {"FINISHED"}
+    folder = tmp_path / "mimo" / "shot_passes"
+    assert scene.mimo.passes_dir == str(folder)
+    assert sorted(os.listdir(folder)) == ["mask", "shot.npz"]
+    assert sorted(os.listdir(folder / "mask")) == ["frame_00000.png", "frame_00001.png"]
+    z = np.load(folder / "shot.npz")
+    shot = operators.collect_shot(scene)
+    for k in ("K", "R", "t"):
+        assert np.allclose(z[k], shot["track"][k])
+    assert (int(z["width"]), int(z["height"])) == (80, 96) and list(z["frames"]) == [1, 2]
+    assert str(z["body_model"]) == "open" and z["body0_body_pose"].shape == (2, 21, 3)
+    assert np.allclose(z["body0_transl"], shot["bodies"][0]["transl"], atol=1e-6)
+
+    m = _mask(str(folder / "mask" / "frame_00000.png"))
+    assert m.shape == (96, 80) and set(np.unique(np.round(m, 3))) <= {0.0, 1.0}
+    K, R, t = z["K"][0], z["R"][0], z["t"][0]
+    px = lambda p: cam.project(K, R, t, axes.points_blender_to_wire(np.array([p])))[0].astype(int)  # noqa: E731
+    u, v = px([-0.12, 0.0, rig.location.z])  # the belly, beside the box: the body is seen
+    assert m[v, u] == 1.0
+    u, v = px(list(box.location))  # the box hides the chest behind it
+    assert m[v, u] == 0.0 and m[2, 2] == 0.0
+    assert bpy.ops.mimo.export_passes() == {"FINISHED"}  # again: a new folder, nothing overwritten
+    assert (tmp_path / "mimo" / "shot_passes_001" / "shot.npz").exists()
