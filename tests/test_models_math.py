@@ -10,7 +10,14 @@ import torch.nn.functional as F
 from mimo.models import TINY_UNET, DenoisingUNet, PoseGuider, ReferenceBank, ReferenceUNet, sinusoidal_pe
 from mimo.models.blocks import MotionModule, RefContext, TransformerBlock, row_runs
 
-torch.set_grad_enabled(False)
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_grad():
+    """Forward passes only, without autograd, while this module's tests run. (A module-level
+    ``torch.set_grad_enabled(False)`` ran at collection and switched autograd off for the whole
+    session, so tests that train, in any module, failed when run together with this one.)"""
+    with torch.no_grad():
+        yield
 
 
 def randomise(module: torch.nn.Module, seed: int = 0, std: float = 0.2) -> torch.nn.Module:

@@ -14,6 +14,11 @@ from mimo.pipeline.pipeline import MimoPipeline
 
 H = W = 64
 F = 10
+# Float32 round-off of a whole run (VAE encode, two UNet steps, decode) when the same frames go
+# through in other batch shapes, or on another thread count: measured up to 1.1e-5 between the
+# compiled (chunked) and plain VAE and 1.6e-5 between OMP_NUM_THREADS=1 and 2, so 1e-5 failed
+# depending on the machine. 1e-4 leaves room for other CPUs and is 1/39 of one 8-bit level.
+ROUND_OFF = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def test_identical_scene_frames_are_encoded_once_with_the_same_result(pipe, inpu
     monkeypatch.setattr(pipeline_module, "repeat_runs", lambda frames: [1] * len(frames))
     every = _run(pipe, char, codes, scene, mode=mode)
     assert every.stats["scene_frames_encoded"] == F
-    np.testing.assert_allclose(once.frames, every.frames, atol=1e-5)
+    np.testing.assert_allclose(once.frames, every.frames, atol=ROUND_OFF)
     monkeypatch.undo()
     assert _run(pipe, char, codes, None, mode=mode).stats["scene_frames_encoded"] == 1  # white scene
 
@@ -97,5 +102,6 @@ def test_compiled_vae_sees_whole_chunks_only_and_gives_the_same_frames(pipe, inp
         uncompile_vae(pipe.vae)
         pipe._compiled_shapes.clear()
         torch._dynamo.reset()
-    np.testing.assert_allclose(first.frames, plain.frames, atol=1e-5)
-    np.testing.assert_allclose(exact.frames, _run(pipe, char, codes, scene, mode="exact").frames, atol=1e-5)
+    np.testing.assert_allclose(first.frames, plain.frames, atol=ROUND_OFF)
+    np.testing.assert_allclose(exact.frames, _run(pipe, char, codes, scene, mode="exact").frames,
+                               atol=ROUND_OFF)

@@ -119,10 +119,15 @@ def test_job_from_bodies_and_camera_renders_the_open_body(client):
 
 def test_backpressure_sends_no_more_frames_than_credit(server, client):
     job = client.submit(codes_request(F=6), credit=2)
-    time.sleep(0.4)  # the server has had ample time to run ahead if it ignored credit
-    st_ = client.status()
-    row = next(r for r in st_.jobs if r["job_id"] == job.job_id)
-    assert row["state"] == "running" and row["frames_sent"] == 2
+
+    def row():
+        return next(r for r in client.status().jobs if r["job_id"] == job.job_id)
+
+    deadline = time.monotonic() + 30  # wait for the credited frames, however slow the machine
+    while row()["frames_sent"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.4)  # then give the server ample time to run ahead if it ignored credit
+    assert row()["state"] == "running" and row()["frames_sent"] == 2
     got = [e.index for e in client.events(job.job_id) if isinstance(e, P.Frame)]
     assert got == list(range(6))
 
