@@ -400,3 +400,22 @@ def test_only_the_preview_backend_goes_without_a_character_image():
     GenerateSettings(backend="preview", character="").validate()
     with pytest.raises(ValueError, match="^character: choose a reference image"):
         GenerateSettings(backend="mimo", character="").validate()
+
+
+def test_openpose_keypoints_layout_and_what_is_not_seen():
+    from blender_addon.core import keypoints
+
+    K = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+    R, t = np.eye(3), np.zeros(3)
+    joints = {"pelvis": [0.0, 0.0, 2.0], "right_wrist": [10.0, 0.0, 2.0], "left_wrist": [0.1, 0.0, -1.0],
+              "left_index1": [0.02, 0.04, 1.0]}
+    frame = keypoints.openpose_frame([joints], K, R, t, 64, 48)
+    assert (frame["canvas_width"], frame["canvas_height"]) == (64, 48)
+    body = np.array(frame["people"][0]["pose_keypoints_2d"]).reshape(25, 3)
+    assert body[8].tolist() == [31.5, 23.5, 1.0]  # pelvis = MidHip, pixel centres on integers
+    assert body[4].tolist() == [0.0, 0.0, 0.0]  # right wrist outside the image
+    assert body[7].tolist() == [0.0, 0.0, 0.0]  # left wrist behind the camera
+    assert body[0].tolist() == [0.0, 0.0, 0.0]  # no nose joint in the body
+    hand = np.array(frame["people"][0]["hand_left_keypoints_2d"]).reshape(21, 3)
+    assert hand[5].tolist() == [33.5, 27.5, 1.0]  # index MCP
+    assert keypoints.hand_21("right")[:3] == ["right_wrist", "right_thumb1", "right_thumb2"]

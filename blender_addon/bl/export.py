@@ -10,18 +10,44 @@ Written into a new folder (never over existing files):
   ``x_cam = R x_world + t``; ``width``, ``height``, ``fps`` and the scene ``frames`` (F,).
 * ``mask/frame_00000.png`` ... — the body mask: white where a body is seen (in front of
   everything else), black elsewhere; at the output size, aligned with the cameras.
+* ``keypoints/frame_00000.json`` ... — the bodies' joints as 2D keypoints in the OpenPose JSON
+  layout (BODY_25 and hands; see core/keypoints.py for what a body model has no joint for), from
+  the joints Blender shows (the evaluated bone heads).
 
-Not yet: OpenPose/DWPose keypoints, depth and normal passes.
+Not yet: depth and normal passes, face keypoints.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import bpy
 import numpy as np
 
+from ..core import axes
 from ..core.frames import frame_path
+from ..core.keypoints import openpose_frame
 from ..core.png import write_png
+
+
+def _joints(scene: bpy.types.Scene, rigs: list, frames: list[int]) -> list[list[dict]]:
+    """Per frame, per rig: {joint name: evaluated bone head (3,) in wire world axes}."""
+    from . import rig_builder
+
+    keep, out = scene.frame_current, []
+    try:
+        for frame in frames:
+            scene.frame_set(frame)
+            people = []
+            for rig in rigs:
+                names = rig_builder.rig_data(rig["mimo_rig_data"]).joint_names
+                M = rig.matrix_world
+                heads = np.array([list(M @ rig.pose.bones[n].head) for n in names])
+                people.append(dict(zip(names, axes.points_blender_to_wire(heads))))
+            out.append(people)
+    finally:
+        scene.frame_set(keep)
+    return out
 
 
 def export_passes(scene: bpy.types.Scene, folder: str, warnings: list[str] | None = None) -> dict:
@@ -43,6 +69,11 @@ def export_passes(scene: bpy.types.Scene, folder: str, warnings: list[str] | Non
     os.makedirs(os.path.join(folder, "mask"))
     for i, m in enumerate(masks):
         write_png(frame_path(os.path.join(folder, "mask"), i), np.repeat(m[..., None], 3, axis=2))
+    os.makedirs(os.path.join(folder, "keypoints"))
+    for i, people in enumerate(_joints(scene, shot["rigs"], shot["frames"])):
+        frame = openpose_frame(people, track["K"][i], track["R"][i], track["t"][i], track["width"], track["height"])
+        with open(os.path.join(folder, "keypoints", f"frame_{i:05d}.json"), "x") as f:
+            json.dump(frame, f)
     with open(os.path.join(folder, "shot.npz"), "xb") as f:
         np.savez(f, **arrays)
     return {"frames": len(masks), "bodies": len(shot["bodies"]), "width": track["width"], "height": track["height"]}

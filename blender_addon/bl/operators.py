@@ -434,7 +434,8 @@ class MIMO_OT_export_passes(bpy.types.Operator):
     bl_idname = "mimo.export_passes"
     bl_label = "Export Passes"
     bl_description = ("Write the shot's ground truth for other pose-driven video models into a new folder: "
-                      "body parameters with OpenCV cameras (shot.npz) and the body mask per frame")
+                      "body parameters with OpenCV cameras (shot.npz), the body mask and OpenPose "
+                      "keypoints per frame")
 
     def execute(self, context):
         from .export import export_passes

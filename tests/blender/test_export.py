@@ -38,7 +38,7 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
     assert bpy.ops.mimo.export_passes() == {"FINISHED"}
     folder = tmp_path / "mimo" / "shot_passes"
     assert scene.mimo.passes_dir == str(folder)
-    assert sorted(os.listdir(folder)) == ["mask", "shot.npz"]
+    assert sorted(os.listdir(folder)) == ["keypoints", "mask", "shot.npz"]
     assert sorted(os.listdir(folder / "mask")) == ["frame_00000.png", "frame_00001.png"]
     z = np.load(folder / "shot.npz")
     shot = operators.collect_shot(scene)
@@ -56,5 +56,20 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
     assert m[v, u] == 1.0
     u, v = px(list(box.location))  # the box hides the chest behind it
     assert m[v, u] == 0.0 and m[2, 2] == 0.0
+
+    # OpenPose keypoints: Blender's evaluated joints through the exported cameras
+    import json
+
+    kp = json.loads((folder / "keypoints" / "frame_00001.json").read_text())
+    assert (kp["canvas_width"], kp["canvas_height"]) == (80, 96)
+    (person,) = kp["people"]
+    body = np.array(person["pose_keypoints_2d"]).reshape(25, 3)
+    assert body[0, 2] == 0.0 and body[8, 2] == 1.0  # a nose the body lacks; its pelvis (MidHip)
+    scene.frame_set(2)
+    wrist = rig.matrix_world @ rig.pose.bones["right_wrist"].head
+    u, v = cam.project(z["K"][1], z["R"][1], z["t"][1], axes.points_blender_to_wire(np.array([list(wrist)])))[0]
+    assert np.allclose(body[4], [u - 0.5, v - 0.5, 1.0], atol=1e-4)  # (OpenPose: pixel i centred on i)
+    hand = np.array(person["hand_left_keypoints_2d"]).reshape(21, 3)
+    assert hand[0, 2] == 1.0 and hand[4, 2] == 0.0  # wrist; a fingertip the body lacks
     assert bpy.ops.mimo.export_passes() == {"FINISHED"}  # again: a new folder, nothing overwritten
     assert (tmp_path / "mimo" / "shot_passes_001" / "shot.npz").exists()
