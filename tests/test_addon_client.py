@@ -107,7 +107,7 @@ def test_request_builder_validates_and_knows_loopback(tmp_path):
     fast = _request(tmp_path, F=2, mode="fast")
     assert (fast.mode, fast.context) == ("fast", 32)         # fast mode's default window
     with pytest.raises(ValueError, match="character"):
-        rq.build_request(rq.GenerateSettings(character=""), [], {})
+        rq.build_request(rq.GenerateSettings(character="", backend="mimo"), [], {})
     settings = rq.GenerateSettings(character=str(tmp_path / "char.png"))
     bad = {"global_orient": np.zeros((2, 3)), "body_pose": np.zeros((2, 20, 3)), "transl": np.zeros((2, 3)),
            "betas": np.zeros(6)}
