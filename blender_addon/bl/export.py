@@ -13,8 +13,13 @@ Written into a new folder (never over existing files):
 * ``keypoints/frame_00000.json`` ... — the bodies' joints as 2D keypoints in the OpenPose JSON
   layout (BODY_25 and hands; see core/keypoints.py for what a body model has no joint for), from
   the joints Blender shows (the evaluated bone heads).
+* ``depth.npy`` (F, H, W) float32 — distance along the camera's viewing axis (OpenCV ``z``, metres)
+  of what each pixel's centre sees, 0 where nothing is; ``normal.npy`` (F, H, W, 3) float32 — its
+  unit surface normal in OpenCV camera axes (x right, y down, z forward), 0 where nothing is.
+  One ray per pixel through the viewport's evaluated scene (what is hidden in the viewport is
+  not hit): exact, but a Python loop — about a second per 100k pixels.
 
-Not yet: depth and normal passes, face keypoints.
+Not yet: face keypoints.
 """
 from __future__ import annotations
 
@@ -50,6 +55,40 @@ def _joints(scene: bpy.types.Scene, rigs: list, frames: list[int]) -> list[list[
     return out
 
 
+def _depth_normal(scene: bpy.types.Scene, frames: list[int], track: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Ray-cast every pixel centre of the camera track. Shapes: -> (F, H, W), (F, H, W, 3)"""
+    from mathutils import Vector
+
+    W, H = int(track["width"]), int(track["height"])
+    depth = np.zeros((len(frames), H, W), np.float32)
+    normal = np.zeros((len(frames), H, W, 3), np.float32)
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    pix = np.stack([u, v, np.ones_like(u)], axis=-1)  # (H, W, 3)
+    keep = scene.frame_current
+    try:
+        for f, frame in enumerate(frames):
+            scene.frame_set(frame)
+            dg = bpy.context.evaluated_depsgraph_get()
+            K, R, t = (np.asarray(track[k][f], np.float64) for k in ("K", "R", "t"))
+            rays = axes.points_wire_to_blender(pix @ np.linalg.inv(K).T @ R)  # camera -> wire -> Blender
+            rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+            origin = Vector(axes.points_wire_to_blender(-R.T @ t).tolist())
+            hits = np.zeros(H * W, bool)
+            loc = np.zeros((H * W, 3))
+            nrm = np.zeros((H * W, 3))
+            for i, ray in enumerate(rays.reshape(-1, 3).tolist()):
+                hit, p, n, *_ = scene.ray_cast(dg, origin, Vector(ray))
+                if hit:
+                    hits[i], loc[i], nrm[i] = True, p, n
+            cam_pts = axes.points_blender_to_wire(loc) @ R.T + t
+            cam_nrm = axes.points_blender_to_wire(nrm) @ R.T
+            depth[f] = np.where(hits, cam_pts[:, 2], 0.0).reshape(H, W)
+            normal[f] = np.where(hits[:, None], cam_nrm, 0.0).reshape(H, W, 3)
+    finally:
+        scene.frame_set(keep)
+    return depth, normal
+
+
 def export_passes(scene: bpy.types.Scene, folder: str, warnings: list[str] | None = None) -> dict:
     """Write the passes of ``scene`` into ``folder`` (which must exist and be empty); returns
     ``{"frames": F, "bodies": N, "width": W, "height": H}``."""
@@ -76,4 +115,8 @@ def export_passes(scene: bpy.types.Scene, folder: str, warnings: list[str] | Non
             json.dump(frame, f)
     with open(os.path.join(folder, "shot.npz"), "xb") as f:
         np.savez(f, **arrays)
+    depth, normal = _depth_normal(scene, shot["frames"], track)
+    for name, a in (("depth.npy", depth), ("normal.npy", normal)):
+        with open(os.path.join(folder, name), "xb") as f:
+            np.save(f, a)
     return {"frames": len(masks), "bodies": len(shot["bodies"]), "width": track["width"], "height": track["height"]}

@@ -38,7 +38,7 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
     assert bpy.ops.mimo.export_passes() == {"FINISHED"}
     folder = tmp_path / "mimo" / "shot_passes"
     assert scene.mimo.passes_dir == str(folder)
-    assert sorted(os.listdir(folder)) == ["keypoints", "mask", "shot.npz"]
+    assert sorted(os.listdir(folder)) == ["depth.npy", "keypoints", "mask", "normal.npy", "shot.npz"]
     assert sorted(os.listdir(folder / "mask")) == ["frame_00000.png", "frame_00001.png"]
     z = np.load(folder / "shot.npz")
     shot = operators.collect_shot(scene)
@@ -71,5 +71,12 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
     assert np.allclose(body[4], [u - 0.5, v - 0.5, 1.0], atol=1e-4)  # (OpenPose: pixel i centred on i)
     hand = np.array(person["hand_left_keypoints_2d"]).reshape(21, 3)
     assert hand[0, 2] == 1.0 and hand[4, 2] == 0.0  # wrist; a fingertip the body lacks
+    # depth and normals: the box's front face is 4 - 1.15 m from the camera, facing it
+    depth, normal = np.load(folder / "depth.npy"), np.load(folder / "normal.npy")
+    assert depth.shape == (2, 96, 80) and normal.shape == (2, 96, 80, 3)
+    u, v = px(list(box.location))
+    assert abs(depth[0, v, u] - 2.85) < 1e-4 and np.allclose(normal[0, v, u], [0, 0, -1], atol=1e-5)
+    assert depth[0, 2, 2] == 0.0 and not normal[0, 2, 2].any()  # nothing there
+    assert depth[0][m > 0.5].min() > 2.85  # the body is behind the box
     assert bpy.ops.mimo.export_passes() == {"FINISHED"}  # again: a new folder, nothing overwritten
     assert (tmp_path / "mimo" / "shot_passes_001" / "shot.npz").exists()
