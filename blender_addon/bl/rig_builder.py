@@ -243,8 +243,9 @@ def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[in
         for f in range(F):
             scale = np.linalg.norm(mats[f][:3, :3], axis=0)
             if np.max(np.abs(scale - 1.0)) > 1e-4:  # said in the artist's words, with the frame
-                raise MimoClientError(f"{arm_obj.name}: the rig object is scaled ({', '.join(f'{v:.3g}' for v in scale)}"
-                                      f" at frame {frames[f]}); a body cannot be: apply the scale (Ctrl+A)")
+                said = ", ".join(f"{v:.3g}" for v in scale)
+                raise MimoClientError(f"{arm_obj.name}: the rig object is scaled ({said} at frame {frames[f]}); "
+                                      "a body cannot be: apply the scale (Ctrl+A)")
             go, tr = rigmath.apply_object_transform(aa[f:f + 1, 0], transl[f:f + 1], joints_w[0], mats[f])
             aa[f, 0], transl[f] = go[0], tr[0]
     out = rigmath.rig_to_params(aa, names, data.kind)
