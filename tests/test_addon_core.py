@@ -419,3 +419,14 @@ def test_openpose_keypoints_layout_and_what_is_not_seen():
     hand = np.array(frame["people"][0]["hand_left_keypoints_2d"]).reshape(21, 3)
     assert hand[5].tolist() == [33.5, 27.5, 1.0]  # index MCP
     assert keypoints.hand_21("right")[:3] == ["right_wrist", "right_thumb1", "right_thumb2"]
+
+
+def test_read_png_reads_the_add_ons_own_frames_only(tmp_path):
+    from PIL import Image
+
+    a = np.random.default_rng(5).integers(0, 256, (7, 9, 3)).astype(np.uint8)
+    png.write_png(str(tmp_path / "f.png"), a)
+    assert np.array_equal(png.read_png(str(tmp_path / "f.png")), a)
+    Image.fromarray(np.zeros((4, 4, 4), np.uint8), "RGBA").save(tmp_path / "rgba.png")
+    with pytest.raises(ValueError, match="expected 8-bit RGB"):
+        png.read_png(str(tmp_path / "rgba.png"))

@@ -103,6 +103,43 @@ def collect_request(scene: bpy.types.Scene, warnings: list[str] | None = None):
     return build_request(settings, shot["bodies"], track, scene=plate, occlusion=occ)
 
 
+def collect_passes(scene: bpy.types.Scene, warnings: list[str] | None = None):
+    """Several characters in one shot (bodies with their own character image): one request per
+    body — its character, the shared plate, its occlusion by the scene (not by the other bodies)
+    — and the mask of where each body is seen (in front of the scene and the other bodies).
+    Returns (requests, masks (N, F, H, W) uint8), or (None, None) for a shot of one character."""
+    from .layers import _saved, body_objects, render_layers
+
+    rigs = scene_rigs(scene)
+    if len(rigs) < 2 or not any(r.mimo_character.strip() for r in rigs):
+        return None, None
+    shot = collect_shot(scene, warnings)
+    rigs, frames, track = shot["rigs"], shot["frames"], shot["track"]
+    s = scene.mimo
+    W, H, crop = track["width"], track["height"], not shot["sized"]
+    plate = occ = None
+    if s.scene_plate or s.occlusion:
+        plate, _ = render_layers(scene, rigs, frames, W, H, crop=crop, plate=True, engine=s.plate_engine)
+    requests, masks = [], []
+    for k, rig in enumerate(rigs):
+        settings = settings_of(scene)
+        settings.body_model = shot["body_model"]
+        if rig.mimo_character.strip():
+            settings.character = bpy.path.abspath(rig.mimo_character)
+        if s.occlusion:
+            others = [o for r in rigs if r is not rig for o in body_objects([r])]
+            with _saved(*[(o, "hide_render", True) for o in others]):
+                _, occ = render_layers(scene, [rig], frames, W, H, crop=crop, plate=False, occlusion=True)
+        seen: list = []
+        render_layers(scene, [rig], frames, W, H, crop=crop, plate=False, visible=seen)
+        masks.append(np.stack(seen))
+        try:
+            requests.append(build_request(settings, [shot["bodies"][k]], track, scene=plate, occlusion=occ))
+        except ValueError as exc:
+            raise MimoClientError(f"{rig.name}: {exc}") from None
+    return requests, np.stack(masks)
+
+
 def shot_summary(scene: bpy.types.Scene) -> str:
     """One line before Generate: what will be sent (frames, fps, size, bodies, backend)."""
     s = scene.mimo
@@ -332,7 +369,8 @@ class MIMO_OT_generate(bpy.types.Operator):
                                                "a remote server cannot be reached"))
         warnings: list[str] = []
         try:
-            request = collect_request(scene, warnings)
+            requests, masks = collect_passes(scene, warnings)
+            request = requests[0] if requests else collect_request(scene, warnings)
             root, where = prefs.output_root()
             job_dir = new_job_dir(root, s.job_name)
             if where:  # unsaved .blend: a persistent folder (not Blender's temp), and say which
@@ -340,7 +378,12 @@ class MIMO_OT_generate(bpy.types.Operator):
         except (MimoClientError, ValueError, OSError) as exc:
             s.last_error = str(exc)
             return _fail(self, exc)
-        client = JobClient(prefs.server_of(s), request, job_dir, timeout=s.connect_timeout)
+        if requests:  # several characters: one job each, composited by which body is in front
+            from ..core.composite import CompositeClient
+
+            client = CompositeClient(prefs.server_of(s), requests, job_dir, masks, timeout=s.connect_timeout)
+        else:
+            client = JobClient(prefs.server_of(s), request, job_dir, timeout=s.connect_timeout)
         job = timers.ActiveJob(client=client, scene_name=scene.name, job_dir=job_dir, start_frame=scene.frame_start,
                                total=request.num_frames, hold=scene.frame_step, warning="; ".join(warnings),
                                backend=request.backend, size=(request.width, request.height))

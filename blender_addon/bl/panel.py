@@ -50,6 +50,7 @@ class MIMO_PT_body(_Sub, bpy.types.Panel):
             col = layout.column(align=True)
             for k, name in enumerate(data.shape_names[:len(obj.mimo_shape)]):
                 col.prop(obj, "mimo_shape", index=k, text=name.replace("_", " ").title(), slider=True)
+            layout.prop(obj, "mimo_character")
             row = layout.row(align=True)
             row.operator("mimo.import_motion", icon="IMPORT")
             row.operator("mimo.retarget", icon="ARMATURE_DATA")

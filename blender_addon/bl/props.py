@@ -118,12 +118,17 @@ classes = (MIMO_PG_settings,)
 
 def attach() -> None:
     bpy.types.Scene.mimo = PointerProperty(type=MIMO_PG_settings)
+    bpy.types.Object.mimo_character = StringProperty(
+        name="Character", subtype="FILE_PATH",
+        description="This body's own character image (empty: the shot's). Bodies with their own "
+                    "images are generated one after another and composited by which is in front")
     bpy.types.Object.mimo_shape = FloatVectorProperty(
         name="Shape", size=MAX_SHAPES, default=(0.0,) * MAX_SHAPES, soft_min=-3.0, soft_max=3.0,
         update=_shape_changed, description="Body shape coefficients of a MIMO rig")
 
 
 def detach() -> None:
-    for owner, name in ((bpy.types.Scene, "mimo"), (bpy.types.Object, "mimo_shape")):
+    for owner, name in ((bpy.types.Scene, "mimo"), (bpy.types.Object, "mimo_shape"),
+                        (bpy.types.Object, "mimo_character")):
         if hasattr(owner, name):
             delattr(owner, name)

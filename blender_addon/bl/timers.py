@@ -178,8 +178,10 @@ def _keep_partial(scene: bpy.types.Scene, job: ActiveJob) -> str:
     if not files:
         try:
             os.rmdir(job.job_dir)
-        except OSError:  # not empty (a frame being written) or already gone: leave it
+        except FileNotFoundError:
             pass
+        except OSError:  # not empty: the passes of several characters, or a frame being written
+            return f"what arrived is in {job.job_dir}"
         return ""
     total = max(job.total, len(files))
     name = os.path.basename(job.job_dir) + (" (partial)" if len(files) < total else "")

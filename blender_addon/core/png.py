@@ -1,4 +1,5 @@
-"""A minimal PNG writer (RGB8, zlib) so frames are written on the receiving thread without bpy.
+"""A minimal PNG writer (RGB8, zlib) so frames are written on the receiving thread without bpy,
+and the reader of exactly those files (8-bit RGB, filter 0, one or more IDAT chunks).
 
 Shapes: image (H, W, 3) uint8, top row first.
 """
@@ -37,3 +38,27 @@ def write_png(path: str, image: np.ndarray) -> None:
     with open(part, "xb") as f:
         f.write(data)
     os.replace(part, path)
+
+
+def read_png(path: str) -> np.ndarray:
+    """An image written by :func:`write_png` (8-bit RGB, no filtering); other PNGs are refused.
+    Shapes: -> (H, W, 3) uint8"""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG file")
+    pos, idat, W, H = 8, b"", 0, 0
+    while pos < len(data):
+        n = struct.unpack(">I", data[pos:pos + 4])[0]
+        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if tag == b"IHDR":
+            W, H, depth, kind = struct.unpack(">IIBB", body[:10])
+            if (depth, kind) != (8, 2):
+                raise ValueError(f"{path}: expected 8-bit RGB, got depth {depth}, colour type {kind}")
+        elif tag == b"IDAT":
+            idat += body
+        pos += 12 + n
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(H, 1 + 3 * W)
+    if rows[:, 0].any():
+        raise ValueError(f"{path}: filtered scanlines (only the add-on's own unfiltered PNGs are read)")
+    return rows[:, 1:].reshape(H, W, 3).copy()
