@@ -43,7 +43,7 @@ class MimoDataset(torch.utils.data.Dataset):
 
     Args:
         root: dataset folder (see :mod:`mimo.data.layout`).
-        num_frames: frames per item (1 for stage 1; up to 32 for stage 2).
+        num_frames: frames per item (1 for stage 1; up to 32 for stage 2; more for evaluation).
         size: side of the square the frames are resized to (a multiple of 8).
         items_per_epoch: ``len(dataset)``; item ``i`` picks its clip and window from ``seed`` and
             ``i`` (default: one item per window start over all clips).
@@ -52,8 +52,8 @@ class MimoDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path, num_frames: int = 1, size: int = 64,
                  items_per_epoch: int | None = None, seed: int = 0):
-        if not (isinstance(num_frames, int) and 1 <= num_frames <= 32):
-            raise ValueError(f"num_frames: expected 1..32, got {num_frames!r}")
+        if not (isinstance(num_frames, int) and num_frames >= 1):
+            raise ValueError(f"num_frames: expected at least 1, got {num_frames!r}")
         if not (isinstance(size, int) and size >= 8 and size % 8 == 0):
             raise ValueError(f"size: expected a multiple of 8 from 8, got {size!r}")
         self.clips: list[Clip] = [read_clip(p) for p in list_clips(root)]

@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--device", help="torch device (default: cuda if available)")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop and save after this many minutes of training (default: no limit)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

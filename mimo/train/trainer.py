@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     device: str | None = None
+    max_minutes: float = 0.0            # stop (and save) after this much training time (0: no limit)
 
 
 def _dist() -> tuple[int, int, int]:
@@ -97,6 +98,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(cfg.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision: expected fp32 or bf16, got {cfg.precision!r}")
@@ -166,10 +169,19 @@ def train(cfg: TrainConfig, log=print) -> Path:
                     for n, p in zip(names, params):
                         ema[n].mul_(cfg.ema).add_(p.detach().float(), alpha=1 - cfg.ema)
             step += 1
+            over = cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes
+            if world > 1:  # every rank stops at the same step
+                flag = torch.tensor([float(over)], device=device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                over = bool(flag.item())
+            if over:
+                log(f"time budget of {cfg.max_minutes:g} min reached at step {step}")
             if rank != 0:
+                if over:
+                    break
                 continue
             now = time.perf_counter()
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_every == 0 or step == cfg.steps or over:
                 row = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
                        "it_s": (step - last_step) / max(now - last, 1e-9), "seconds": now - start,
                        **{k: v for k, v in result.items() if k != "loss"}}
@@ -188,6 +200,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 log(f"validation at step {step}: PSNR {row['val_psnr']:.2f} dB")
                 net.train()
                 net.vae.train(cfg.stage == "vae")
+            if over:
+                break
     finally:
         if logfile is not None:
             logfile.close()

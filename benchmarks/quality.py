@@ -1,0 +1,270 @@
+"""The yardstick: train a tiny MIMO from scratch on synthetic data and measure generated frames
+against ground truth in dB. Nothing is asserted; every figure is printed with the device.
+
+    python benchmarks/quality.py --device cuda --out runs/yardstick --minutes 12
+    python benchmarks/quality.py --device cpu --out /tmp/ys --minutes 1 --train-clips 4 \\
+        --test-clips 2 --frames 16 --size 64 --eval-frames 8           # smoke run
+
+Recipe (deterministic from ``--seed``; the same command reproduces the figure up to GPU
+non-determinism in training):
+
+1. ``mimo dataset synth`` train split (``--train-clips`` clips of ``--frames`` frames at
+   ``--size``², made in ``--synth-workers`` parts of seed ``1000 * seed + k`` with 8 characters
+   each) and test split (``--test-clips`` clips: new characters, motions and camera views from
+   held-out yaw bins).
+2. ``mimo train`` from random tiny networks (the ``make_tiny`` configs: the real module tree at
+   small widths), on one GPU, the training time split over three stages: ``vae`` 20 %
+   (the tiny VAE as an autoencoder), ``image`` 45 % (stage 1, single frames, CLIP tower trained
+   too), ``motion`` 35 % (stage 2, 16-frame windows).
+3. On the first ``--eval-frames`` frames of every test clip, prepared as training prepares them
+   (crop to the window's body box, padded square, resized), generate with the inference pipeline
+   (25 DDIM steps, CFG 3.5, exact mode, 24-frame windows with overlap 4), composite the
+   occlusion over the result as the backend does, and compare with the ground truth:
+   PSNR of the whole frame and of the body (the body pixels of the codes, as the ROI rule finds
+   them: luma > 10, closed and opened), SSIM (Gaussian 11x11,
+   sigma 1.5, on luma), and a temporal error (RMS difference between the generated and the true
+   frame-to-frame changes, in 8-bit levels). The same for the untrained networks and a trivial
+   baseline (the reference image's figure pasted at the body's box over the scene).
+4. The trained model again with one setting changed at a time: fast mode, 10 and 5 steps, 32-frame
+   windows: the dB each costs.
+
+Writes ``OUT/quality.json`` and ``OUT/quality.png`` (rows: ground truth, trained, untrained,
+trivial; a few frames of the first test clip).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mimo.data.dataset import MimoDataset  # noqa: E402
+from mimo.data.synth import synth_dataset  # noqa: E402
+from mimo.pipeline.pipeline import MimoPipeline  # noqa: E402
+from mimo.train.trainer import TrainConfig, train  # noqa: E402
+
+STAGES = (("vae", 0.20, dict(lr=2e-4, batch=16, frames=1)),
+          ("image", 0.45, dict(lr=1e-4, batch=16, frames=1, train_image_encoder=True)),
+          ("motion", 0.35, dict(lr=1e-4, batch=4, frames=16)))
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """(3, N, S, S) in [-1, 1] -> (N, S, S, 3) uint8."""
+    return np.rint((x.clamp(-1, 1) + 1) * 127.5).byte().permute(1, 2, 3, 0).numpy()
+
+
+def test_windows(test_dir: Path, size: int, frames: int, seed: int) -> list[dict]:
+    ds = MimoDataset(test_dir, num_frames=frames, size=size, seed=seed)
+    out = []
+    for clip in ds.clips:
+        window = np.arange(frames)
+        ref = clip.characters[0] if clip.characters else ds._reference(clip, window, np.random.default_rng(seed))
+        item = ds.prepare(clip, window, ref)
+        out.append({"truth": _u8(item["frames"]), "scene": _u8(item["scene"]),
+                    "codes": np.rint(item["codes"].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8),
+                    "occlusion": item["occlusion"].numpy(), "reference": _u8(item["reference"][:, None])[0],
+                    "clip": clip.path})
+    return out
+
+
+def generate(pipe: MimoPipeline, w: dict, steps: int, mode: str, context: int, seed: int) -> np.ndarray:
+    S = w["truth"].shape[1]
+    frames = pipe(w["reference"], w["codes"], w["scene"], height=S, width=S, num_inference_steps=steps,
+                  seed=seed, context_frames=min(context, len(w["codes"])),
+                  context_overlap=min(4, min(context, len(w["codes"])) - 1), mode=mode).frames
+    a = w["occlusion"][..., None]
+    return np.rint(np.clip(frames * (1 - a) + w["scene"] / 255.0 * a, 0, 1) * 255).astype(np.uint8)
+
+
+def trivial(w: dict) -> np.ndarray:
+    """The reference's figure (non-white pixels' box) pasted at each frame's body box (the
+    bounding box of the body pixels of the codes)."""
+    from PIL import Image
+
+    from mimo.pipeline.roi import human_mask
+
+    ref = w["reference"]
+    fig = np.argwhere((ref < 250).any(-1))
+    y0, x0 = fig.min(0) if len(fig) else (0, 0)
+    y1, x1 = fig.max(0) + 1 if len(fig) else ref.shape[:2]
+    figure = ref[y0:y1, x0:x1]
+    out = w["scene"].copy()
+    for i, m in enumerate(human_mask(w["codes"])):
+        ys, xs = np.nonzero(m)
+        if len(ys) == 0:
+            continue
+        bx0, bx1, by0, by1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        patch = np.asarray(Image.fromarray(figure).resize((bx1 - bx0, by1 - by0), Image.BILINEAR))
+        out[i, by0:by1, bx0:bx1] = patch
+    a = w["occlusion"][..., None]
+    return np.rint(out * (1 - a) + w["scene"] * a).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    mse = d[mask].mean() if mask is not None else d.mean()
+    return 10 * math.log10(255.0 ** 2 / max(float(mse), 1e-10))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM on luma with an 11x11 Gaussian window (sigma 1.5), 8-bit constants."""
+    def luma(x):
+        return torch.from_numpy(x.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[:, None]
+
+    x, y = luma(a), luma(b)
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
+    k = (g[:, None] * g[None]) / (g.sum() ** 2)
+    k = k[None, None]
+    f = lambda z: torch.nn.functional.conv2d(z, k)  # noqa: E731
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx ** 2, f(y * y) - my ** 2, f(x * y) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def temporal_error(gen: np.ndarray, truth: np.ndarray) -> float:
+    dg = np.diff(gen.astype(np.float64), axis=0)
+    dt = np.diff(truth.astype(np.float64), axis=0)
+    return float(np.sqrt(((dg - dt) ** 2).mean())) if len(dg) else 0.0
+
+
+def score(windows: list[dict], outputs: list[np.ndarray]) -> dict:
+    from mimo.pipeline.roi import human_mask
+
+    rows = []
+    for w, out in zip(windows, outputs):
+        body = human_mask(w["codes"])
+        rows.append([psnr(out, w["truth"]), psnr(out, w["truth"], body), ssim(out, w["truth"]),
+                     temporal_error(out, w["truth"])])
+    m = np.mean(rows, 0)
+    return {"psnr": m[0], "psnr_body": m[1], "ssim": m[2], "temporal_error": m[3]}
+
+
+def _synth_part(job) -> None:
+    folder, split, seed, clips, frames, size = job
+    torch.set_num_threads(1)
+    synth_dataset(folder, seed=seed, clips=clips, frames=frames, size=size, split=split)
+
+
+def make_split(out: Path, split: str, clips: int, args) -> None:
+    """``clips`` synthetic clips in ``out/split``, made by ``--synth-workers`` processes: part k
+    is ``synth_dataset(seed=1000 * seed + k)`` with its own characters (so the recipe does not
+    depend on how fast each process runs), clips renamed ``<split>_<k>_<i>``."""
+    import multiprocessing
+    import shutil
+
+    parts = max(1, min(args.synth_workers, clips))
+    sizes = [clips // parts + (k < clips % parts) for k in range(parts)]
+    tmp = out / f"{split}.parts"
+    jobs = [(tmp / str(k), split, 1000 * args.seed + k, n, args.frames, args.size)
+            for k, n in enumerate(sizes)]
+    with multiprocessing.get_context("spawn").Pool(parts) as pool:
+        pool.map(_synth_part, jobs)
+    (out / split).mkdir(parents=True)
+    for k, job in enumerate(jobs):
+        for clip in sorted(Path(job[0]).iterdir()):
+            clip.rename(out / split / f"{split}_{k:02d}_{clip.name.split('_')[-1]}")
+    shutil.rmtree(tmp)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/yardstick")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--minutes", type=float, default=12.0, help="training time, all stages")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--train-clips", type=int, default=96)
+    p.add_argument("--test-clips", type=int, default=8)
+    p.add_argument("--eval-frames", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=4, help="data loader processes")
+    p.add_argument("--synth-workers", type=int, default=8, help="processes making the datasets")
+    p.add_argument("--skip-ablations", action="store_true")
+    p.add_argument("--stop-after", choices=[s[0] for s in STAGES],
+                   help="end after this training stage (the same command later continues)")
+    args = p.parse_args()
+    out = Path(args.out)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    report: dict = {"device": name, "args": vars(args)}
+
+    t0 = time.perf_counter()
+    for split, n in (("train", args.train_clips), ("test", args.test_clips)):
+        if not (out / split).is_dir():
+            make_split(out, split, n, args)
+    report["synth_s"] = time.perf_counter() - t0
+    print(f"[{name}] datasets ready in {report['synth_s']:.0f} s", flush=True)
+
+    weights = None
+    report["training"] = {}
+    for stage, share, kw in STAGES:
+        run = out / stage
+        cfg = TrainConfig(data=str(out / "train"), out=str(run), stage=stage, weights=weights,
+                          size=args.size, steps=10**7, max_minutes=args.minutes * share,
+                          log_every=50, seed=args.seed, workers=args.workers, device=args.device,
+                          ema=0.0, **kw)
+        t = time.perf_counter()
+        if not (run / "final").is_dir():
+            train(cfg, log=lambda s: print(f"[{name}] {stage}: {s}", flush=True))
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        last = [r for r in log if "loss" in r][-1]
+        report["training"][stage] = {"steps": last["step"], "loss": last["loss"],
+                                     "seconds": time.perf_counter() - t}
+        weights = str(run / "final")
+        if stage == args.stop_after:
+            print(f"[{name}] stopping after stage {stage} (--stop-after); run again to continue")
+            return
+
+    windows = test_windows(out / "test", args.size, args.eval_frames, args.seed)
+    results, pictures = {}, {}
+
+    def evaluate(label, folder, steps=25, mode="exact", context=24):
+        pipe = MimoPipeline.from_pretrained(folder, device=device, dtype=torch.float32, compile=False)
+        t = time.perf_counter()
+        outs = [generate(pipe, w, steps, mode, context, args.seed) for w in windows]
+        results[label] = {**score(windows, outs), "seconds": time.perf_counter() - t}
+        pictures[label] = outs[0]
+        r = results[label]
+        print(f"[{name}] {label:>22}: PSNR {r['psnr']:.2f} dB, body {r['psnr_body']:.2f} dB, "
+              f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f}", flush=True)
+
+    evaluate("trained", weights)
+    evaluate("untrained", str(out / "vae" / "init"))
+    outs = [trivial(w) for w in windows]
+    results["trivial"] = score(windows, outs)
+    pictures["trivial"] = outs[0]
+    r = results["trivial"]
+    print(f"[{name}] {'trivial (paste)':>22}: PSNR {r['psnr']:.2f} dB, body {r['psnr_body']:.2f} dB, "
+          f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f}", flush=True)
+    if not args.skip_ablations:
+        evaluate("trained, fast mode", weights, mode="fast")
+        evaluate("trained, 10 steps", weights, steps=10)
+        evaluate("trained, 5 steps", weights, steps=5)
+        evaluate("trained, 32-frame win", weights, context=32)
+        base = results["trained"]
+        for label in [k for k in results if k.startswith("trained,")]:
+            d = results[label]["psnr"] - base["psnr"]
+            print(f"[{name}] {label}: {d:+.2f} dB whole frame, "
+                  f"{results[label]['psnr_body'] - base['psnr_body']:+.2f} dB body vs exact/25/24", flush=True)
+    report["results"] = results
+    (out / "quality.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    from PIL import Image
+
+    picks = np.linspace(0, len(windows[0]["truth"]) - 1, min(6, len(windows[0]["truth"]))).astype(int)
+    rows = [windows[0]["truth"]] + [pictures[k] for k in ("trained", "untrained", "trivial")]
+    sheet = np.concatenate([np.concatenate(list(r[picks]), 1) for r in rows], 0)
+    Image.fromarray(sheet).save(out / "quality.png")
+    print(f"[{name}] wrote {out / 'quality.json'} and {out / 'quality.png'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
