@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (less memory)")
     p.add_argument("--adam8bit", action="store_true", help="8-bit AdamW (bitsandbytes, CUDA)")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay, e.g. 0.999 (default off)")
+    p.add_argument("--lora", type=int, default=0, metavar="RANK",
+                   help="train LoRA adapters of this rank on the attention projections instead of the "
+                        "weights (merged into every checkpoint; needs peft)")
     p.add_argument("--train-image-encoder", action="store_true",
                    help="train the CLIP tower too (stage image, when training from scratch)")
     p.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (default: end only)")
@@ -72,6 +75,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for name, ok in (("--lr", args.lr > 0), ("--drop", 0 <= args.drop <= 1), ("--ema", 0 <= args.ema < 1)):
         if not ok:
             raise UsageError(name, f"out of range: {getattr(args, name[2:])}")
+    if args.lora < 0:
+        raise UsageError("--lora", f"expected a rank >= 1 (or 0: off), got {args.lora}")
+    if args.lora and args.stage == "vae":
+        raise UsageError("--lora", "works with the image, motion and full stages, not vae")
     if args.validate_every and not args.val_data:
         raise UsageError("--validate-every", "needs --val-data")
     for name in ("data", "val_data", "weights"):

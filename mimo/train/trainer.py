@@ -53,6 +53,7 @@ class TrainConfig:
     adam8bit: bool = False              # bitsandbytes 8-bit AdamW (CUDA)
     ema: float = 0.0                    # EMA decay of the trained parameters (0: off)
     train_image_encoder: bool = False   # train the CLIP tower too (stage image, from scratch)
+    lora: int = 0                       # LoRA rank on the attention projections (0: train weights)
     save_every: int = 0
     log_every: int = 10
     validate_every: int = 0
@@ -112,6 +113,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
     net = MimoTrainNet(models.vae, models.image_encoder, models.reference_unet,
                        models.denoising_unet, models.pose_guider, drop=cfg.drop).to(device)
     params = trainable_parameters(net, cfg.stage, cfg.train_image_encoder)
+    if cfg.lora:
+        from .lora import add_lora
+
+        params = add_lora(net, cfg.stage, cfg.lora)
     names = [n for n, p in net.named_parameters() if p.requires_grad]
     if cfg.checkpointing:
         enable_gradient_checkpointing(net.denoising_unet)
@@ -235,10 +240,20 @@ def _save(net, names, ema, optimizer, cfg: TrainConfig, step: int, models, folde
     torch.save(state, tmp)
     os.replace(tmp, Path(cfg.out) / "state.pt")
 
+    from .lora import merged_state_dict
+
     def weights(module, prefix):
-        sd = module.state_dict()
-        if ema is not None:
-            sd = {k: (ema[prefix + k].to(v.dtype) if prefix + k in ema else v) for k, v in sd.items()}
+        if ema is None:
+            return merged_state_dict(module)
+        live = {n: p.detach().clone() for n, p in module.named_parameters() if prefix + n in ema}
+        with torch.no_grad():  # the EMA values in place, merged, then the live values back
+            for n, p in module.named_parameters():
+                if n in live:
+                    p.copy_(ema[prefix + n])
+            sd = merged_state_dict(module)
+            for n, p in module.named_parameters():
+                if n in live:
+                    p.copy_(live[n])
         return sd
 
     write_official_layout(folder, weights(net.denoising_unet, "denoising_unet."),
