@@ -232,3 +232,26 @@ def test_lora_trains_adapters_only_and_checkpoints_merge_them(tiny_weights, data
     changed = {k for k, v in tuned.denoising_unet.state_dict().items()
                if not torch.equal(v, base.denoising_unet.state_dict()[k])}
     assert changed and all(k.rsplit(".", 2)[-2] in ("to_q", "to_k", "to_v", "0") for k in changed), changed
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_weights, dataset):
+    from mimo.train.objective import enable_gradient_checkpointing
+
+    batch = _batch(dataset, frames=2)
+    grads = []
+    for checkpointed in (False, True):
+        m = load_mimo(tiny_weights)
+        net = MimoTrainNet(m.vae, m.image_encoder, m.reference_unet, m.denoising_unet, m.pose_guider)
+        params = trainable_parameters(net, "full")
+        if checkpointed:
+            assert enable_gradient_checkpointing(net.denoising_unet) == 9
+            enable_gradient_checkpointing(net.reference_unet)
+        loss = net(batch, "full", torch.Generator().manual_seed(0))["loss"]
+        loss.backward()
+        grads.append((float(loss), [None if p.grad is None else p.grad.clone() for p in params]))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    assert sum(g is not None for g in grads[0][1]) > 1000
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -155,9 +155,13 @@ def enable_gradient_checkpointing(unet: nn.Module) -> int:
         forward = block.forward
 
         def wrapped(*args, _forward=forward, **kwargs):
-            if torch.is_grad_enabled():
-                return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
-            return _forward(*args, **kwargs)
+            if not torch.is_grad_enabled():
+                return _forward(*args, **kwargs)
+
+            def again(*a, **k):  # up blocks pop their skip list: give each run its own copy
+                return _forward(*[list(x) if isinstance(x, list) else x for x in a], **k)
+
+            return checkpoint(again, *args, use_reentrant=False, **kwargs)
 
         block.forward = wrapped
         block._mimo_checkpointed = True
