@@ -11,11 +11,12 @@ requests (``max_jobs`` jobs) across all clients. A client whose connection close
 process) has its jobs cancelled at once: the server probes the connections of clients with jobs
 twice a second (a ROUTER with ``ROUTER_MANDATORY`` reports a peer that is gone); silence longer
 than ``heartbeat_timeout_s`` is the fallback for peers whose connection never closes. A job
-whose client grants no credit for ``stall_timeout_s`` is cancelled, so the worker moves on. The worker runs one job at a time: it builds
-the synthesis input (:mod:`server.build`), calls the backend with :class:`JobEvents` wired to the
-socket, and ends every job with exactly one ``done`` or ``error``. Frames are sent in order,
-exactly once, only while the job has credit (the worker waits otherwise), so a slow client never
-makes the server buffer a whole job.
+whose client grants no credit for ``stall_timeout_s`` is cancelled, so the worker moves on.
+
+The worker runs one job at a time: it builds the synthesis input (:mod:`server.build`), calls
+the backend with :class:`JobEvents` wired to the socket, and ends every job with exactly one
+``done`` or ``error``. Frames are sent in order, exactly once, only while the job has credit (the
+worker waits otherwise), so a slow client never makes the server buffer a whole job.
 """
 from __future__ import annotations
 
@@ -115,7 +116,6 @@ class Server:
         self._jobs: dict[str, _Job] = {}
         self._running: _Job | None = None
         self._last_seen: dict[bytes, float] = {}
-        self._gone: set[bytes] = set()  # clients whose connection closed, until the I/O loop acts
         self._stopping = False
         self._started = time.monotonic()
         self._jobs_done = 0
@@ -284,8 +284,8 @@ class Server:
             size += len(frame)
             if size > self.limits["max_message_bytes"]:
                 refusal = P.Error(code="too_large", tag=_peek_tag(frames[0]) if frames else "",
-                                  message=f"more than {self.limits['max_message_bytes']} bytes, "
-                                          f"limit {self.limits['max_message_bytes']}")
+                                  message=f"the message exceeds max_message_bytes "
+                                          f"({self.limits['max_message_bytes']} bytes)")
             elif len(frames) > P.MAX_BUFFERS:
                 refusal = P.Error(code="bad_message", message=f"more than {P.MAX_BUFFERS} buffers")
             if refusal is not None:
