@@ -42,6 +42,7 @@ VENDOR = {
     "vendor/clip.py": "mimo/motion/clip.py",
     "vendor/bvh.py": "mimo/motion/bvh.py",
     "vendor/readers.py": "mimo/motion/readers.py",
+    "vendor/keypoints.py": "mimo/codes/keypoints.py",
 }
 #: copied into the staged extension only (a source checkout reads them where they are)
 STAGE_DATA = {

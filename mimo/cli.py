@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("mimo.models.cli", "check, download or make a tiny MIMO weights folder"),
     "generate": ("mimo.pipeline.cli", "character image + motion codes -> video (MIMO or weight-free preview)"),
     "motion": ("mimo.motion.cli", "convert AMASS / BVH / HMR2 motion to clip .npz, resample, describe; export rig"),
+    "export": ("mimo.codes.export_cli", "control passes of a motion clip: OpenPose keypoints, mask, depth, normals, SMPL + cameras"),
     "dataset": ("mimo.data.cli", "make a synthetic training dataset, or check a dataset folder"),
     "train": ("mimo.train.cli", "train or fine-tune MIMO's networks on a dataset (official-layout checkpoints)"),
 }

@@ -403,7 +403,7 @@ def test_only_the_preview_backend_goes_without_a_character_image():
 
 
 def test_openpose_keypoints_layout_and_what_is_not_seen():
-    from blender_addon.core import keypoints
+    from blender_addon.vendor import keypoints
 
     K = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
     R, t = np.eye(3), np.zeros(3)

@@ -84,6 +84,12 @@ CASES = [
     (["codes", "--motion", "{walk}", "--out", "{bad}/a_file/x.mp4"], 2, "--out", "cannot write"),
     (["codes", "--motion", "{walk}", "--out", "{tmp}/x.avi"], 2, "--out", "expected a .mp4 file or a folder"),
     (["codes", "--motion", "{walk}", "--size", "65x64", "--out", "{tmp}/x.mp4"], 2, "--out", "even width"),
+    # mimo export
+    (["export", "--out", OUT], 2, "", "required: --motion"),
+    (["export", "--motion", "{bad}/image.npz", "--out", OUT], 2, "--motion", "is a PNG image"),
+    (["export", "--motion", "{walk}", "--size", "0x0", "--out", OUT], 2, "--size", "8..8192"),
+    (["export", "--motion", "{walk}", "--frames", "50:60", "--out", OUT], 2, "--frames", "selects no frame"),
+    (["export", "--motion", "{walk}", "--out", "{bad}/exists.mp4"], 2, "--out", "is a file"),
     # mimo generate
     (["generate", "--preview", "--out", OUT], 2, "", "one of the arguments --motion --codes --template is required"),
     (["generate", "--preview", "--motion", "{bad}/image.npz", "--out", OUT], 2, "--motion", "PNG image"),

@@ -11,7 +11,7 @@ Written into a new folder (never over existing files):
 * ``mask/frame_00000.png`` ... — the body mask: white where a body is seen (in front of
   everything else), black elsewhere; at the output size, aligned with the cameras.
 * ``keypoints/frame_00000.json`` ... — the bodies' joints as 2D keypoints in the OpenPose JSON
-  layout (BODY_25 and hands; see core/keypoints.py for what a body model has no joint for), from
+  layout (BODY_25 and hands; see vendor/keypoints.py for what a body model has no joint for), from
   the joints Blender shows (the evaluated bone heads).
 * ``depth.npy`` (F, H, W) float32 — distance along the camera's viewing axis (OpenCV ``z``, metres)
   of what each pixel's centre sees, 0 where nothing is; ``normal.npy`` (F, H, W, 3) float32 — its
@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core import axes
 from ..core.frames import frame_path
-from ..core.keypoints import openpose_frame
+from ..vendor.keypoints import openpose_frame
 from ..core.png import write_png
 
 

@@ -6,7 +6,10 @@ fingertips) and joints outside the image or behind the camera get confidence 0 a
 OpenPose writes an undetected point; the others confidence 1. Coordinates follow OpenPose:
 pixel ``i`` is centred on ``i`` (the cameras put its centre on ``i + 0.5``). There is no face.
 
-Shapes: joints {name: (3,) wire world}, K (3, 3), R (3, 3), t (3,)
+The Blender add-on vendors a byte-identical copy (``blender_addon/vendor/keypoints.py``); it may
+import only the standard library and numpy.
+
+Shapes: joints {name: (3,) world, SMPL axes}, K (3, 3), R (3, 3), t (3,)
 """
 from __future__ import annotations
 
