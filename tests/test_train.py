@@ -255,3 +255,23 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_weights, 
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model_through_torchrun(tiny_weights, dataset, tmp_path):
+    """torch DDP on CPU (gloo): the script that runs on one GPU runs on several."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    out = tmp_path / "ddp"
+    result = subprocess.run([torchrun, "--nproc-per-node", "2", "-m", "mimo.train.cli", str(dataset),
+                             "--out", str(out), "--stage", "image", "--weights", str(tiny_weights),
+                             "--size", "32", "--batch", "1", "--steps", "2", "--log-every", "1",
+                             "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("weights (official layout)") == 1  # rank 0 speaks for the run
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert load_mimo(out / "final").report.ok

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from .objective import STAGES
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("data", str(exc)) from None
     except (ValueError, FloatingPointError) as exc:  # a run folder of another stage, a NaN loss, ...
         raise CommandFailed(str(exc)) from None
-    print(f"weights (official layout): {final}")
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun every process gets here
+        print(f"weights (official layout): {final}")
     return 0
 
 
