@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/models.py --device cuda --dtypes float16 bfloat16 --frames 24 --size 784
     .venv/bin/python benchmarks/models.py --device cpu --tiny --size 64 --frames 4   # CPU smoke run
 
-Steps: (1) parameter counts of every network built on the meta device, compared with spec §10.1;
+Steps: (1) parameter counts of every network built on the meta device, compared with docs/MIMO.md §10.1;
 (2) write a random weights folder in the official layout (fp16 files, networks built on
 ``--device``) to ``--folder`` (default: a temp dir, deleted afterwards); (3) for each dtype:
 ``load_mimo`` time and the memory its parameters take (``torch.cuda.max_memory_allocated`` on

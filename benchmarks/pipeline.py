@@ -7,7 +7,7 @@
 Prints, with the device name on every line: seconds per frame of a whole generation, the breakdown
 per stage (CLIP+VAE encode, reference pass, pose guider, denoising loop, VAE decode), one
 denoising-UNet window call (CFG batch 2), and peak GPU memory. The official code's figures on one
-H200 (DESIGN §10: 784², 32 frames, 25 steps, CFG 3.5, fp16) are printed for comparison.
+H200 (docs/MIMO.md §10.2: 784², 32 frames, 25 steps, CFG 3.5, fp16) are printed for comparison.
 Also: frame-evaluations per output frame (window frames summed over windows / frames) and the
 achieved TFLOP/s of the denoising loop (FLOP of one window call counted by
 ``torch.utils.flop_counter``, times the calls made). ``--mode fast`` defaults to bf16 and 32-frame
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
     print(f"one denoising-UNet window call ({win} frames, CFG batch 2): {sec:.3f} s {tag}")
     if not args.tiny and args.size == 784 and args.steps == 25 and args.frames in OFFICIAL_H200:
         ref = OFFICIAL_H200[args.frames]
-        print(f"official code on one H200 (DESIGN §10): {ref:.2f} s/frame -> speed-up "
+        print(f"official code on one H200 (docs/MIMO.md §10.2): {ref:.2f} s/frame -> speed-up "
               f"{ref / (total / args.frames):.2f}x (compare only on an H200) {tag}")
     return 0
 

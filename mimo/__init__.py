@@ -8,7 +8,7 @@ Shape glossary used in every docstring (``Shapes:`` blocks):
     V  vertices         T  triangles        J  joints
 
 Images are uint8 RGB ``(H, W, 3)`` row-major with the top row first unless stated otherwise.
-Coordinates follow DESIGN §4: metres, SMPL axes (Y up, the body faces +Z, +X is the body's left),
+Coordinates follow docs/CONVENTIONS.md: metres, SMPL axes (Y up, the body faces +Z, +X is the body's left),
 OpenCV cameras (x right, y down, z forward) with pixel (u, v) centred at (u + 0.5, v + 0.5).
 """
 

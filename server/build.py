@@ -47,7 +47,7 @@ def decode_character(data: bytes) -> np.ndarray:
 
 def scaled_intrinsics(K: np.ndarray, cam_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
     """Re-express ``K`` for another image size. With pixel centres at (u + 0.5, v + 0.5) and the
-    origin at the top-left corner (DESIGN §4), scaling rows 0 and 1 by the size ratio is exact.
+    origin at the top-left corner (docs/CONVENTIONS.md), scaling rows 0 and 1 by the size ratio is exact.
 
     Shapes: K (F, 3, 3) -> (F, 3, 3) float64; sizes are (width, height)
     """
@@ -103,7 +103,7 @@ def load_body_cached(model: str, device: str | None):
 
 def pose_body(body, params, name: str = "body"):
     """One body's per-frame params -> ``(vertices, faces, vertex_colors)`` for the rasterizer.
-    The default code table is the body's normalised rest pose (DESIGN §6). A hand whose pose is
+    The default code table is the body's normalised rest pose (docs/MIMO.md §9). A hand whose pose is
     absent is removed from the mesh, as the official renderer did for undetected hands (send
     zeros for a visible flat hand).
 

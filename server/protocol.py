@@ -1,4 +1,4 @@
-"""The mimo-blender wire protocol: the one definition of every message (DESIGN §8, STYLE §B).
+"""The mimo-blender wire protocol: the one definition of every message (server/PROTOCOL.md).
 
 The Blender add-on vendors a byte-identical copy of this file and of ``client.py``; both may
 import only the standard library, ``zmq``, ``msgpack``, ``numpy`` and each other (relatively).
@@ -16,7 +16,7 @@ Wire format (one ZeroMQ multipart message per protocol message; a ROUTER prepend
 (forward compatibility) and raises :class:`ProtocolError` for anything malformed. A peer whose
 major version differs is refused with code ``"version"``.
 
-Conventions (DESIGN §4): metres and seconds; frame indices start at 0; SMPL axes (Y up, the body
+Conventions (docs/CONVENTIONS.md): metres and seconds; frame indices start at 0; SMPL axes (Y up, the body
 faces +Z, +X is the body's left) for bodies and the world; OpenCV cameras: ``K`` in pixels for the
 camera's ``width`` x ``height`` image, world-to-camera ``R|t`` (x right, y down, z forward), pixel
 (u, v) covering [u, u+1) x [v, v+1) so its centre is (u + 0.5, v + 0.5); images uint8 RGB

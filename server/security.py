@@ -1,4 +1,4 @@
-"""Where the server may listen, and CurveZMQ keys (DESIGN §8: loopback by default; any other
+"""Where the server may listen, and CurveZMQ keys (server/PROTOCOL.md: loopback by default; any other
 address needs CurveZMQ unless the operator says ``--insecure``).
 
 Key folder layout written by ``mimo-server keys generate DIR``::

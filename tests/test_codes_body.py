@@ -37,7 +37,7 @@ def test_body_lands_where_projecting_it_says(body, posed):
     verts, joints = posed
     W, H = 200, 240
     K, R, t = auto_camera(verts.numpy(), W, H, margin=0.08, focal=260.0)
-    # A camera of the DESIGN conventions, a little to the side and above (not the auto camera's R).
+    # A camera of docs/CONVENTIONS.md, a little to the side and above (not the auto camera's R).
     a = 0.35
     Ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
     R = np.repeat((FRONT_VIEW @ Ry)[None], 2, 0)

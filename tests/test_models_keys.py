@@ -1,5 +1,5 @@
-"""Key-and-shape parity at full SD1.5 size (meta device) against fixtures written from the spec's
-tables (tests/fixtures/keys/spec_keys.py), and parameter counts against spec §10.1."""
+"""Key-and-shape parity at full SD1.5 size (meta device) against fixtures written from the official
+key naming rules (tests/fixtures/keys/spec_keys.py), and parameter counts against docs/MIMO.md §10.1."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Module math against direct implementations of the spec's formulas (§2.2, §3.1, §3.3, §4, §5)."""
+"""Module math against direct implementations of the formulas of docs/MIMO.md (§2.2, §3, §3.3,
+§4, §5)."""
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ def randomise(module: torch.nn.Module, seed: int = 0, std: float = 0.2) -> torch
     return module.eval()
 
 
-# --- direct implementations of the spec ---------------------------------------------------------
+# --- direct implementations of docs/MIMO.md ----------------------------------------------------
 
 def layer_norm(x, mod, eps=1e-5):
     mu = x.mean(-1, keepdim=True)

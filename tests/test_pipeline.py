@@ -1,6 +1,6 @@
 """MimoPipeline and the "mimo" backend on tiny random weights (CPU, 2 steps, 10 frames, 64²).
 
-The central test re-derives the official algorithm (spec §7) step by step from independent parts —
+The central test re-derives the official algorithm (docs/MIMO.md §7) step by step from independent parts —
 diffusers' VaeImageProcessor (Lanczos) and transformers' CLIPImageProcessor for preprocessing, a
 literal port of the "uniform" context schedule, separate UNet calls for the unconditional half
 (zero CLIP token, no reference) and the conditional half, per-frame VAE encode/decode, the DDIM

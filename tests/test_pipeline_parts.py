@@ -1,4 +1,4 @@
-"""Exact-mode pieces: scheduler figures (spec §7), context windows (§7.1), ROI (§8.3), compositing (§8.4)."""
+"""Exact-mode pieces: scheduler figures (docs/MIMO.md §7), context windows (§7.1), ROI (§8.3), compositing (§8.4)."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +25,7 @@ def test_scheduler_figures_of_the_spec():
 
 
 def test_betas_match_zero_snr_recipe():
-    """Independent float64 recomputation of the recipe of spec §7."""
+    """Independent float64 recomputation of the recipe of docs/MIMO.md §7."""
     betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
     sq = np.sqrt(np.cumprod(1 - betas))
     sq0, sqT = sq[0], sq[-1]

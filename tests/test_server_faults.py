@@ -168,7 +168,9 @@ def test_status_shows_a_client_its_own_jobs_and_only_counts_of_others():
     try:
         with Client(srv.address, timeout=10) as a, Client(srv.address, timeout=10) as b:
             job = a.submit(codes_request(F=8, W=16, H=16), credit=1)
-            time.sleep(0.3)  # let it start
+            end = time.monotonic() + 30
+            while a.status().running != job.job_id and time.monotonic() < end:
+                time.sleep(0.05)  # until the worker has taken it (it then waits for credit)
             sa, sb = a.status(), b.status()
             assert [r["job_id"] for r in sa.jobs] == [job.job_id] and sa.running == job.job_id
             assert sb.jobs == [] and sb.running == "" and sb.other_jobs == 1

@@ -112,8 +112,8 @@ def test_guidance_dropout_removes_the_clip_token_and_the_reference(net, dataset)
         net.drop = 0.0
         c = net(other, "image", torch.Generator().manual_seed(1))["loss"]
     net.drop = 0.1
-    assert float(a) == float(b)  # nothing of the reference reaches a dropped row
-    assert float(c) != float(a)  # a kept row sees it
+    assert float(a) == pytest.approx(float(b), rel=1e-6)  # nothing of the reference reaches a dropped row
+    assert float(c) != pytest.approx(float(a), rel=1e-3)  # a kept row sees it
 
 
 @pytest.mark.parametrize("stage, frames", [("image", 1), ("motion", 3)])
@@ -208,7 +208,8 @@ def test_lora_trains_adapters_only_and_checkpoints_merge_them(tiny_weights, data
     params = add_lora(net, "full", rank=4)
     assert params and all(".lora_" in n for n, p in net.named_parameters() if p.requires_grad)
     with torch.no_grad():  # B starts at zero: the same network until it trains
-        assert float(net(batch, "full", torch.Generator().manual_seed(0))["loss"]) == float(before)
+        after = net(batch, "full", torch.Generator().manual_seed(0))["loss"]
+        assert float(after) == pytest.approx(float(before), rel=1e-6)
     opt = torch.optim.Adam(params, lr=1e-2)
     net.train()
     for _ in range(3):

@@ -1,6 +1,6 @@
 """Readers: AMASS ``.npz``, SMPL parameter files as 4D-Humans/HMR2 write them, BVH (retargeted).
 
-All return clips in our world (DESIGN §4: metres, Y up). numpy only (no torch).
+All return clips in our world (docs/CONVENTIONS.md: metres, Y up). numpy only (no torch).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One body-model interface and our own batched linear blend skinning (no smplx, no anny).
 
-Conventions (DESIGN §4): metres; SMPL axes (Y up, the body faces +Z, +X is the body's left);
+Conventions (docs/CONVENTIONS.md): metres; SMPL axes (Y up, the body faces +Z, +X is the body's left);
 axis-angle rotations per joint, local to the parent joint; ``global_orient`` rotates the whole body
 about the pelvis joint and ``transl`` then moves everything. Hand poses are relative to the flat
 hand (SMPL-H ``flat_hand_mean=True``).

@@ -1,4 +1,4 @@
-"""Structured motion codes (DESIGN §6, spec §9): per-vertex colour code tables and a batched
+"""Structured motion codes (docs/MIMO.md §9): per-vertex colour code tables and a batched
 rasterizer that turns posed bodies and cameras into the code images MIMO's pose guider reads.
 
 Entry points: :func:`render_codes` (meshes + cameras -> code images), :func:`render_clip`

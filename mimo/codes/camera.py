@@ -2,13 +2,13 @@
 
 All cameras are OpenCV pinholes (x right, y down, z forward) mapping a world point X to pixel
 ``K (R X + t)``, with pixel (u, v) covering [u, u+1) × [v, v+1) and centred at (u + 0.5, v + 0.5)
-(DESIGN §4): the principal point of a centred camera is therefore exactly (W/2, H/2).
+(docs/CONVENTIONS.md): the principal point of a centred camera is therefore exactly (W/2, H/2).
 """
 from __future__ import annotations
 
 import numpy as np
 
-OFFICIAL_FOCAL = 5000.0  # HMR2's FOCAL_LENGTH, defined for its 256-pixel crops (spec §9.7)
+OFFICIAL_FOCAL = 5000.0  # HMR2's FOCAL_LENGTH, defined for its 256-pixel crops (docs/MIMO.md §9.7)
 OFFICIAL_CROP = 256.0
 # Looking at the front of an SMPL-convention body (Y up, facing +Z) from the +Z side: camera
 # x = world +X (the body's left shows on the right, as when facing a person), y down = world −Y,

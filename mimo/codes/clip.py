@@ -36,7 +36,7 @@ def _camera_arrays(camera, num_frames: int, size):
         K, R, t = (np.repeat(x, num_frames, 0) for x in (K, R, t))
     W, H = int(camera.width), int(camera.height)
     if size is not None and tuple(size) != (W, H):
-        # Pixel edges at integers (DESIGN §4): resizing the image scales K's rows exactly.
+        # Pixel edges at integers (docs/CONVENTIONS.md): resizing the image scales K's rows exactly.
         sx, sy = size[0] / W, size[1] / H
         K = K * np.array([[sx], [sy], [1.0]])
         W, H = int(size[0]), int(size[1])

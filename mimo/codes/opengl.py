@@ -1,7 +1,7 @@
 """An independent reference: the same code images drawn by a real OpenGL implementation.
 
 Mesa's off-screen OpenGL (OSMesa, Debian ``libosmesa6``) through PyOpenGL, set up the way the
-official release's pyrender renderer was (spec §9.8): camera at the origin looking down −Z with the
+official release's pyrender renderer was (docs/MIMO.md §9.8): camera at the origin looking down −Z with the
 OpenCV→OpenGL flip (y and z negated), the projection matrix of pyrender's ``IntrinsicsCamera``
 (znear 0.05), smooth vertex colours with no lighting (pyrender's FLAT mode outputs the interpolated
 vertex colour), black background, depth test ``GL_LESS``, culling off, RGBA8 read back and flipped

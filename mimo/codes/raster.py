@@ -1,4 +1,4 @@
-"""A batched triangle rasterizer in plain PyTorch for structured motion codes (DESIGN §6, spec §9).
+"""A batched triangle rasterizer in plain PyTorch for structured motion codes (docs/MIMO.md §9).
 
 Method: homogeneous (ray-cast) rasterization. For a triangle with camera-space corners P0, P1, P2
 and the viewing ray d(u, v) = K⁻¹ (u + 0.5, v + 0.5, 1) through a pixel centre, the triple products
@@ -123,7 +123,7 @@ def render_codes(vertices, faces, vertex_colors, K, R, t, width: int, height: in
                  frames_per_chunk: int | None = None):
     """Rasterize per-vertex colour codes: the structured motion code images of MIMO.
 
-    Each pixel (u, v) is sampled at its centre (u + 0.5, v + 0.5) (origin top-left, DESIGN §4);
+    Each pixel (u, v) is sampled at its centre (u + 0.5, v + 0.5) (origin top-left, docs/CONVENTIONS.md);
     its colour is the perspective-correct barycentric interpolation of ``vertex_colors`` over the
     nearest triangle covering that centre; no lighting, no gamma; background black; uint8 =
     round(colour × 255). The camera maps world points X to ``K (R X + t)`` (OpenCV: x right, y down,

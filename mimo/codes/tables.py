@@ -1,4 +1,4 @@
-"""Vertex colour code tables and hand removal (spec §9.5–9.6).
+"""Vertex colour code tables and hand removal (docs/MIMO.md §9.5–9.6).
 
 A code table gives every body vertex a fixed colour in [0, 1]³. Tables returned here are quantized
 to multiples of 1/255, because the official renderer handed its colours to OpenGL as RGBA8

@@ -1,4 +1,4 @@
-"""mimo.models: the MIMO networks and strict loading of the official weights (spec §1–§6).
+"""mimo.models: the MIMO networks and strict loading of the official weights (docs/MIMO.md §1–§6).
 
 Public API (what the pipeline codes against)::
 
@@ -16,7 +16,7 @@ Shapes (glossary in :mod:`mimo`):
                    encoder_hidden_states (B,1,D), pose_cond (B,C0,F,h,w) | None,
                    reference ReferenceBank (R = B or 1 rows) | None, reference_rows (B,) bool | None)
         -> v prediction (B,4,F,h,w). F <= 32. Rows with ``reference_rows`` False (the
-           unconditional CFG rows) run plain self-attention, without the reference (spec §5).
+           unconditional CFG rows) run plain self-attention, without the reference (docs/MIMO.md §5).
     pose_guider(codes (B,3,F,H,W) in [0,1]) -> (B,C0,F,h,w).
     vae: diffusers AutoencoderKL; image_encoder: transformers CLIPVisionModelWithProjection
         (``image_embeds`` (B, D)); D = cross_attention_dim (768), C0 = block_out_channels[0] (320).

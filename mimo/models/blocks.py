@@ -1,11 +1,11 @@
-"""Building blocks of the MIMO UNets (spec §2.2, §3.1, §3.3, §5), named like the checkpoint keys.
+"""Building blocks of the MIMO UNets (docs/MIMO.md §2.2, §3.1, §3.3, §5), named like the checkpoint keys.
 
 Every module here works on *folded* activations: frames folded into the batch, row index
 ``b * F + f`` (the official ``"b c f h w -> (b f) c h w"``). Convolutions, GroupNorms and spatial
 transformers therefore act per frame, exactly like the official "inflated" layers; only the
 motion module regroups rows to attend across frames.
 
-Reference attention (spec §5) is explicit: a :class:`TransformerBlock` knows its module path
+Reference attention (docs/MIMO.md §5) is explicit: a :class:`TransformerBlock` knows its module path
 (``block_path``, set by the UNet that owns it). In a *write* pass it stores ``norm1(h)`` in a
 :class:`ReferenceBank` under that path; in a *read* pass it looks the same path up in the bank
 and attends over the concatenation of its own tokens and the bank's tokens.
@@ -153,7 +153,7 @@ def row_runs(rows: torch.Tensor) -> list[tuple[int, int, bool]]:
 
 
 def sinusoidal_pe(channels: int, max_len: int = PE_MAX_LEN) -> torch.Tensor:
-    """The motion modules' interleaved sinusoid (spec §3.3), float32.
+    """The motion modules' interleaved sinusoid (docs/MIMO.md §3.3), float32.
 
     ``pe[0, p, 2i] = sin(p * 10000^(-2i/C))``, ``pe[0, p, 2i+1] = cos(...)``.
 
@@ -366,7 +366,7 @@ class TemporalTransformer(nn.Module):
 
 
 class MotionModule(nn.Module):
-    """``motion_modules.j``: an AnimateDiff "Vanilla" temporal module (spec §3.3)."""
+    """``motion_modules.j``: an AnimateDiff "Vanilla" temporal module (docs/MIMO.md §3.3)."""
 
     def __init__(self, dim: int, groups: int):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Network sizes: read from the SD1.5 ``unet/config.json`` of a weights folder (spec §1).
+"""Network sizes: read from the SD1.5 ``unet/config.json`` of a weights folder (docs/MIMO.md §1).
 
 Only the SD1.5 family is supported: ``CrossAttnDownBlock2D`` x (n-1) + ``DownBlock2D``,
 ``UpBlock2D`` + ``CrossAttnUpBlock2D`` x (n-1), one transformer layer per block, conv projections.
@@ -10,9 +10,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-#: PoseGuider(block_out_channels=(16, 32, 96, 256)) as built by the official scripts (spec §4).
+#: PoseGuider(block_out_channels=(16, 32, 96, 256)) as built by the official scripts (docs/MIMO.md §4).
 POSE_GUIDER_CHANNELS = (16, 32, 96, 256)
-#: Input channels of the denoising UNet: noisy latent (4) + scene latent (4), spec §3.2.
+#: Input channels of the denoising UNet: noisy latent (4) + scene latent (4), docs/MIMO.md §3.2.
 DENOISING_IN_CHANNELS = 8
 
 

@@ -1,5 +1,5 @@
 """``mimo weights download DIR``: fetch the MIMO weights and the three prior models into the
-official layout (DESIGN §7). Runs only when a user asks; nothing else in mimo downloads.
+official layout (docs/MIMO.md §1). Runs only when a user asks; nothing else in mimo downloads.
 
 The placement logic (:func:`plan_downloads`) is pure: given each repository's file listing it
 decides which remote file lands at which path of the layout, so it is tested offline. The MIMO

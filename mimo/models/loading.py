@@ -1,4 +1,4 @@
-"""Strict loading of the official MIMO weights folder (spec §1.1, §6; DESIGN §7).
+"""Strict loading of the official MIMO weights folder (docs/MIMO.md §1.1, §6; docs/MIMO.md §1).
 
 Folder layout (:data:`LAYOUT`)::
 
@@ -32,7 +32,7 @@ from .unet import DenoisingUNet, PoseGuider, ReferenceUNet
 
 log = logging.getLogger(__name__)
 
-#: Hard-coded in the official pipeline (not read from the VAE config), spec §1.
+#: Hard-coded in the official pipeline (not read from the VAE config), docs/MIMO.md §1.
 VAE_SCALING_FACTOR = 0.18215
 
 LAYOUT = {
@@ -50,7 +50,7 @@ LAYOUT = {
     "image_encoder_weights": ("image_encoder/model.safetensors", "image_encoder/pytorch_model.bin"),
 }
 
-# Old diffusers spelling of the VAE mid-block attention projections (spec §6).
+# Old diffusers spelling of the VAE mid-block attention projections (docs/MIMO.md §6).
 _LEGACY_VAE = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 # Keys some files carry that are not parameters of the network: ignored by design.
 _IGNORED = {"image_encoder": {"vision_model.embeddings.position_ids"}}
@@ -237,7 +237,7 @@ def _merge(name: str, model: nn.Module, sources: list[tuple[str, dict]], report:
 
 
 def _pad_conv_in(sd: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
-    """Official step 3 (spec §1.1): SD1.5 ``conv_in.weight`` [C,4,3,3] gets zero channels up to ``channels``."""
+    """Official step 3 (docs/MIMO.md §1.1): SD1.5 ``conv_in.weight`` [C,4,3,3] gets zero channels up to ``channels``."""
     w = sd.get("conv_in.weight")
     if w is None or w.ndim != 4 or w.shape[1] >= channels:
         return sd

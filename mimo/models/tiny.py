@@ -22,7 +22,7 @@ TINY_VAE_CONFIG = {
     "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
     "norm_num_groups": 8, "sample_size": 64,
 }
-#: The sd-vae-ft-mse config (spec §1).
+#: The sd-vae-ft-mse config (docs/MIMO.md §1).
 SD_VAE_CONFIG = {**TINY_VAE_CONFIG, "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
                  "norm_num_groups": 32, "sample_size": 256}
 #: A small CLIP vision tower; image_size 224 like ViT-L/14 so the pipeline's preprocessing is unchanged.
@@ -32,7 +32,7 @@ TINY_CLIP_CONFIG = {
     "image_size": 224, "patch_size": 32, "projection_dim": 32, "hidden_act": "quick_gelu",
     "layer_norm_eps": 1e-5, "num_channels": 3,
 }
-#: ViT-L/14 of sd-image-variations (spec §1, §6).
+#: ViT-L/14 of sd-image-variations (docs/MIMO.md §1, §6).
 SD_CLIP_CONFIG = {**TINY_CLIP_CONFIG, "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
                   "num_attention_heads": 16, "patch_size": 14, "projection_dim": 768}
 
@@ -44,7 +44,7 @@ def _random_state(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torc
 def make_tiny(weights_dir: str | Path, seed: int = 0, unet_config: UNetConfig = TINY_UNET,
               vae_config: dict | None = None, clip_config: dict | None = None,
               dtype: torch.dtype = torch.float32, device: str | torch.device | None = None) -> Path:
-    """Write a random weights folder in the official layout (DESIGN §7) and return its path.
+    """Write a random weights folder in the official layout (docs/MIMO.md §1) and return its path.
 
     Files: ``denoising_unet.pth`` (the 2D keys, ``conv_in`` with 8 input channels),
     ``motion_module.pth`` (the motion keys, ``pe`` buffers included), ``reference_unet.pth``,

@@ -1,4 +1,4 @@
-"""The two MIMO UNets and the pose guider (spec §2, §3, §4), attribute names = checkpoint keys.
+"""The two MIMO UNets and the pose guider (docs/MIMO.md §2, §3, §4), attribute names = checkpoint keys.
 
 * :class:`ReferenceUNet`: SD1.5 2D UNet without the output head; :meth:`ReferenceUNet.write`
   runs it once and returns the :class:`~mimo.models.blocks.ReferenceBank`.
@@ -110,7 +110,7 @@ class UpBlock(nn.Module):
 
 
 class _UNetBase(nn.Module):
-    """Shared SD1.5 trunk (spec §2.2). Subclasses choose input channels, motion modules, head."""
+    """Shared SD1.5 trunk (docs/MIMO.md §2.2). Subclasses choose input channels, motion modules, head."""
 
     def __init__(self, cfg: UNetConfig, in_channels: int, motion: bool, head: bool):
         super().__init__()
@@ -174,7 +174,7 @@ def _check(name: str, x: torch.Tensor, shape: tuple) -> None:
 
 
 class ReferenceUNet(_UNetBase):
-    """SD1.5 2D UNet without ``conv_norm_out``/``conv_out`` (spec §2): the reference-bank writer."""
+    """SD1.5 2D UNet without ``conv_norm_out``/``conv_out`` (docs/MIMO.md §2): the reference-bank writer."""
 
     def __init__(self, cfg: UNetConfig):
         super().__init__(cfg, cfg.in_channels, motion=False, head=False)
@@ -204,7 +204,7 @@ class ReferenceUNet(_UNetBase):
 
 
 class DenoisingUNet(_UNetBase):
-    """The 3D "edit_bkfill" UNet (spec §3): 8 input channels, motion modules, reference readers."""
+    """The 3D "edit_bkfill" UNet (docs/MIMO.md §3): 8 input channels, motion modules, reference readers."""
 
     def __init__(self, cfg: UNetConfig):
         super().__init__(cfg, DENOISING_IN_CHANNELS, motion=True, head=True)
@@ -261,7 +261,7 @@ class DenoisingUNet(_UNetBase):
 
 
 class PoseGuider(nn.Module):
-    """Structured-motion-code encoder (spec §4), applied per frame."""
+    """Structured-motion-code encoder (docs/MIMO.md §4), applied per frame."""
 
     def __init__(self, embedding_channels: int = 320, channels: tuple[int, ...] = POSE_GUIDER_CHANNELS,
                  in_channels: int = 3):

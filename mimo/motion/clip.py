@@ -26,7 +26,7 @@ key                            shape / dtype   meaning
 ``camera.R``, ``camera.t``     (F, 3, 3), (F, 3)  world-to-camera: x_cam = R x_world + t
 =============================  ==============  ===================================================
 
-World space is DESIGN §4's: metres, Y up (SMPL axes). Cameras are OpenCV (x right, y down,
+World space is the one of docs/CONVENTIONS.md: metres, Y up (SMPL axes). Cameras are OpenCV (x right, y down,
 z forward). Pixel (u, v) covers [u, u+1) x [v, v+1) with its centre at (u + 0.5, v + 0.5),
 origin at the top-left corner: a centred principal point is (W / 2, H / 2), not ((W-1) / 2, ...).
 """

@@ -6,7 +6,7 @@
 
 Modules: ``job`` (the contract), ``backends`` (load_backend, preview), ``pipeline``
 (:class:`~mimo.pipeline.pipeline.MimoPipeline`), ``mimo_backend`` (ROI crop → pipeline → composite),
-``schedule`` (DDIM config, context windows), ``roi`` / ``composite`` (spec §8.3–§8.4),
+``schedule`` (DDIM config, context windows), ``roi`` / ``composite`` (docs/MIMO.md §8.3–§8.4),
 ``template`` (official template folders), ``cli`` (``mimo generate``).
 """
 from .backends import load_backend

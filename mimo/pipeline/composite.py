@@ -1,4 +1,4 @@
-"""Pasting generated ROI crops back into full frames (spec §8.4), with our own feather mask.
+"""Pasting generated ROI crops back into full frames (docs/MIMO.md §8.4), with our own feather mask.
 
 The official release blends with 16 feathered alpha images from its assets (not available to us).
 **Our feather mask** (:func:`feather_mask`): alpha 1 inside the crop, falling linearly to 0 over a

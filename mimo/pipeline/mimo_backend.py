@@ -2,7 +2,7 @@
 
 The character is padded to a centred white square (side a multiple of 16) as the official scripts
 do, so it keeps its aspect ratio when resized. Raw jobs (``job.raw``) run the pipeline at the codes' own size and return its frames (uint8 by
-truncation, as the official scripts). Other jobs follow the editing scripts (spec §8.3–§8.4): split
+truncation, as the official scripts). Other jobs follow the editing scripts (docs/MIMO.md §8.3–§8.4): split
 into human ROI clips, crop and pad each clip to a square (codes black, scene white), generate at
 ``job.roi_size``², and paste every crop back into its full frame with a feather mask, the occlusion
 layer on top and a crossfade over clip overlaps. Frames go out as soon as they are decoded and

@@ -1,7 +1,7 @@
-"""``MimoPipeline``: the MIMO edit_bkfill video pipeline (spec §7), written like a diffusers pipeline.
+"""``MimoPipeline``: the MIMO edit_bkfill video pipeline (docs/MIMO.md §7), written like a diffusers pipeline.
 
 Exact mode reproduces the official ``pipeline_pose2vid_long_edit_bkfill_roiclip`` numerically
-(quirks of spec §11 included: fixed wrapping windows, fp16 bank, accumulation in the latent dtype,
+(quirks of docs/MIMO.md §11 included: fixed wrapping windows, fp16 bank, accumulation in the latent dtype,
 reference pass with [zeros; CLIP] at t = 0, posterior mean, Lanczos resizes, the initial latent
 drawn on a CPU generator in the pipeline dtype). What it does differently only changes the speed:
 
@@ -34,7 +34,7 @@ from . import fast as fast_mode
 from .frames import frame_chunks, frames_to_tensor, pad_rows, repeat_runs
 from .schedule import MAX_WINDOW, context_windows, make_scheduler
 
-VAE_SCALE = 0.18215  # hard-coded in the official pipeline (spec §1)
+VAE_SCALE = 0.18215  # hard-coded in the official pipeline (docs/MIMO.md §1)
 CLIP_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -318,7 +318,7 @@ class MimoPipeline:
                 bank = self.reference_unet.write(ref_latent, 0, clip)
             else:
                 bank = self.reference_unet.write(ref_latent.repeat(2, 1, 1, 1), 0, clip2)
-                bank = bank.to(torch.float16).to(self.dtype)  # the official fp16 cast (spec §5)
+                bank = bank.to(torch.float16).to(self.dtype)  # the official fp16 cast (docs/MIMO.md §5)
         check_cancel()
 
         # 4. Pose guider on the structured motion codes (all frames, once)

@@ -1,9 +1,9 @@
-"""Human region-of-interest clips (spec §8.3): find the body in the code frames, split the video
+"""Human region-of-interest clips (docs/MIMO.md §8.3): find the body in the code frames, split the video
 into clips with a stable box, crop each clip and pad it to a square whose side is a multiple of 16.
 
 Boxes are half-open pixel ranges ``(x0, x1, y0, y1)``: columns x0..x1-1, rows y0..y1-1.
 
-Where the spec leaves integer details open we define them here (and tests pin them):
+Where the official description leaves integer details open we define them here (and tests pin them):
 * gray = 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as OpenCV), body where gray > 10;
 * morphology: close with a 5×5 square then open with a 2×2 square, pixels outside the image
   ignored (OpenCV's default border for morphology); the 2×2 kernel's anchor is its (1, 1) cell
@@ -137,7 +137,7 @@ class RoiClip:
 
 
 def roi_clips(codes: np.ndarray, overlay: int = CLIP_OVERLAY) -> list[RoiClip]:
-    """Split a video into clips with a stable human box (spec §8.3, run_edit's automatic clips).
+    """Split a video into clips with a stable human box (docs/MIMO.md §8.3, run_edit's automatic clips).
 
     A new clip begins at frame i when some earlier frame of the current clip has a box smaller than
     half the area of the clip's box grown by frame i's box. Every clip after the first begins
@@ -192,7 +192,7 @@ def crop(img: np.ndarray, box: Box) -> np.ndarray:
 
 
 def crop_character(image: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    """The official reference preparation (spec §8.3) before :func:`pad_square`: composite on white
+    """The official reference preparation (docs/MIMO.md §8.3) before :func:`pad_square`: composite on white
     with ``alpha`` and crop to the alpha's bounding box, extended vertically by ``int(0.05 * h)``
     rows on each side (clamped), not horizontally. Without alpha the image is returned as is.
 

@@ -1,4 +1,4 @@
-"""Sampler and context windows of the official pipeline (spec §7, §7.1).
+"""Sampler and context windows of the official pipeline (docs/MIMO.md §7, §7.1).
 
 * :func:`make_scheduler` builds diffusers' ``DDIMScheduler`` with the official settings: v-prediction,
   zero-terminal-SNR betas, trailing spacing. With 25 steps it visits 999, 959, ..., 39; ā_0 = 0.99915,
@@ -12,7 +12,7 @@ import math
 
 import torch
 
-MAX_WINDOW = 32  # the motion modules' positional encoding has 32 positions (spec §11.6)
+MAX_WINDOW = 32  # the motion modules' positional encoding has 32 positions (docs/MIMO.md §11.6)
 
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
@@ -29,7 +29,7 @@ SCHEDULER_CONFIG = dict(
 
 
 def make_scheduler():
-    """diffusers ``DDIMScheduler`` configured exactly as the official inference config (spec §1)."""
+    """diffusers ``DDIMScheduler`` configured exactly as the official inference config (docs/MIMO.md §1)."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(**SCHEDULER_CONFIG)
@@ -37,7 +37,7 @@ def make_scheduler():
 
 def ddim_step_reference(v: torch.Tensor, t: int, x: torch.Tensor, alphas_cumprod: torch.Tensor,
                         prev_t: int) -> torch.Tensor:
-    """The η=0 v-prediction DDIM update written out from spec §7 (used to cross-check diffusers).
+    """The η=0 v-prediction DDIM update written out from docs/MIMO.md §7 (used to cross-check diffusers).
 
     Shapes:
         v, x: any shape, same; returns the same shape

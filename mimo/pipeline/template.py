@@ -1,4 +1,4 @@
-"""Official template folders (spec §8.2): ``vid.mp4``, ``sdc.mp4``, ``bk.mp4``, optional ``occ.mp4``
+"""Official template folders (docs/MIMO.md §8.2): ``vid.mp4``, ``sdc.mp4``, ``bk.mp4``, optional ``occ.mp4``
 and ``config.json``, read the way the official editing script (run_edit.py) reads them.
 
 * every video is resampled to the template fps (``config.json`` ``fps``, else the ``sdc.mp4``
