@@ -8,9 +8,9 @@ from __future__ import annotations
 
 
 def _classes() -> tuple:
-    from .bl import operators, panel, prefs, props
+    from .bl import dataset_ui, operators, panel, prefs, props
 
-    return (*props.classes, *prefs.classes, *operators.classes, *panel.classes)
+    return (*props.classes, *prefs.classes, *operators.classes, *panel.classes, *dataset_ui.classes)
 
 
 def register() -> None:
