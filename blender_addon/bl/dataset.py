@@ -30,6 +30,7 @@ import numpy as np
 
 from ..core import dataset as ds
 from ..core.errors import MimoClientError
+from ..core.png import write_png
 from . import rig_builder
 
 ENGINES = ("WORKBENCH", "CYCLES")
@@ -44,7 +45,8 @@ class DatasetOptions:
     SHOT (the shot's camera), SCENE (every perspective camera of the scene) or RING
     (``ring_count`` cameras around the body); ``frames``: at most this many frames per clip
     (0: all); ``width`` x ``height``: the clip size (multiples of 8); ``python``: the Library
-    Python for the codes (empty: this Python, when it has the library)."""
+    Python for the codes (empty: this Python, when it has the library); ``reference``: write
+    ``character_0.png``, the character in its rest pose seen from the front, on white."""
 
     out_dir: str
     motions: list[str] = dataclasses.field(default_factory=list)
@@ -57,6 +59,7 @@ class DatasetOptions:
     engine: str = "WORKBENCH"
     samples: int = 16
     occlusion: bool = True
+    reference: bool = True
     overwrite: bool = False
     python: str = ""
 
@@ -163,6 +166,10 @@ class DatasetWriter:
         try:
             r.resolution_x, r.resolution_y, r.resolution_percentage = o.width, o.height, 100
             r.pixel_aspect_x = r.pixel_aspect_y = 1.0
+            reference = None
+            if o.reference:
+                yield 0.0, "reference image"
+                reference = self._reference()
             loaded = {}
             for n, plan in enumerate(self.plans):
                 current = plan.name
@@ -173,8 +180,7 @@ class DatasetWriter:
                     cam = self.cameras[plan.camera]
                 else:
                     if plan.camera == 0:  # a new motion: a new ring around what it sweeps
-                        for c in temp_cams:
-                            bpy.data.objects.remove(c)
+                        _remove_cameras(temp_cams)
                         temp_cams = self._ring(frames)
                     cam = temp_cams[plan.camera]
                 scene.camera = cam
@@ -191,8 +197,11 @@ class DatasetWriter:
                         "licence": LICENCE, "body_model": rig_builder.rig_data(rig["mimo_rig_data"]).kind,
                         "blender": {"motion": plan.motion, "camera": cam.name, "engine": o.engine,
                                     "frames": [int(f) for f in frames]}}
+                if reference is not None:
+                    write_png(os.path.join(ds.partial_dir(o.out_dir, plan.name), "character_0.png"), reference)
                 try:
-                    self.written.append(ds.finish_clip(o.out_dir, plan.name, meta, o.overwrite))
+                    self.written.append(ds.finish_clip(o.out_dir, plan.name, meta, o.overwrite,
+                                                       ["character_0.png"] if reference is not None else []))
                 except ValueError as exc:
                     raise MimoClientError(str(exc)) from None
                 current = None
@@ -202,8 +211,7 @@ class DatasetWriter:
         finally:
             if current is not None:
                 ds.drop_partial(o.out_dir, current)
-            for c in temp_cams:
-                bpy.data.objects.remove(c)
+            _remove_cameras(temp_cams)
             if rig.animation_data is not None:
                 rig.animation_data.action = keep_action
             for a in temp_actions:
@@ -250,17 +258,14 @@ class DatasetWriter:
         temp_actions.append(rig.animation_data.action)
         return frames, fps
 
-    def _ring(self, frames: list[int]) -> list:
-        """The ring cameras around what the character's meshes sweep over ``frames``."""
-        from mathutils import Matrix
-
-        from ..core import camera as cam_math
-
-        scene = self.scene
+    def _character_points(self, frames: list[int] | None) -> np.ndarray:
+        """World points (Blender axes) of the character's meshes at up to 9 of ``frames`` (None:
+        as they are now). Shapes: -> (N, 3)"""
         meshes = [o for o in self.rig.children_recursive if o.type == "MESH" and not o.hide_render]
         pts = []
-        for f in frames[:: max(1, len(frames) // 8)] + frames[-1:]:
-            scene.frame_set(f)
+        for f in ([None] if frames is None else frames[:: max(1, len(frames) // 8)] + frames[-1:]):
+            if f is not None:
+                self.scene.frame_set(f)
             dg = bpy.context.evaluated_depsgraph_get()
             for ob in meshes:
                 ev = ob.evaluated_get(dg)
@@ -270,6 +275,18 @@ class DatasetWriter:
                 ev.to_mesh_clear()
                 M = np.array([list(row) for row in ob.matrix_world])
                 pts.append(co.reshape(-1, 3) @ M[:3, :3].T + M[:3, 3])
+        return np.concatenate(pts)
+
+    def _ring(self, frames: list[int] | None, count: int | None = None, elevation: float | None = None,
+              margin: float = 0.1) -> list:
+        """The ring cameras (linked to the scene) around what the character's meshes sweep over
+        ``frames`` (None: their current shape)."""
+        from mathutils import Matrix, Vector
+
+        from ..core import camera as cam_math
+
+        scene = self.scene
+        pts = self._character_points(frames)
         data = bpy.data.cameras.new("MIMO Dataset Camera")
         shot = self.scene.mimo.camera or self.scene.camera
         if shot is not None and shot.type == "CAMERA" and shot.data.type == "PERSP":
@@ -282,14 +299,51 @@ class DatasetWriter:
         K = cam_math.intrinsics(lens_of(probe, scene))
         bpy.data.objects.remove(probe)
         tan_x, tan_y = self.o.width / 2 / K[0, 0], self.o.height / 2 / K[1, 1]
-        mats = ds.ring_cameras(np.concatenate(pts), self.o.ring_count, tan_x, tan_y,
-                               elevation_deg=self.o.ring_elevation)
+        fwd = np.array(self.rig.matrix_world.to_3x3() @ Vector((0.0, -1.0, 0.0)))  # where the rig faces
+        front = float(np.degrees(np.arctan2(fwd[0], -fwd[1])))
+        mats = ds.ring_cameras(pts, self.o.ring_count if count is None else count, tan_x, tan_y, margin=margin,
+                               elevation_deg=self.o.ring_elevation if elevation is None else elevation,
+                               front_deg=front)
         out = []
         for k, M in enumerate(mats):
             ob = bpy.data.objects.new(f"ring{k:02d}", data)
             scene.collection.objects.link(ob)
             ob.matrix_world = Matrix(M.tolist())
             out.append(ob)
+        return out
+
+    def _reference(self) -> np.ndarray:
+        """The character in its rest pose (the armature's Rest Position), seen from the front at
+        the clip size, alone on white. Shapes: -> (H, W, 3) uint8"""
+        from .layers import _saved, body_objects
+
+        scene, r, o = self.scene, self.scene.render, self.o
+        bodies = {ob.name for ob in body_objects([self.rig])}
+        others = [ob for ob in scene.objects if ob.name not in bodies]
+        fmt = r.image_settings
+        settings = [(fmt, "media_type", "IMAGE")] if hasattr(fmt, "media_type") else []
+        settings += [(fmt, "file_format", "PNG"), (fmt, "color_mode", "RGBA"), (fmt, "color_depth", "8"),
+                     (r, "use_file_extension", True), (r, "use_sequencer", False), (r, "use_compositing", False),
+                     (r, "filepath", r.filepath), (r, "film_transparent", True), *self._engine_settings(),
+                     (self.rig.data, "pose_position", "REST"), *[(ob, "hide_render", True) for ob in others]]
+        tmp = tempfile.mkdtemp(prefix="mimo-dataset-")
+        cams = []
+        try:
+            with _saved(*settings):
+                cams = self._ring(None, count=1, elevation=0.0, margin=0.05)
+                scene.camera = cams[0]
+                rgba = _render_rgba(scene, os.path.join(tmp, "reference.png"))
+        finally:
+            _remove_cameras(cams)
+            os.rmdir(tmp) if not os.listdir(tmp) else None
+        alpha = rgba[..., 3:]
+        return _u8(rgba[..., :3] * alpha + (1.0 - alpha))  # straight alpha over white
+
+    def _engine_settings(self) -> list:
+        o, scene = self.o, self.scene
+        out = [(scene.render, "engine", "BLENDER_WORKBENCH" if o.engine == "WORKBENCH" else "CYCLES")]
+        if o.engine == "CYCLES":
+            out += [(scene.cycles, "samples", o.samples), (scene.cycles, "device", "CPU")]
         return out
 
     def _clip(self, folder: str, frames: list[int], fps: float, cam, plan):
@@ -316,10 +370,7 @@ class DatasetWriter:
         settings = [(fmt, "media_type", "IMAGE")] if hasattr(fmt, "media_type") else []
         settings += [(fmt, "file_format", "PNG"), (fmt, "color_mode", "RGBA"), (fmt, "color_depth", "8"),
                      (r, "use_file_extension", True), (r, "use_sequencer", False), (r, "use_compositing", False),
-                     (r, "filepath", r.filepath),
-                     (r, "engine", "BLENDER_WORKBENCH" if o.engine == "WORKBENCH" else "CYCLES")]
-        if o.engine == "CYCLES":
-            settings += [(scene.cycles, "samples", o.samples), (scene.cycles, "device", "CPU")]
+                     (r, "filepath", r.filepath), *self._engine_settings()]
         W, H = o.width, o.height
         gt = np.zeros((F, H, W, 3), np.uint8)
         plate = np.zeros((F, H, W, 3), np.uint8)
@@ -349,6 +400,32 @@ class DatasetWriter:
         except ValueError as exc:
             raise MimoClientError(str(exc)) from None
         yield 1.0, "codes done"
+
+
+def _remove_cameras(cams: list) -> None:
+    """Remove camera objects made here, and their camera data once nothing uses it."""
+    datas = {c.data for c in cams}
+    for c in cams:
+        bpy.data.objects.remove(c)
+    for d in datas:
+        if d.users == 0:
+            bpy.data.cameras.remove(d)
+    cams.clear()
+
+
+def _render_rgba(scene: bpy.types.Scene, path: str) -> np.ndarray:
+    """Render the current frame to ``path``; RGBA float (H, W, 4), top row first."""
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    img = bpy.data.images.load(path)
+    try:
+        w, h = img.size
+        px = np.empty(w * h * 4, np.float32)
+        img.pixels.foreach_get(px)
+    finally:
+        bpy.data.images.remove(img)
+    os.remove(path)
+    return px.reshape(h, w, 4)[::-1]
 
 
 class _Cancelled(Exception):

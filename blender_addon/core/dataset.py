@@ -10,6 +10,7 @@ cannot import ``mimo``:
     <clip>/codes.npy        (F, H, W, 3) uint8   motion codes of the same bodies and camera
     <clip>/scene.npy        (F, H, W, 3) uint8   the scene plate (the character hidden)
     <clip>/occlusion.npy    (F, H, W) uint8      0/255 where a scene object hides the character
+    <clip>/character_0.png  the character in its rest pose, front view, on white (optional)
     <clip>/motion.npz       the bodies and the camera track (``mimo motion`` format): exactly
                             what Generate would send for this shot
 
@@ -184,10 +185,14 @@ def save_array(folder: str, name: str, array: np.ndarray, ndim: int) -> None:
     np.save(os.path.join(folder, f"{name}.npy"), a, allow_pickle=False)
 
 
-def finish_clip(out_dir: str, name: str, meta: dict, overwrite: bool) -> str:
-    """Check the arrays in ``.<name>.partial`` against each other, write ``meta.json`` and rename
-    the folder to ``name`` (replacing an existing clip only with ``overwrite``). Returns the path."""
+def finish_clip(out_dir: str, name: str, meta: dict, overwrite: bool, characters: list[str] = ()) -> str:
+    """Check the arrays in ``.<name>.partial`` against each other, write ``meta.json`` (listing the
+    reference images ``characters`` written there) and rename the folder to ``name`` (replacing
+    an existing clip only with ``overwrite``). Returns the path."""
     tmp = partial_dir(out_dir, name)
+    for c in characters:
+        if not os.path.isfile(os.path.join(tmp, c)):
+            raise ValueError(f"{c}: the reference image was not written")
     shapes = {}
     for key in ("frames", "codes", "scene", "occlusion"):
         path = os.path.join(tmp, f"{key}.npy")
@@ -200,7 +205,8 @@ def finish_clip(out_dir: str, name: str, meta: dict, overwrite: bool) -> str:
         if shape != want:
             raise ValueError(f"{key}: expected {want} like the frames, got {shape}")
     meta = {"fps": 30.0, "source": "", "licence": "", "body_model": "open", **meta, "format": FORMAT,
-            "version": VERSION, "num_frames": int(F), "width": int(W), "height": int(H), "characters": []}
+            "version": VERSION, "num_frames": int(F), "width": int(W), "height": int(H),
+            "characters": list(characters)}
     with open(os.path.join(tmp, "meta.json"), "w") as f:
         f.write(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     final = os.path.join(out_dir, name)

@@ -48,6 +48,15 @@ def example_scene(addon):
     return bpy.context.scene, rig
 
 
+def _clip(folder):
+    """A clip's arrays and meta, read as ``mimo.data.layout`` stores them (its reader needs PIL for
+    the reference image, which Blender's Python lacks: the project's venv reads it below)."""
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = {k: np.load(folder / f"{k}.npy") for k in ("frames", "codes", "scene", "occlusion")
+              if (folder / f"{k}.npy").exists()}
+    return meta, arrays
+
+
 def _dilate(mask, r):
     out = mask.copy()
     for dy in range(-r, r + 1):
@@ -79,6 +88,8 @@ for folder in list_clips(sys.argv[1]):
     diff = np.abs(server.astype(int) - ours.astype(int)).max(-1)
     out[folder.name] = {"same": float((diff == 0).mean()), "max": int(diff.max()),
                         "body": float(server.any(-1).mean())}
+    ref = clip.characters[0]
+    out[folder.name]["reference"] = [list(ref.shape), int(ref[:4, :4].min()), float((ref < 200).any(-1).mean())]
 item = MimoDataset(sys.argv[1], num_frames=2, size=32)[0]
 out["item"] = {k: list(v.shape) for k, v in item.items()}
 print(json.dumps(out))
@@ -86,8 +97,6 @@ print(json.dumps(out))
 
 
 def test_dataset_of_two_clips_matches_the_library(example_scene, lib_python, tmp_path):
-    from mimo.data.layout import list_clips, read_clip
-
     scene, rig = example_scene
     out = tmp_path / "data"
     camera, size = scene.camera, (scene.render.resolution_x, scene.render.resolution_y)
@@ -100,10 +109,10 @@ def test_dataset_of_two_clips_matches_the_library(example_scene, lib_python, tmp
     assert rig.animation_data is None or rig.animation_data.action is None
     assert all(pb.matrix_basis == pb.matrix_basis.Identity(4) for pb in rig.pose.bones)
 
-    clips = {p.name: read_clip(p) for p in list_clips(out)}
-    for name, clip in clips.items():
-        assert clip.frames.shape == (FRAMES, SIZE, SIZE, 3) and clip.occlusion.shape == (FRAMES, SIZE, SIZE)
-        assert clip.meta["fps"] == 30.0 and clip.meta["body_model"] == "open"
+    clips = {p.name: _clip(p) for p in sorted(out.iterdir())}
+    for name, (meta, a) in clips.items():
+        assert a["frames"].shape == (FRAMES, SIZE, SIZE, 3) and a["occlusion"].shape == (FRAMES, SIZE, SIZE)
+        assert meta["fps"] == 30.0 and meta["body_model"] == "open" and meta["characters"] == ["character_0.png"]
 
     # the library reads it: mimo dataset check, MimoDataset, and the server's codes of the request
     check = subprocess.run([str(LIB_PYTHON.parent / "mimo"), "dataset", "check", str(out)], capture_output=True,
@@ -118,11 +127,13 @@ def test_dataset_of_two_clips_matches_the_library(example_scene, lib_python, tmp
                                   "occlusion": [2, 32, 32], "reference": [3, 32, 32], "clip": [3, 224, 224]}
     for name, s in server.items():  # float32 posing noise may move a code by a step on a few pixels
         assert s["same"] > 0.998 and s["max"] <= 2 and s["body"] > 0.05, (name, s)
+        # the reference: the character alone on white, a good part of the picture
+        assert s["reference"][:2] == [[SIZE, SIZE, 3], 255] and s["reference"][2] > 0.05, (name, s)
 
-    for name, clip in clips.items():
-        frames, scene_px = clip.frames.astype(int), clip.scene.astype(int)
-        body = np.asarray(clip.codes).any(-1)
-        occ = np.asarray(clip.occlusion) > 127
+    for name, (meta, a) in clips.items():
+        frames, scene_px = a["frames"].astype(int), a["scene"].astype(int)
+        body = a["codes"].any(-1)
+        occ = a["occlusion"] > 127
         seen = np.abs(frames - scene_px).max(-1) > 8  # where Blender drew the character
         for f in range(FRAMES):  # Blender's silhouette is the codes' body, less what is hidden
             inter = (seen[f] & body[f] & ~occ[f]).sum()
@@ -130,10 +141,10 @@ def test_dataset_of_two_clips_matches_the_library(example_scene, lib_python, tmp
             assert iou > 0.8, (name, f, iou)
         far = ~_dilate(body, 2)  # away from the body the frames are the plate
         assert np.abs(frames - scene_px).max(-1)[far].max() <= 2, name
-    front, back = (np.asarray(clips[n].occlusion) > 127 for n in ("walk_ring00", "walk_ring01"))
+    front, back = (clips[n][1]["occlusion"] > 127 for n in ("walk_ring00", "walk_ring01"))
     # mid-clip the pillar crosses in front of the chest for the front camera, behind the body for the back one
     assert front[1].sum() > 40 and back[1].sum() < 10
-    front_body = np.asarray(clips["walk_ring00"].codes).any(-1)
+    front_body = clips["walk_ring00"][1]["codes"].any(-1)
     assert (front[1] & ~_dilate(front_body[1], 1)).sum() == 0  # only body pixels are occluded
     assert front[0].sum() < 10 and front[2].sum() < 10  # the pillar is beside the body then
 
@@ -191,3 +202,23 @@ def test_panel_button_and_refused_options(addon, draw_panels, tmp_path):
     with pytest.raises(RuntimeError, match="no camera"):
         bpy.ops.mimo.make_dataset(**{**kw, "cameras": "SHOT"})
     assert not (tmp_path / "d").exists()  # refused before anything was written
+
+
+def test_scene_animation_through_the_shot_camera_keeps_the_users_action(example_scene, lib_python, tmp_path):
+    scene, rig = example_scene
+    bpy.context.view_layer.objects.active = rig
+    assert bpy.ops.mimo.import_motion(filepath=str(WALK)) == {"FINISHED"}  # the user's own animation
+    scene.frame_end = scene.frame_start + 1
+    action = rig.animation_data.action
+    assert bpy.ops.mimo.add_camera() == {"FINISHED"}  # at (0, -4, 1), facing the body
+    scene.frame_set(2)
+    pose = [pb.matrix_basis.copy() for pb in rig.pose.bones]
+    out = tmp_path / "data"
+    assert bpy.ops.mimo.make_dataset(directory=str(out), motions="", cameras="SHOT", frames=0, width=32,
+                                     height=48, occlusion=False, python=lib_python) == {"FINISHED"}
+    meta, a = _clip(out / "scene_MIMO_Camera")
+    assert a["frames"].shape == (2, 48, 32, 3) and "occlusion" not in a  # the scene range, 2 frames
+    assert meta["blender"]["frames"] == [1, 2] and meta["blender"]["camera"] == "MIMO Camera"
+    assert a["codes"].any(-1).mean() > 0.05
+    assert rig.animation_data.action == action and scene.frame_current == 2
+    assert all(a == pb.matrix_basis for a, pb in zip(pose, rig.pose.bones))
