@@ -80,12 +80,13 @@ def paint_character(rig) -> None:
     data = rig_builder.rig_data(rig["mimo_rig_data"])
     mesh = bpy.data.objects[rig["mimo_mesh"]].data
     owner = [data.joint_names[j] for j in data.skin_weights.argmax(1)]
-    head_y = data.rest_joints[data.joint_names.index("head"), 1]
+    _, head_y, head_z = data.rest_joints[data.joint_names.index("head")]
     region = []
     for v, name in enumerate(owner):
         part = next((p for p, keys in PARTS.items() if any(k in name for k in keys)), "skin")
-        if name == "head" and data.rest_vertices[v, 1] > head_y + 0.07:
-            part = "hair"
+        _, y, z = data.rest_vertices[v]
+        if name == "head" and (y > head_y + 0.04 or (y > head_y - 0.02 and z < head_z - 0.03)):
+            part = "hair"  # the crown, and the back of the head (the body faces +Z)
         region.append(part)
     names = list(PALETTE)
     for part in names:
@@ -112,6 +113,7 @@ def build_scene(pillar: bool = True, frames: int = 16):
     scene.render.fps, scene.render.fps_base = 30, 1.0
     scene.frame_start, scene.frame_end = 1, max(1, frames)
     scene.display.shading.light, scene.display.shading.color_type = "STUDIO", "MATERIAL"
+    scene.view_settings.view_transform = "Standard"  # the materials' colours, not a film look
     world = bpy.data.worlds.new("MIMO World")
     world.color = (0.55, 0.62, 0.70)
     world.use_nodes = True

@@ -172,6 +172,8 @@ class DatasetWriter:
                 reference = self._reference()
             loaded = {}
             for n, plan in enumerate(self.plans):
+                if self.cancelled:
+                    raise _Cancelled
                 current = plan.name
                 if plan.motion not in loaded:
                     loaded = {plan.motion: self._apply_motion(plan.motion, temp_actions, keep_action)}
@@ -186,11 +188,15 @@ class DatasetWriter:
                 scene.camera = cam
                 tmp = ds.start_clip(o.out_dir, plan.name)
                 done = n / len(self.plans)
-                for step, text in self._clip(tmp, frames, fps, cam, plan):
-                    if self.cancelled:
-                        raise _Cancelled
-                    yield done + step / len(self.plans), f"{plan.name}: {text} ({n + 1}/{len(self.plans)} clips, " \
-                                                          f"{time.monotonic() - start:.0f} s)"
+                clip_steps = self._clip(tmp, frames, fps, cam)
+                try:
+                    for step, text in clip_steps:
+                        if self.cancelled:
+                            raise _Cancelled
+                        yield done + step / len(self.plans), f"{plan.name}: {text} ({n + 1}/{len(self.plans)} " \
+                                                              f"clips, {time.monotonic() - start:.0f} s)"
+                finally:
+                    clip_steps.close()
                 meta = {"fps": fps, "source": f"Blender {bpy.app.version_string}, MIMO add-on Make Training "
                                               f"Dataset: motion {os.path.basename(plan.motion) or 'scene'}, "
                                               f"camera {cam.name}, engine {o.engine}",
@@ -346,7 +352,7 @@ class DatasetWriter:
             out += [(scene.cycles, "samples", o.samples), (scene.cycles, "device", "CPU")]
         return out
 
-    def _clip(self, folder: str, frames: list[int], fps: float, cam, plan):
+    def _clip(self, folder: str, frames: list[int], fps: float, cam):
         """Render one clip into ``folder``; yields (fraction of the clip, status)."""
         from ..core import dataset_codes
         from .camera import camera_track

@@ -111,7 +111,7 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
             try:
                 for fraction, status in self._steps:
                     STATE.update(fraction=fraction, status=status)
-            except (MimoClientError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the run ends and says so
                 return self._end(context, exc)
             return self._end(context)
         wm = context.window_manager
@@ -133,7 +133,7 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
             fraction, status = next(self._steps)
         except StopIteration:
             return self._end(context)
-        except (MimoClientError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the run ends and says so
             return self._end(context, exc)
         STATE.update(fraction=fraction, status=status)
         context.window_manager.progress_update(int(1000 * fraction))
