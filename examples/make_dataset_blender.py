@@ -92,7 +92,7 @@ def paint_character(rig) -> None:
     for part in names:
         mat = bpy.data.materials.new(f"MIMO {part}")
         mat.diffuse_color = (*PALETTE[part], 1.0)  # what Workbench shows
-        mat.use_nodes = True
+        _use_nodes(mat)
         mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (*PALETTE[part], 1.0)
         mesh.materials.append(mat)
     index = np.array([names.index(region[p.vertices[0]]) for p in mesh.polygons], np.int32)
@@ -116,7 +116,7 @@ def build_scene(pillar: bool = True, frames: int = 16):
     scene.view_settings.view_transform = "Standard"  # the materials' colours, not a film look
     world = bpy.data.worlds.new("MIMO World")
     world.color = (0.55, 0.62, 0.70)
-    world.use_nodes = True
+    _use_nodes(world)
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.55, 0.62, 0.70, 1.0)
     scene.world = world
     assert bpy.ops.mimo.add_body() == {"FINISHED"}
@@ -142,12 +142,20 @@ def build_scene(pillar: bool = True, frames: int = 16):
     return rig
 
 
+def _use_nodes(owner) -> None:
+    """Node trees are always on from Blender 5.0 (the switch is deprecated there)."""
+    import bpy
+
+    if bpy.app.version < (5, 0, 0):
+        owner.use_nodes = True
+
+
 def _material(name: str, rgb: tuple):
     import bpy
 
     mat = bpy.data.materials.new(name)
     mat.diffuse_color = (*rgb, 1.0)
-    mat.use_nodes = True
+    _use_nodes(mat)
     mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (*rgb, 1.0)
     return mat
 
