@@ -142,6 +142,21 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
                 area.tag_redraw()
         return {"RUNNING_MODAL"}
 
+    def cancel(self, context):
+        """Blender drops the modal handler (another file opened, the window closed): stop, remove
+        the unfinished clip, restore what can still be restored."""
+        writer = STATE["writer"]
+        if writer is not None:
+            writer.cancel()
+            try:
+                self._steps.close()
+            except ReferenceError:  # the scene is already gone with the old file
+                pass
+            STATE.update(writer=None, status=f"cancelled: kept {len(writer.written)} of {len(writer.plans)} clips")
+        if getattr(self, "_timer", None) is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
     def _end(self, context, exc: Exception | None = None) -> set[str]:
         writer = STATE["writer"]
         STATE["writer"] = None
