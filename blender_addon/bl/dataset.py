@@ -35,6 +35,7 @@ from . import rig_builder
 
 ENGINES = ("WORKBENCH", "CYCLES")
 CAMERAS = ("SHOT", "SCENE", "RING")
+LOW_OVERLAP = 0.5  # core.dataset.character_overlap below this: warn that the character may not follow the rig
 LICENCE = ("rendered in Blender by the MIMO add-on; the licence is that of the scene, character and "
            "motion files used")
 
@@ -123,6 +124,7 @@ class DatasetWriter:
                                       "codes; set it to a Python where mimo-blender is installed "
                                       "(e.g. <repository>/.venv/bin/python)")
         self.cancelled = False
+        self.overlap = 1.0
         self.written: list[str] = []
         self.warnings: list[str] = []
 
@@ -202,7 +204,10 @@ class DatasetWriter:
                                               f"camera {cam.name}, engine {o.engine}",
                         "licence": LICENCE, "body_model": rig_builder.rig_data(rig["mimo_rig_data"]).kind,
                         "blender": {"motion": plan.motion, "camera": cam.name, "engine": o.engine,
-                                    "frames": [int(f) for f in frames]}}
+                                    "frames": [int(f) for f in frames], "overlap": round(self.overlap, 4)}}
+                if self.overlap < LOW_OVERLAP:
+                    self.warnings.append(f"{plan.name}: the rendered character overlaps the body of the codes by "
+                                         f"{self.overlap:.0%} only (IoU): does the character follow the MIMO rig?")
                 if reference is not None:
                     write_png(os.path.join(ds.partial_dir(o.out_dir, plan.name), "character_0.png"), reference)
                 try:
@@ -405,6 +410,8 @@ class DatasetWriter:
                                       python=o.python)
         except ValueError as exc:
             raise MimoClientError(str(exc)) from None
+        codes = np.load(os.path.join(folder, "codes.npy"), mmap_mode="r")
+        self.overlap = ds.character_overlap(gt, plate, np.asarray(codes), occ if o.occlusion else None)
         yield 1.0, "codes done"
 
 

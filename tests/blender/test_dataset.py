@@ -113,6 +113,7 @@ def test_dataset_of_two_clips_matches_the_library(example_scene, lib_python, tmp
     for name, (meta, a) in clips.items():
         assert a["frames"].shape == (FRAMES, SIZE, SIZE, 3) and a["occlusion"].shape == (FRAMES, SIZE, SIZE)
         assert meta["fps"] == 30.0 and meta["body_model"] == "open" and meta["characters"] == ["character_0.png"]
+        assert meta["blender"]["overlap"] > 0.8
 
     # the library reads it: mimo dataset check, MimoDataset, and the server's codes of the request
     check = subprocess.run([str(LIB_PYTHON.parent / "mimo"), "dataset", "check", str(out)], capture_output=True,
@@ -222,3 +223,20 @@ def test_scene_animation_through_the_shot_camera_keeps_the_users_action(example_
     assert a["codes"].any(-1).mean() > 0.05
     assert rig.animation_data.action == action and scene.frame_current == 2
     assert all(a == pb.matrix_basis for a, pb in zip(pose, rig.pose.bones))
+
+
+def test_a_character_that_does_not_follow_the_rig_is_warned_about(example_scene, lib_python, tmp_path):
+    from blender_addon.bl.dataset import DatasetOptions, DatasetWriter
+
+    scene, rig = example_scene
+    bpy.data.objects[rig["mimo_mesh"]].hide_render = True  # the body itself is not seen ...
+    bpy.ops.mesh.primitive_cube_add(size=0.3, location=(0.8, 0.0, 1.0))  # ... but a box beside it
+    bpy.context.active_object.parent = rig
+    writer = DatasetWriter(scene, DatasetOptions(out_dir=str(tmp_path / "d"), motions=[str(WALK)], cameras="RING",
+                                                 ring_count=1, frames=1, width=32, height=32, reference=False,
+                                                 python=lib_python))
+    for _ in writer.steps():
+        pass
+    meta = json.loads((tmp_path / "d" / "walk_ring00" / "meta.json").read_text())
+    assert meta["blender"]["overlap"] < 0.2 and meta["characters"] == []
+    assert len(writer.warnings) == 1 and "does the character follow the MIMO rig?" in writer.warnings[0]
