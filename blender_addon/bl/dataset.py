@@ -9,11 +9,14 @@ Per clip, on the main thread (Blender renders only there):
 * the camera: a scene camera, or one of a ring of cameras generated around what the body sweeps
   in that clip (removed afterwards);
 * frames: the scene rendered as it is, character included (Workbench, or Cycles on the CPU with
-  few samples; Eevee needs a GPU context the headless ``bpy`` wheel lacks);
+  few samples; Eevee is not offered: in the headless ``bpy`` wheel it compiles its shaders in
+  software, minutes for the first frame);
 * scene plate and occlusion mask: ``layers.render_layers``, exactly what Generate sends;
 * motion.npz: the bodies read back from the rig (``rig_builder.read_pose``, the evaluated pose)
   and the camera track (``bl/camera.py``) — what Generate would send;
-* codes: the library's rasterizer on motion.npz (``core/dataset_codes.py``).
+* codes: the library's rasterizer on motion.npz (``core/dataset_codes.py``);
+* character_0.png (once per run, copied into every clip): the character in the armature's Rest
+  Position, seen from the front, alone on white.
 
 Every scene setting touched (camera, render size, engine, the rig's action and pose) is restored
 afterwards, also after a cancel or an error. Shapes: see ``core/dataset.py``.

@@ -49,6 +49,9 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
     samples: IntProperty(name="Samples", default=16, min=1, max=4096)
     occlusion: BoolProperty(name="Occlusion mask", default=True,
                             description="Render where scene objects hide the character")
+    reference: BoolProperty(name="Reference image", default=True,
+                            description="Write character_0.png: the character in its rest pose, from the "
+                                        "front, on white")
     overwrite: BoolProperty(name="Overwrite", default=False,
                             description="Replace clip folders of the same names in the output folder")
     python: StringProperty(name="Library Python", subtype="FILE_PATH", default="",
@@ -78,7 +81,9 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
         layout.prop(self, "engine")
         if self.engine == "CYCLES":
             layout.prop(self, "samples")
-        layout.prop(self, "occlusion")
+        row = layout.row(align=True)
+        row.prop(self, "occlusion")
+        row.prop(self, "reference")
         layout.prop(self, "python")
         layout.prop(self, "overwrite")
 
@@ -94,7 +99,8 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
         return DatasetOptions(out_dir=bpy.path.abspath(self.directory), motions=motions, cameras=self.cameras,
                               ring_count=self.ring_count, ring_elevation=self.ring_elevation, frames=self.frames,
                               width=self.width, height=self.height, engine=self.engine, samples=self.samples,
-                              occlusion=self.occlusion, overwrite=self.overwrite,
+                              occlusion=self.occlusion, reference=self.reference,
+                              overwrite=self.overwrite,
                               python=bpy.path.abspath(self.python) if self.python else "")
 
     def execute(self, context):

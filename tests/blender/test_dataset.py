@@ -188,6 +188,14 @@ def test_panel_button_and_refused_options(addon, draw_panels, tmp_path):
     ops = [(a[0], k.get("text")) for n, a, k in log if n == "operator"]
     assert ("mimo.make_dataset", "Make Training Dataset…") in ops
     assert dataset_ui.MIMO_PT_dataset.bl_parent_id == "MIMO_PT_main"
+    for cameras, engine, extra in (("RING", "CYCLES", {"ring_count", "ring_elevation", "samples"}),
+                                   ("SCENE", "WORKBENCH", set())):  # the button's dialog
+        log.clear()
+        dialog = types.SimpleNamespace(layout=_Layout(log), cameras=cameras, engine=engine)
+        dataset_ui.MIMO_OT_make_dataset.draw(dialog, bpy.context)
+        drawn = {a[1] for n, a, k in log if n == "prop"}
+        assert drawn == {"directory", "motions", "cameras", "frames", "width", "height", "engine", "occlusion",
+                         "reference", "python", "overwrite"} | extra
 
     kw = dict(directory=str(tmp_path / "d"), cameras="RING", frames=2, width=64, height=64)
     with pytest.raises(RuntimeError, match="exactly one MIMO body in the scene"):
