@@ -198,8 +198,8 @@ class DatasetWriter:
                     for step, text in clip_steps:
                         if self.cancelled:
                             raise _Cancelled
-                        yield done + step / len(self.plans), f"{plan.name}: {text} ({n + 1}/{len(self.plans)} " \
-                                                              f"clips, {time.monotonic() - start:.0f} s)"
+                        yield done + step / len(self.plans), (f"{plan.name}: {text} ({n + 1}/{len(self.plans)} "
+                                                              f"clips, {time.monotonic() - start:.0f} s)")
                 finally:
                     clip_steps.close()
                 meta = {"fps": fps, "source": f"Blender {bpy.app.version_string}, MIMO add-on Make Training "
@@ -331,7 +331,7 @@ class DatasetWriter:
         the clip size, alone on white. Shapes: -> (H, W, 3) uint8"""
         from .layers import _saved, body_objects
 
-        scene, r, o = self.scene, self.scene.render, self.o
+        scene, r = self.scene, self.scene.render
         bodies = {ob.name for ob in body_objects([self.rig])}
         others = [ob for ob in scene.objects if ob.name not in bodies]
         fmt = r.image_settings

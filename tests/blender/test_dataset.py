@@ -160,7 +160,7 @@ def test_dataset_of_two_clips_matches_the_library(example_scene, lib_python, tmp
 def test_cancel_keeps_finished_clips_only(example_scene, lib_python, tmp_path):
     from blender_addon.bl.dataset import DatasetOptions, DatasetWriter
 
-    scene, rig = example_scene
+    scene, _ = example_scene
     out = tmp_path / "data"
     writer = DatasetWriter(scene, DatasetOptions(out_dir=str(out), motions=[str(WALK)], cameras="RING", ring_count=3,
                                                  frames=2, width=32, height=32, python=lib_python))
