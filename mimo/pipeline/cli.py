@@ -70,6 +70,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or --preview, else the generated ROI crops (L,S,S,3)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--gpus", type=int_range(1, 64), default=1, metavar="N",
+                   help="split the job over N GPUs of this host, one process each (windows of every "
+                        "step, VAE encodes and decodes; same frames as one GPU); also works under "
+                        "torchrun. With --device cpu: N CPU processes (gloo)")
 
 
 def _cfg(text: str) -> float:
@@ -283,7 +287,13 @@ def run(args) -> int:
     # 2. Inputs, then the output size they give.
     job, what = build_job(args)
     output_path("--out", args.out, args.overwrite, size=(job.width, job.height))
+    from . import distributed  # --gpus N: one process per GPU (mimo/pipeline/distributed.py)
+
+    if args.gpus > 1 and not distributed.under_launcher():
+        return distributed.launch_cli(run, args)
+    rank = distributed.join_cli(args)
     backend = load(args, job.num_frames * job.steps)
+    distributed.attach(backend)
     roi = "" if args.preview or args.raw else f", ROI crops at {job.roi_size}x{job.roi_size}"
     mode = "" if args.preview else f", {job.mode} mode, {job.steps} steps"
     print(f"generating {job.num_frames} frames at {job.width}x{job.height}{roi}; {what}; "
@@ -312,6 +322,8 @@ def run(args) -> int:
     finally:
         if bar:
             bar[-1].close()
+    if rank:  # rank 0 writes
+        return 0
     # 4. Write; if that still fails, keep the frames.
     save_frames("--out", out, frames, job.fps, args.overwrite)
     if args.out_npy:

@@ -81,6 +81,9 @@ def denoise(pipe, latents: torch.Tensor, scene_latents: torch.Tensor, pose: Feat
     for w in windows:
         count[:, :, w[0]:w[-1] + 1] += 1
     groups = [windows[i:i + per_call] for i in range(0, len(windows), per_call)]
+    sharding = getattr(pipe, "sharding", None)  # several GPUs: mimo/pipeline/distributed.py
+    if sharding is not None:
+        groups = sharding.mine(groups)
     for step, t in enumerate(timesteps):
         v_sum = torch.zeros((2,) + latents.shape[1:], dtype=torch.float32, device=device)
         for group in groups:
@@ -99,6 +102,8 @@ def denoise(pipe, latents: torch.Tensor, scene_latents: torch.Tensor, pose: Feat
             v = v.float().view(n, 2, *v.shape[1:])
             for k, (a, b) in enumerate(spans):
                 v_sum[:, :, a:b] += v[k]
+        if sharding is not None:
+            v_sum = sharding.reduce_sum(v_sum)
         v = v_sum / count
         v_uncond, v_cond = v.chunk(2)
         v = v_uncond + guidance_scale * (v_cond - v_uncond)

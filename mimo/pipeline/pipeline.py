@@ -79,6 +79,7 @@ class MimoPipeline:
         self.device = torch.device(device)
         self.dtype = dtype
         self._compiled_shapes: set[tuple] = set()  # denoising-call layouts run compiled so far
+        self.sharding = None  # several GPUs: this process's share of the job (mimo/pipeline/distributed.py)
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | Path, device: str | torch.device | None = None,
@@ -335,8 +336,11 @@ class MimoPipeline:
             runs = repeat_runs(scene)
             starts = np.cumsum([0] + runs[:-1])
             unique = [scene[i] for i in starts]
-            scene_latents = torch.cat([self.encode_vae(c, encode_chunk)
-                                       for c in frame_chunks(unique, width, height, True, encode_chunk)])
+            if self.sharding is not None:  # each rank encodes a block of whole chunks
+                scene_latents = self.sharding.encode_frames(self, unique, width, height, encode_chunk)
+            else:
+                scene_latents = torch.cat([self.encode_vae(c, encode_chunk)
+                                           for c in frame_chunks(unique, width, height, True, encode_chunk)])
             if len(unique) < num_frames:
                 scene_latents = scene_latents.repeat_interleave(
                     torch.tensor(runs, device=scene_latents.device), dim=0)
@@ -373,7 +377,9 @@ class MimoPipeline:
         out = np.empty((num_frames, height, width, 3), np.float32)
         with clock("decode"):
             index = 0
-            for chunk in self.decode_vae(latents.to(self.dtype), decode_chunk):
+            decoded = (self.decode_vae(latents.to(self.dtype), decode_chunk) if self.sharding is None
+                       else self.sharding.decode_frames(self, latents.to(self.dtype), decode_chunk))
+            for chunk in decoded:
                 check_cancel()
                 for f in chunk:
                     out[index] = f
@@ -408,17 +414,20 @@ class MimoPipeline:
         window_index = [torch.tensor(w, device=self.device) for w in windows]
         rows = [False, True]  # [uncond; cond]: only the conditional row reads the reference
         for step, t in enumerate(timesteps):
-            if len(windows) == 1:
+            if len(windows) == 1 and self.sharding is None:
                 check_cancel()
                 v = self._unet(latents, scene_latents, pose, t, clip2, bank, rows)
             else:
                 v = torch.zeros((2,) + latents.shape[1:], dtype=latents.dtype, device=self.device)
                 count = torch.zeros((1, 1, num_frames, 1, 1), dtype=latents.dtype, device=self.device)
                 for idx in window_index:
+                    count[:, :, idx] += 1
+                for idx in window_index if self.sharding is None else self.sharding.mine(window_index):
                     check_cancel()
                     v[:, :, idx] += self._unet(latents[:, :, idx], scene_latents[:, :, idx],
                                                pose[:, :, idx], t, clip2, bank, rows)
-                    count[:, :, idx] += 1
+                if self.sharding is not None:  # the other ranks' windows (mimo/pipeline/distributed.py)
+                    v = self.sharding.reduce_sum(v)
                 v = v / count
             v_uncond, v_cond = v.chunk(2)
             v = v_uncond + guidance_scale * (v_cond - v_uncond)
