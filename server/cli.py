@@ -2,8 +2,9 @@
 
     mimo-server [serve] [--bind tcp://127.0.0.1:5555 ...] [--backend preview|mimo] [--weights DIR]
                         [--device cuda|cpu] [--curve DIR] [--insecure] [--heartbeat-timeout S]
-                        [--stall-timeout S]
+                        [--stall-timeout S] [--gpus all|N] [--cluster ADDRESS]
     mimo-server status --connect tcp://HOST:PORT [--curve DIR] [--timeout S]
+    mimo-server status --cluster ADDRESS
     mimo-server keys generate DIR [--client NAME]
     mimo-server env
 """
@@ -57,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-jobs-per-client", type=int, default=None)
     serve.add_argument("--max-frames", type=int, default=None)
     serve.add_argument("--verbose", "-v", action="store_true")
+    serve.add_argument("--gpus", default=None, metavar="all|N",
+                       help="run jobs on N GPU workers (one long-lived process per GPU, models loaded "
+                            "once, one job each; needs the cluster extra): this host's GPUs, or with "
+                            "--cluster the cluster's (default there: all). On a cluster without GPUs, "
+                            "N CPU workers")
+    serve.add_argument("--cluster", metavar="ADDRESS",
+                       help="run jobs on the Ray cluster at ADDRESS (e.g. HEAD_HOST:6379, or auto) "
+                            "behind this front door; the cluster's network must be private (README)")
 
     status = sub.add_parser("status", help="ask a running server for its capabilities and queue")
     status.add_argument("--connect", default="tcp://127.0.0.1:5555",
@@ -64,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--curve", metavar="DIR", help="key folder with server.key and CLIENT.key_secret")
     status.add_argument("--client", default="client", help="client key name in --curve (default client)")
     status.add_argument("--timeout", type=float, default=5.0)
+    status.add_argument("--cluster", metavar="ADDRESS",
+                        help="instead: list the Ray cluster's workers (host, GPU, job, compiled sizes)")
 
     keys = sub.add_parser("keys", help="CurveZMQ keys")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -109,6 +120,14 @@ def _keys(args) -> int:
 def _status(args) -> int:
     from .client import Client, MimoClientError, load_curve_keys
 
+    if args.cluster:  # the workers, asked through Ray (server/cluster.py)
+        from .cluster import cluster_status, format_rows
+
+        rows = cluster_status(args.cluster, args.timeout)
+        print(f"{len(rows)} workers on the Ray cluster at {args.cluster}")
+        for line in format_rows(rows):
+            print(line)
+        return 0
     scheme, sep, rest = args.connect.partition("://")
     if not sep or scheme not in ("tcp", "ipc", "inproc") or not rest:
         hint = f" (did you mean tcp://{args.connect}?)" if not sep else ""
@@ -150,6 +169,37 @@ def _device_name(device: str | None) -> tuple[str | None, str]:
     return device, device
 
 
+def _executor(args, names: list[str]):
+    """``--gpus``/``--cluster``: a started :class:`server.cluster.RayExecutor`, else None (the
+    backends run in this process)."""
+    gpus = args.gpus
+    if gpus is not None and gpus != "all" and not (gpus.isdigit() and int(gpus) >= 1):
+        raise ValueError(f"gpus: expected all or a number of workers >= 1, got {gpus!r}")
+    if args.cluster is None and gpus in (None, "1"):
+        return None
+    if args.warmup is not None:
+        raise ValueError("warmup: not available with --gpus/--cluster yet (each worker compiles at its "
+                         "first job of a size; later jobs of that size prefer it)")
+    from mimo.pipeline.backends import COMPILE_CHOICES
+
+    from .cluster import RayExecutor
+
+    workers = None if gpus in (None, "all") else int(gpus)
+    local = None
+    if args.cluster is None:
+        import torch
+
+        have = torch.cuda.device_count()
+        if have < (workers or 2):
+            raise ValueError(f"gpus: {gpus} GPU workers asked for, this host has {have} GPUs "
+                             "(--cluster ADDRESS runs on a Ray cluster)")
+        local = workers or have
+    logging.getLogger("mimo.server").info("starting %s workers on %s", gpus or "all",
+                                          args.cluster or "a local Ray instance")
+    return RayExecutor(args.cluster, list(dict.fromkeys(names)), weights=args.weights, dtype=args.dtype,
+                       compile=COMPILE_CHOICES[args.compile], workers=workers, local_gpus=local).start()
+
+
 def _serve(args) -> int:
     from mimo.pipeline.backends import COMPILE_CHOICES, load_backend
 
@@ -181,8 +231,8 @@ def _serve(args) -> int:
             raise ValueError(f"warmup: expected a multiple of 8 from 64, got {args.warmup}")
     curve = load_server_keys(args.curve) if args.curve else None
     device, device_name = _device_name(args.device)
-    backends = {}
-    for name in dict.fromkeys(names):
+    backends, executor = {}, _executor(args, names)  # --gpus / --cluster: Ray workers
+    for name in dict.fromkeys(names) if executor is None else ():
         logging.getLogger("mimo.server").info("loading backend %s", name)
         backends[name] = load_backend(name, weights=args.weights, device=device, dtype=args.dtype,
                                       compile=COMPILE_CHOICES[args.compile])
@@ -199,7 +249,10 @@ def _serve(args) -> int:
             seconds = backends["mimo"].warmup(args.warmup, log=log.info)
             log.info("warm-up: %s", ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items())
                      or "nothing to do (blocks not compiled)")
-    server = Server(backends, bind=binds, limits=limits, curve=curve, insecure=args.insecure,
+    if executor is not None:
+        backends, device_name = dict.fromkeys(names), executor.device_name
+    server = Server(backends, bind=binds, executor=executor, limits=limits, curve=curve,
+                    insecure=args.insecure,
                     heartbeat_timeout_s=args.heartbeat_timeout, stall_timeout_s=args.stall_timeout,
                     device=device,
                     device_name=device_name, weights=args.weights or "", warmup=warmup)

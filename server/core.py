@@ -76,6 +76,9 @@ class Server:
         build: request -> GenerationJob (default :func:`server.build.build_job`).
         warmup: called once in the worker thread before the first job (e.g. compiling the UNet);
             jobs submitted meanwhile wait in the queue; an exception is logged, not fatal.
+        executor: where jobs run (:mod:`server.workers`): None runs ``backends`` in this process;
+            a :class:`server.cluster.RayExecutor` runs them on its workers, one job each (then
+            ``backends`` only names them: its values may be None).
     """
 
     def __init__(self, backends: dict[str, Backend], *, bind: str | list[str] = "tcp://127.0.0.1:5555",
@@ -85,7 +88,7 @@ class Server:
                  device: str | None = None, device_name: str = "", weights: str = "",
                  body_models: list[str] | None = None,
                  build: Callable[[P.GenerateRequest], GenerationJob] | None = None,
-                 warmup: Callable[[], None] | None = None):
+                 warmup: Callable[[], None] | None = None, executor=None):
         from .security import check_bind
 
         if not backends:
@@ -114,7 +117,7 @@ class Server:
         self._lock = threading.Condition()
         self._queue: collections.deque[_Job] = collections.deque()
         self._jobs: dict[str, _Job] = {}
-        self._running: _Job | None = None
+        self._running: dict[int, _Job] = {}  # slot index -> its job (server/workers.py)
         self._last_seen: dict[bytes, float] = {}
         self._stopping = False
         self._started = time.monotonic()
@@ -122,6 +125,11 @@ class Server:
         self._inproc = f"inproc://mimo-worker-{uuid.uuid4().hex}"
         self._threads: list[threading.Thread] = []
         self.address, self.addresses = "", []
+        from .workers import LocalExecutor
+
+        self.executor = executor if executor is not None else LocalExecutor(self.backends, device_name)
+        self._tls = threading.local()  # each worker thread's PUSH socket
+        self._workers_left = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -163,8 +171,11 @@ class Server:
         self._pull = self._ctx.socket(zmq.PULL)
         self._pull.linger = 0
         self._pull.bind(self._inproc)
-        self._threads = [threading.Thread(target=self._io_loop, name="mimo-server-io", daemon=True),
-                         threading.Thread(target=self._worker_loop, name="mimo-server-worker", daemon=True)]
+        self._workers_left = len(self.executor.slots)
+        self._threads = [threading.Thread(target=self._io_loop, name="mimo-server-io", daemon=True)] + [
+            threading.Thread(target=self._worker_loop, args=(slot,), daemon=True,
+                             name="mimo-server-worker" + (f"-{slot.index}" if slot.index else ""))
+            for slot in self.executor.slots]
         for t in self._threads:
             t.start()
         log.info("mimo-server listening on %s (backends: %s)", self.address, ", ".join(self.backends))
@@ -180,6 +191,7 @@ class Server:
             t.join(timeout)
         if self._auth is not None:
             self._auth.stop()
+        self.executor.stop()
         self._ctx.destroy(linger=0)
 
     def serve_forever(self) -> None:
@@ -333,11 +345,11 @@ class Server:
         """Queue and worker state as ``client`` may see it: its own jobs in full, the other
         clients' only as a count (``None``: the operator's view, every job)."""
         with self._lock:
-            every = ([self._running] if self._running else []) + list(self._queue)
+            every = list(self._running.values()) + list(self._queue)
             mine = [j for j in every if client is None or j.client == client]
             rows = [{"job_id": j.job_id, "state": j.state, "frames_sent": j.frames_sent,
                      "num_frames": j.request.num_frames, "backend": j.request.backend} for j in mine]
-            running = self._running if self._running in mine else None
+            running = next((j for j in self._running.values() if j in mine), None)
             return P.StatusReply(queued=len(self._queue), running=running.job_id if running else "",
                                  jobs=rows, uptime_s=time.monotonic() - self._started,
                                  jobs_done=self._jobs_done, device=self.device_name,
@@ -428,14 +440,14 @@ class Server:
                 if client not in active and now - seen > max(60.0, self.heartbeat_timeout_s):
                     del self._last_seen[client]
 
-    # -- worker thread ----------------------------------------------------------------------------
-    def _worker_loop(self) -> None:
+    # -- worker threads (one per executor slot) ---------------------------------------------------
+    def _worker_loop(self, slot) -> None:
         push = self._ctx.socket(zmq.PUSH)
         push.linger = 0
         push.connect(self._inproc)
-        self._push = push
+        self._tls.push = push
         try:
-            if self._warmup is not None:
+            if self._warmup is not None and slot.index == 0:
                 try:
                     self._warmup()
                 except Exception:  # a failed warm-up costs speed, not the server
@@ -445,25 +457,43 @@ class Server:
                         self._warming = False
             while True:
                 with self._lock:
-                    while not self._queue and not self._stopping:
-                        self._lock.wait()
+                    while not self._stopping and not self._takes_next(slot):
+                        self._lock.wait(0.2)
                     if self._stopping:
                         break
                     job = self._queue.popleft()
-                    job.state, self._running = "running", job
+                    job.state, self._running[slot.index], slot.job_id = "running", job, job.job_id
                 try:
-                    self._run(job)
+                    self._run(job, slot)
                 finally:
                     with self._lock:
-                        job.state, self._running = "finished", None
+                        job.state, slot.job_id = "finished", ""
+                        self._running.pop(slot.index, None)
                         self._jobs.pop(job.job_id, None)
                         self._jobs_done += 1
+                        self._lock.notify_all()
         finally:
-            push.send(_STOP)
+            with self._lock:
+                self._workers_left -= 1
+                last = self._workers_left == 0
+            if last:  # the I/O thread stops after the last worker's messages
+                push.send(_STOP)
             push.close(linger=-1)
 
+    def _takes_next(self, slot) -> bool:
+        """Whether ``slot`` runs the queue's head job now: it is idle and the executor picks it
+        among the idle slots (preferring one that compiled the job's size). Under the lock."""
+        if not self._queue or slot.index in self._running:
+            return False
+        from .workers import compile_key
+
+        req = self._queue[0].request
+        idle = [s for s in self.executor.slots if s.index not in self._running]
+        return self.executor.choose(compile_key(req.mode, req.width, req.height, req.roi_size, req.raw),
+                                    idle) is slot
+
     def _send(self, job: _Job, msg) -> None:
-        self._push.send_multipart([job.client, *P.encode(msg)], copy=False)
+        self._tls.push.send_multipart([job.client, *P.encode(msg)], copy=False)
 
     def _send_blocking_previews(self, job: _Job, gen: GenerationJob, preview) -> None:
         """Before a slow backend starts: the motion codes over the scene as preview frames, so a
@@ -471,7 +501,7 @@ class Server:
         for index, image in _preview_frames(gen):
             preview(index, image)
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: _Job, slot) -> None:
         req, t0 = job.request, time.monotonic()
         queue_s = t0 - job.submitted
         next_index = itertools.count()
@@ -530,7 +560,7 @@ class Server:
             build_s = time.monotonic() - t0
             if req.preview and req.backend != "preview":
                 self._send_blocking_previews(job, gen_job, preview)
-            stats = self.backends[req.backend].generate(gen_job, events)
+            stats = self.executor.run(slot, req.backend, gen_job, events, job.job_id)
             if job.frames_sent != gen_job.num_frames:
                 raise RuntimeError(f"backend sent {job.frames_sent} of {gen_job.num_frames} frames")
             stats = {**_plain(stats or {}), "queue_s": queue_s, "build_s": build_s,

@@ -89,7 +89,7 @@ def test_window_blocks_cover_every_window_once():
     for count in range(0, 12):
         for world in range(1, 6):
             blocks = [list(_Fake(r, world).block(count)) for r in range(world)]
-            assert sum(blocks, []) == list(range(count))
+            assert [i for b in blocks for i in b] == list(range(count))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
 
 
@@ -121,7 +121,7 @@ def test_mimo_generate_gpus_2_on_cpu_matches_one_process(tiny_weights, tmp_path,
 
     from mimo.cli import main
 
-    char, codes, scene = _inputs(10)
+    char, codes, _ = _inputs(10)
     codes_dir = tmp_path / "codes"
     codes_dir.mkdir()
     for i, c in enumerate(codes):

@@ -126,7 +126,8 @@ class Sharding:
         return out
 
     # -- the pipeline's stages, split by frames -------------------------------------------------
-    def encode_frames(self, pipe, frames: list[np.ndarray], width: int, height: int, chunk: int) -> torch.Tensor:
+    def encode_frames(self, pipe, frames: list[np.ndarray], width: int, height: int,
+                      chunk: int) -> torch.Tensor:
         """VAE latents of ``frames`` (as ``pipe.encode_vae`` chunk by chunk), each rank encoding a
         contiguous block of whole chunks.
 
@@ -267,8 +268,9 @@ def launch_cli(run: Callable, args) -> int:
             cpu = " (--device cpu runs N CPU processes instead, for testing)" if not have else ""
             raise UsageError("--gpus", f"{n} GPUs asked for, this host has {have}{cpu}")
         if args.device not in (None, "cuda"):
-            raise UsageError("--device", f"with --gpus each process takes its own GPU (cuda:0..cuda:{n - 1}); "
-                                         f"give --device cuda or leave it out, got {args.device!r}")
+            raise UsageError("--device", f"with --gpus each process takes its own GPU (cuda:0.."
+                                         f"cuda:{n - 1}); give --device cuda or leave it out, "
+                                         f"got {args.device!r}")
     elif torch.device(args.device).type != "cpu":
         raise UsageError("--device", f"--gpus runs on cuda or cpu, got {args.device!r}")
     try:
