@@ -7,7 +7,12 @@
                      Ray actors ``mimo-worker-<i>`` (one per GPU, any host of the cluster)
 
 * Placement: the server's queue is FIFO; the head job goes to an idle actor, preferring one that
-  already compiled the job's frame size (:meth:`server.workers.Executor.choose`).
+  already compiled the job's frame size (:meth:`server.workers.Executor.choose`). With ``spread``
+  (the default) a MIMO job that finds nothing queued behind it and every actor of some host idle
+  runs on all of them as one job (:mod:`mimo.pipeline.distributed`: the actors join a fresh
+  process group for the job, NCCL on GPUs, gloo on CPUs); the first actor streams the frames.
+  When jobs wait, each actor takes its own: that gives the most frames per hour, and no GPU
+  waits on another; a lone job on an idle host finishes sooner split.
 * Streaming: :meth:`MimoWorker.generate` is a Ray streaming generator. The backend runs in a
   thread of the actor and its events (progress, previews, frames, then the end) are yielded in
   order; Ray's generator back-pressure (:data:`STREAM_AHEAD` unconsumed items) pauses the actor
@@ -90,20 +95,42 @@ class MimoWorker:
             gpus = [str(g) for g in ray.get_gpu_ids()]
         except Exception:  # noqa: BLE001 - outside Ray (tests of the class itself)
             pass
-        return {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(),
+        node = ""
+        try:
+            import ray
+
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:  # noqa: BLE001
+            pass
+        return {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(), "node": node,
                 "device": self.device_name + (f" (GPU {','.join(gpus)})" if gpus else ""),
                 "job": self.job_id, "compiled": sorted(self.compiled), "jobs_done": self.jobs_done,
                 "backends": sorted(self.backends)}
+
+    def gang_address(self) -> str:
+        """A rendezvous address on this actor's host for a split job's process group."""
+        import ray
+
+        from mimo.pipeline.distributed import free_port
+
+        ip = ray.util.get_node_ip_address()
+        return f"tcp://{ip}:{free_port(ip)}"
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
             self._cancel.add(job_id)
 
-    def generate(self, job_id: str, backend: str, job: GenerationJob):
+    def generate(self, job_id: str, backend: str, job: GenerationJob,
+                 gang: tuple[str, int, int] | None = None):
         """Run one job; yield ``("progress", stage, step, total)``, ``("preview", index, image)``,
         ``("frame", index, image)`` in order, then ``("done", stats)`` or ``("error", kind,
-        message)`` (kind: ``cancelled``, ``value``, ``oom``, ``other``)."""
+        message)`` (kind: ``cancelled``, ``value``, ``oom``, ``other``).
+
+        ``gang = (address, rank, world)``: this actor's share of a job split over ``world``
+        actors (a MIMO backend); only rank 0 yields progress and frames, the others only the end.
+        """
         items: queue.Queue = queue.Queue(maxsize=STREAM_AHEAD)
+        sharding = None
 
         def cancelled() -> bool:
             return job_id in self._cancel
@@ -115,16 +142,39 @@ class MimoWorker:
                     return
                 except queue.Full:
                     if cancelled():
-                        raise JobCancelled()
+                        if sharding is None:
+                            raise JobCancelled() from None
+                        sharding.abort = True  # the ranks stop together at the next collective
+                        return
 
         events = JobEvents(progress=lambda s, i, n: put(("progress", str(s), int(i), int(n))),
                            frame=lambda i, im: put(("frame", int(i), np.ascontiguousarray(im))),
                            preview=lambda i, im: put(("preview", int(i), np.ascontiguousarray(im))),
                            cancelled=cancelled)
+        if gang is not None:
+            from mimo.pipeline.distributed import Sharding, close_group, open_group
+
+            address, rank, world = gang
+            if rank:  # the lead actor reports for the job
+                events = JobEvents()
+            else:
+                events = JobEvents(progress=events.progress, frame=events.frame, preview=events.preview)
 
         def work() -> None:
+            nonlocal sharding
             try:
-                stats = self.backends[backend].generate(job, events)
+                generator = self.backends[backend]
+                if gang is not None:  # every rank must join, or the others wait for it
+                    open_group(address, rank, world)
+                    sharding = generator.pipeline.sharding = Sharding(cancelled=cancelled)
+                try:
+                    stats = generator.generate(job, events)
+                finally:
+                    if gang is not None:
+                        generator.pipeline.sharding = None
+                        close_group()
+                if sharding is not None and sharding.abort:
+                    raise JobCancelled()
                 if (stats or {}).get("compiled_blocks"):
                     self.compiled.add(compile_key(job.mode, job.width, job.height, job.roi_size, job.raw))
                 end = ("done", stats or {})
@@ -169,12 +219,13 @@ class RayExecutor(Executor):
         backends, weights, dtype, compile: what every actor loads (the weights folder must exist
             at that path on every host).
         workers: number of actors (None: one per GPU of the cluster).
+        spread: run a lone MIMO job over every actor of an idle host (see the module docstring).
     """
 
     def __init__(self, address: str | None, backends: list[str], weights: str | None = None,
                  dtype: str | None = None, compile: bool | None = None, workers: int | None = None,
-                 local_gpus: int | None = None, local_cpus: int | None = None):
-        self.address, self.backends = address, list(backends)
+                 local_gpus: int | None = None, local_cpus: int | None = None, spread: bool = True):
+        self.address, self.backends, self.spread = address, list(backends), spread
         self.weights, self.dtype, self.compile = weights, dtype, compile
         self.workers, self.local_gpus, self.local_cpus = workers, local_gpus, local_cpus
         self.slots: list[Slot] = []
@@ -201,6 +252,7 @@ class RayExecutor(Executor):
                              "(--gpus N) to run on CPUs")
         if gpus and count > gpus:
             raise ValueError(f"gpus: {count} workers asked for, the Ray cluster has {gpus} GPUs")
+        self._node_of = {}
         remote = ray.remote(MimoWorker)
         options = dict(max_restarts=-1, max_task_retries=0, max_concurrency=4, namespace=NAMESPACE,
                        **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
@@ -216,6 +268,7 @@ class RayExecutor(Executor):
         infos = ray.get([a.info.remote() for a in self._actors])  # waits for the models to load
         for slot, info in zip(self.slots, infos):
             slot.host, slot.device = info["host"], info["device"]
+            self._node_of[slot.index] = info["node"]
         hosts = sorted({s.host for s in self.slots})
         self.device_name = (f"ray cluster {self.address or 'local'}: {count} workers "
                             f"({'GPU' if gpus else 'CPU'}) on {', '.join(hosts)}")
@@ -235,63 +288,107 @@ class RayExecutor(Executor):
     def actor(self, slot: Slot):
         return self._actors[slot.index]
 
-    def run(self, slot: Slot, backend: str, job: GenerationJob, events: JobEvents, job_id: str) -> dict:
+    def choose(self, key: str, idle: list[Slot], spread: bool = False) -> list[Slot]:
+        """One idle actor (see :meth:`Executor.choose`), or with ``spread`` and :attr:`spread`
+        every actor of a host whose actors are all idle and alive (at least two; the host with the
+        most, then the lowest index, leads)."""
+        if spread and self.spread:
+            free = {s.index for s in idle if s.alive}
+            hosts: dict[str, list[Slot]] = {}
+            for s in self.slots:
+                hosts.setdefault(self._node_of.get(s.index, s.host), []).append(s)
+            gangs = [g for g in hosts.values() if len(g) > 1 and all(s.index in free for s in g)]
+            if gangs:
+                return max(gangs, key=lambda g: (len(g), -g[0].index))
+        return super().choose(key, idle)
+
+    def run(self, slots: list[Slot], backend: str, job: GenerationJob, events: JobEvents,
+            job_id: str) -> dict:
         ray = _import_ray()
         from ray.exceptions import RayActorError
 
-        actor = self._actors[slot.index]
-        stream = actor.generate.options(num_returns="streaming",
-                                        _generator_backpressure_num_objects=STREAM_AHEAD
-                                        ).remote(job_id, backend, job)
-        told = False
+        lead = slots[0]
+        actors = [self._actors[s.index] for s in slots]
+        options = dict(num_returns="streaming", _generator_backpressure_num_objects=STREAM_AHEAD)
+        if len(slots) == 1:
+            streams = [actors[0].generate.options(**options).remote(job_id, backend, job)]
+        else:  # one job split over the host's actors: a fresh group at the lead's address
+            address = ray.get(actors[0].gang_address.remote())
+            streams = [a.generate.options(**options).remote(job_id, backend, job, (address, r, len(slots)))
+                       for r, a in enumerate(actors)]
+        told, ended = False, {}
         try:
             while True:
-                ready, _ = ray.wait([stream], timeout=POLL_S)
+                pending = [st for i, st in enumerate(streams) if i not in ended]
+                ready, _ = ray.wait(pending, num_returns=1, timeout=POLL_S)
                 if events.cancelled() and not told:
-                    actor.cancel.remote(job_id)  # the actor's backend stops at its next check
+                    for a in actors:  # the actor's backend stops at its next check
+                        a.cancel.remote(job_id)
                     told = True
-                if not ready:
-                    continue
-                try:
-                    item = ray.get(next(stream))
-                except StopIteration:
-                    raise RuntimeError(f"worker {slot.name} on {slot.host}: the job's stream ended "
-                                       "without a result") from None
-                kind = item[0]
-                if kind == "progress":
-                    events.progress(*item[1:])
-                elif kind == "frame":
-                    events.frame(*item[1:])
-                elif kind == "preview":
-                    events.preview(*item[1:])
-                elif kind == "done":
-                    if job.mode and item[1].get("compiled_blocks"):
-                        slot.compiled.add(compile_key(job.mode, job.width, job.height, job.roi_size, job.raw))
-                    slot.jobs_done += 1
-                    return item[1]
-                else:
-                    _, what, message = item
-                    if what == "cancelled":
-                        raise JobCancelled()
-                    if what == "value":
-                        raise ValueError(message)
-                    if what == "oom":
-                        raise MemoryError(message)
-                    raise RuntimeError(f"worker {slot.name} on {slot.host}: {message}")
+                for stream in ready:
+                    i = streams.index(stream)
+                    try:
+                        item = ray.get(next(stream))
+                    except StopIteration:
+                        raise RuntimeError(f"worker {slots[i].name} on {slots[i].host}: the job's "
+                                           "stream ended without a result") from None
+                    except RayActorError:
+                        self._fail_gang(slots, i)
+                        raise
+                    if item[0] in ("done", "error"):
+                        ended[i] = item
+                        if item[0] == "error" and item[1] not in ("cancelled", "value") and len(slots) > 1:
+                            self._fail_gang(slots, i)  # one rank failed alone: the others would wait
+                            if i:
+                                raise RuntimeError(f"worker {slots[i].name} on {slots[i].host}: {item[2]}")
+                            break
+                    elif i == 0:
+                        getattr(events, item[0])(*item[1:])
+                if len(ended) == len(streams) or (0 in ended and ended[0][1] not in ("cancelled", "value")
+                                                  and ended[0][0] == "error"):
+                    break
+            for s in slots:
+                s.jobs_done += 1
+            end = ended[0]
+            if end[0] == "done":
+                if end[1].get("compiled_blocks"):
+                    for s in slots:
+                        s.compiled.add(compile_key(job.mode, job.width, job.height, job.roi_size, job.raw))
+                return dict(end[1], workers=[s.name for s in slots])
+            _, what, message = end
+            if what == "cancelled":
+                raise JobCancelled()
+            if what == "value":
+                raise ValueError(message)
+            if what == "oom":
+                raise MemoryError(message)
+            raise RuntimeError(f"worker {lead.name} on {lead.host}: {message}")
         except RayActorError as exc:
-            slot.jobs_done += 1
-            log.warning("worker %s on %s died during job %s", slot.name, slot.host, job_id)
-            self._revive(slot)
-            raise RuntimeError(f"worker {slot.name} on {slot.host} ({slot.device}) died during the "
-                               f"job; it is being restarted and the other workers go on "
+            dead = [s.name for s in slots if not s.alive] or [lead.name]
+            log.warning("worker %s died during job %s", ", ".join(dead), job_id)
+            raise RuntimeError(f"worker {', '.join(dead)} on {lead.host} ({lead.device}) died during "
+                               f"the job; it is being restarted and the other workers go on "
                                f"({type(exc).__name__})") from None
         except BaseException:
-            if not told:  # the server gave up on the job (frame callback cancelled): stop the actor
+            if not told:  # the server gave up on the job (frame callback cancelled): stop the actors
+                for a in actors:
+                    try:
+                        a.cancel.remote(job_id)
+                    except Exception:  # noqa: BLE001
+                        pass
+            raise
+
+    def _fail_gang(self, slots: list[Slot], failed: int) -> None:
+        """A member of ``slots`` died or failed: the others may be blocked in a collective, so
+        every member is restarted (Ray reloads its models) and revived."""
+        ray = _import_ray()
+        for i, s in enumerate(slots):
+            if i != failed and len(slots) > 1:
                 try:
-                    actor.cancel.remote(job_id)
+                    ray.kill(self._actors[s.index], no_restart=False)
                 except Exception:  # noqa: BLE001
                     pass
-            raise
+            self._revive(s)
 
     def _revive(self, slot: Slot) -> None:
         """Take ``slot`` out of placement until Ray has restarted its actor (it answers ``info``)."""

@@ -457,18 +457,22 @@ class Server:
                         self._warming = False
             while True:
                 with self._lock:
-                    while not self._stopping and not self._takes_next(slot):
+                    while not self._stopping and not (plan := self._takes_next(slot)):
                         self._lock.wait(0.2)
                     if self._stopping:
                         break
                     job = self._queue.popleft()
-                    job.state, self._running[slot.index], slot.job_id = "running", job, job.job_id
+                    job.state = "running"
+                    for s in plan:  # this slot leads; a split job holds the others too
+                        self._running[s.index], s.job_id = job, job.job_id
                 try:
-                    self._run(job, slot)
+                    self._run(job, plan)
                 finally:
                     with self._lock:
-                        job.state, slot.job_id = "finished", ""
-                        self._running.pop(slot.index, None)
+                        job.state = "finished"
+                        for s in plan:
+                            self._running.pop(s.index, None)
+                            s.job_id = ""
                         self._jobs.pop(job.job_id, None)
                         self._jobs_done += 1
                         self._lock.notify_all()
@@ -480,17 +484,19 @@ class Server:
                 push.send(_STOP)
             push.close(linger=-1)
 
-    def _takes_next(self, slot) -> bool:
-        """Whether ``slot`` runs the queue's head job now: it is idle and the executor picks it
-        among the idle slots (preferring one that compiled the job's size). Under the lock."""
+    def _takes_next(self, slot) -> list:
+        """The slots that run the queue's head job now when ``slot`` leads them, else []: the
+        executor picks among the idle slots (preferring one that compiled the job's size; a MIMO
+        job with nothing queued behind it may be split over several). Under the lock."""
         if not self._queue or slot.index in self._running:
-            return False
+            return []
         from .workers import compile_key
 
         req = self._queue[0].request
         idle = [s for s in self.executor.slots if s.index not in self._running]
-        return self.executor.choose(compile_key(req.mode, req.width, req.height, req.roi_size, req.raw),
-                                    idle) is slot
+        plan = self.executor.choose(compile_key(req.mode, req.width, req.height, req.roi_size, req.raw),
+                                    idle, spread=req.backend == "mimo" and len(self._queue) == 1)
+        return plan if plan and plan[0] is slot else []
 
     def _send(self, job: _Job, msg) -> None:
         self._tls.push.send_multipart([job.client, *P.encode(msg)], copy=False)
@@ -501,7 +507,7 @@ class Server:
         for index, image in _preview_frames(gen):
             preview(index, image)
 
-    def _run(self, job: _Job, slot) -> None:
+    def _run(self, job: _Job, slots: list) -> None:
         req, t0 = job.request, time.monotonic()
         queue_s = t0 - job.submitted
         next_index = itertools.count()
@@ -560,7 +566,7 @@ class Server:
             build_s = time.monotonic() - t0
             if req.preview and req.backend != "preview":
                 self._send_blocking_previews(job, gen_job, preview)
-            stats = self.executor.run(slot, req.backend, gen_job, events, job.job_id)
+            stats = self.executor.run(slots, req.backend, gen_job, events, job.job_id)
             if job.frames_sent != gen_job.num_frames:
                 raise RuntimeError(f"backend sent {job.frames_sent} of {gen_job.num_frames} frames")
             stats = {**_plain(stats or {}), "queue_s": queue_s, "build_s": build_s,

@@ -7,9 +7,11 @@ one job at a time on each.
 
 The server (:mod:`server.core`) runs one worker thread per slot. The thread takes the queue's head
 job when the executor picks its slot for it (:meth:`Executor.choose`: an idle slot, preferring one
-that already compiled the job's frame size), builds the job, and calls :meth:`Executor.run`, which
-reports through the same :class:`~mimo.pipeline.job.JobEvents` as a local backend: progress,
-previews and frames in order (each frame waits for the client's credit in the calling thread).
+that already compiled the job's frame size; or, for a MIMO job with nothing queued behind it, every
+slot of a host whose slots are all idle, led by this one), builds the job, and calls
+:meth:`Executor.run`, which reports through the same :class:`~mimo.pipeline.job.JobEvents` as a
+local backend: progress, previews and frames in order (each frame waits for the client's credit in
+the calling thread).
 """
 from __future__ import annotations
 
@@ -55,20 +57,23 @@ class Executor(abc.ABC):
     def stop(self) -> None:
         pass
 
-    def choose(self, key: str, idle: list[Slot]) -> Slot | None:
-        """The slot for a job whose compile key is ``key``, among the idle ones: one that already
-        compiled it, else the one that has compiled the fewest layouts (keeping compiled ones for
-        their sizes), lowest index first."""
+    def choose(self, key: str, idle: list[Slot], spread: bool = False) -> list[Slot]:
+        """The slots for a job whose compile key is ``key``, among the idle ones, the one that leads
+        first: one slot that already compiled it, else the one that has compiled the fewest
+        layouts (keeping compiled ones for their sizes), lowest index first. ``spread`` (the job can
+        be split and nothing waits behind it) lets an executor that can split a job return several
+        slots. [] when none is free."""
         live = [s for s in idle if s.alive]
         if not live:
-            return None
+            return []
         warm = [s for s in live if key in s.compiled]
-        return min(warm or live, key=lambda s: (0 if warm else len(s.compiled), s.index))
+        return [min(warm or live, key=lambda s: (0 if warm else len(s.compiled), s.index))]
 
     @abc.abstractmethod
-    def run(self, slot: Slot, backend: str, job: GenerationJob, events: JobEvents, job_id: str) -> dict:
-        """Run ``job`` on ``slot`` with the named backend; report through ``events``; return the
-        backend's stats. Raises like :meth:`Backend.generate` (``ValueError`` for bad input,
+    def run(self, slots: list[Slot], backend: str, job: GenerationJob, events: JobEvents,
+            job_id: str) -> dict:
+        """Run ``job`` on ``slots`` (from :meth:`choose`) with the named backend; report through
+        ``events``; return the backend's stats. Raises like :meth:`Backend.generate` (``ValueError`` for bad input,
         ``JobCancelled``), and ``RuntimeError`` when the worker itself fails."""
 
     def describe(self) -> list[dict]:
@@ -87,5 +92,6 @@ class LocalExecutor(Executor):
         self.device_name = device_name
         self.slots = [Slot(0, "local", device=device_name)]
 
-    def run(self, slot: Slot, backend: str, job: GenerationJob, events: JobEvents, job_id: str) -> dict:
+    def run(self, slots: list[Slot], backend: str, job: GenerationJob, events: JobEvents,
+            job_id: str) -> dict:
         return self._backends[backend].generate(job, events)

@@ -1,6 +1,6 @@
 """mimo-server on a Ray cluster (server/cluster.py): a local Ray instance on the CPU with two worker
-actors running the preview backend, behind the real ZeroMQ front door. One cluster for the module
-(Ray takes a while to start)."""
+actors holding the preview backend and the MIMO backend on tiny weights, behind the real ZeroMQ
+front door. One cluster for the module (Ray takes a while to start)."""
 from __future__ import annotations
 
 import os
@@ -14,19 +14,21 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from server import protocol as P  # noqa: E402
+from server.build import decode_character  # noqa: E402
 from server.client import Client  # noqa: E402
 from server.cluster import RayExecutor, cluster_status, format_rows  # noqa: E402
 from server.core import Server  # noqa: E402
 
-from test_server import codes_request, expected_preview  # noqa: E402
+from test_server import codes_request, expected_preview, png  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    executor = RayExecutor(None, ["preview"], workers=2, local_cpus=4).start()
-    srv = Server({"preview": None}, bind="tcp://127.0.0.1:0", executor=executor,
+def cluster(tiny_weights):
+    executor = RayExecutor(None, ["preview", "mimo"], weights=str(tiny_weights), workers=2,
+                           local_cpus=4).start()
+    srv = Server({"preview": None, "mimo": None}, bind="tcp://127.0.0.1:0", executor=executor,
                  heartbeat_timeout_s=30.0, stall_timeout_s=60.0, device_name=executor.device_name).start()
     yield srv, executor
     srv.stop()
@@ -111,6 +113,46 @@ def test_cancel_reaches_the_actor_and_frees_it(cluster):
         assert ray.get(executor.actor(slot).info.remote())["job"] == ""
         frames, _ = a.generate(codes_request(F=3, W=16, H=16))  # and the cluster serves on
         assert len(frames) == 3
+
+
+def test_a_lone_mimo_job_runs_split_over_the_idle_host_and_matches_one_process(cluster, tiny_weights):
+    """Nothing queued behind it and both workers idle on one host: the job runs on both as one
+    (mimo/pipeline/distributed.py over gloo); its frames equal a one-process run."""
+    from mimo.pipeline.job import GenerationJob, JobEvents
+    from mimo.pipeline.mimo_backend import MimoBackend
+
+    srv, executor = cluster
+    end = time.monotonic() + 120  # a worker killed by the test before is back (Ray restarted it)
+    while not all(s.alive for s in executor.slots) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert all(s.alive for s in executor.slots)
+    rng = np.random.default_rng(5)
+    F, S = 10, 64
+    codes = np.zeros((F, S, S, 3), np.uint8)
+    for i in range(F):
+        codes[i, 14:50, 10 + 2 * i:30 + 2 * i] = rng.integers(30, 256, 3)
+    scene = rng.integers(0, 256, (F, S, S, 3), dtype=np.uint8)
+    req = P.GenerateRequest(character=png(40, 40), codes=codes, scene=scene, width=S, height=S, raw=True,
+                            backend="mimo", steps=2, context=8, overlap=2, seed=3)
+    with _client(srv) as c:
+        frames, stats = c.generate(req, timeout=120)
+    assert stats["workers"] == ["mimo-worker-0", "mimo-worker-1"]  # split over both
+    # the same job in this process, on one process
+    char = decode_character(req.character)
+    job = GenerationJob(character=char, codes=codes, scene=scene, steps=2, context=8, overlap=2, seed=3,
+                        raw=True)
+    got = {}
+    MimoBackend(str(tiny_weights), device="cpu", dtype="fp32").generate(
+        job, JobEvents(frame=lambda i, im: got.__setitem__(i, im)))
+    ref = np.stack([got[i] for i in range(F)])
+    assert np.abs(frames.astype(int) - ref.astype(int)).max() <= 1  # thread counts may differ
+    assert frames.std() > 0
+    # the policy: split only when asked (nothing queued behind) and the host's workers are idle
+    idle = list(executor.slots)
+    assert [x.name for x in executor.choose("exact 64x64", idle, spread=True)] == [
+        "mimo-worker-0", "mimo-worker-1"]
+    assert len(executor.choose("exact 64x64", idle, spread=False)) == 1
+    assert len(executor.choose("exact 64x64", idle[1:], spread=True)) == 1
 
 
 def test_killing_a_worker_mid_job_fails_only_that_job(cluster):
