@@ -190,6 +190,8 @@ def _executor(args, names: list[str]):
         import torch
 
         have = torch.cuda.device_count()
+        if workers is None and have <= 1:  # --gpus all on a host of one GPU: the classic server
+            return None
         if have < (workers or 2):
             raise ValueError(f"gpus: {gpus} GPU workers asked for, this host has {have} GPUs "
                              "(--cluster ADDRESS runs on a Ray cluster)")
