@@ -136,13 +136,17 @@ def test_mimo_generate_gpus_2_on_cpu_matches_one_process(tiny_weights, tmp_path,
               "--character", str(tmp_path / "char.png"), "--codes", str(codes_dir), "--raw",
               "--steps", "2", "--context", "8", "--overlap", "2", "--device", "cpu", "--quiet"]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the spawned processes' torch threads
+    threads = torch.get_num_threads()
     outs = {}
-    for gpus in (1, 2):
-        npy = tmp_path / f"out{gpus}.npy"
-        code = main(common + ["--gpus", str(gpus), "--out", str(tmp_path / f"out{gpus}"),
-                              "--out-npy", str(npy)])
-        assert code == 0, capsys.readouterr().err[-3000:]
-        outs[gpus] = np.load(npy)
-    # the one-process run uses this process's threads, the ranks one each: equal up to rounding
-    np.testing.assert_allclose(outs[2], outs[1], rtol=0, atol=1e-5)
+    try:
+        torch.set_num_threads(1)  # this process runs --gpus 1 like each rank: one thread
+        for gpus in (1, 2):
+            npy = tmp_path / f"out{gpus}.npy"
+            code = main(common + ["--gpus", str(gpus), "--out", str(tmp_path / f"out{gpus}"),
+                                  "--out-npy", str(npy)])
+            assert code == 0, capsys.readouterr().err[-3000:]
+            outs[gpus] = np.load(npy)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(outs[2], outs[1], rtol=0, atol=1e-6)
     assert len(list((tmp_path / "out2").glob("*.png"))) == 10
