@@ -1,0 +1,89 @@
+"""The four ``transformers`` models of the decomposition, loaded with their own
+``from_pretrained`` (by Hugging Face id from the local cache, or from a folder), never downloaded
+here: ``mimo weights download DIR --decompose`` fetches them for a user who asks.
+
+=========== ============================================ ==========================================
+stage       default id                                    classes
+=========== ============================================ ==========================================
+detector    ``PekingU/rtdetr_r50vd_coco_o365``            AutoModelForObjectDetection (RT-DETR, DETR)
+segmenter   ``facebook/sam-vit-base``                     SamModel + SamProcessor (box prompts)
+pose        ``usyd-community/vitpose-base-simple``        VitPoseForPoseEstimation (COCO-17)
+depth       ``depth-anything/Depth-Anything-V2-Small-hf`` AutoModelForDepthEstimation (Depth
+                                                          Anything, DPT; relative or metric)
+=========== ============================================ ==========================================
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+DEFAULTS = {
+    "detector": "PekingU/rtdetr_r50vd_coco_o365",
+    "segmenter": "facebook/sam-vit-base",
+    "pose": "usyd-community/vitpose-base-simple",
+    "depth": "depth-anything/Depth-Anything-V2-Small-hf",
+}
+FLAGS = {"detector": "--detector", "segmenter": "--segmenter", "pose": "--pose", "depth": "--depth"}
+
+
+class ModelMissing(ValueError):
+    """A model is neither a folder nor in the local Hugging Face cache (message names the flag
+    and the command that fetches it)."""
+
+    def __init__(self, stage: str, spec: str, reason: str = ""):
+        self.stage, self.spec = stage, spec
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{FLAGS[stage]}: no {stage} model {spec!r} here: not a model folder and not in "
+                         f"the Hugging Face cache{why}; fetch the defaults with `mimo weights download DIR "
+                         f"--decompose` and pass --models DIR, or give a model folder")
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A model and its processor, in eval mode on ``device``."""
+
+    stage: str
+    model: object
+    processor: object
+    device: str
+
+
+def resolve(stage: str, spec: str | None, models_dir: str | os.PathLike | None = None) -> str:
+    """A model folder or a hub id: ``spec`` if given (a folder path or an id), else the stage's
+    default id, found as ``models_dir/<id with / -> -->`` when that folder exists."""
+    spec = spec or DEFAULTS[stage]
+    if models_dir is not None:
+        local = Path(models_dir) / folder_name(spec)
+        if local.is_dir():
+            return str(local)
+    return spec
+
+
+def folder_name(repo_id: str) -> str:
+    """Where ``mimo weights download --decompose`` puts a repo inside its folder."""
+    return repo_id.replace("/", "--")
+
+
+def load(stage: str, spec: str, device: str = "cpu") -> Loaded:
+    """Load one stage's model with ``from_pretrained`` (``local_files_only``: no network).
+
+    Raises :class:`ModelMissing` when ``spec`` is neither a folder nor cached.
+    """
+    import transformers as tf
+
+    classes = {
+        "detector": (tf.AutoModelForObjectDetection, tf.AutoImageProcessor),
+        "segmenter": (tf.SamModel, tf.SamProcessor),
+        "pose": (tf.VitPoseForPoseEstimation, tf.AutoImageProcessor),
+        "depth": (tf.AutoModelForDepthEstimation, tf.AutoImageProcessor),
+    }[stage]
+    path = Path(spec)
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelMissing(stage, spec, "the folder has no config.json")
+    try:
+        model = classes[0].from_pretrained(spec, local_files_only=True)
+        processor = classes[1].from_pretrained(spec, local_files_only=True)
+    except OSError as e:
+        raise ModelMissing(stage, spec, str(e).splitlines()[0][:160]) from None
+    return Loaded(stage, model.to(device).eval(), processor, device)
