@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "motion": ("mimo.motion.cli", "convert AMASS / BVH / HMR2 motion to clip .npz, resample, describe; export rig"),
     "export": ("mimo.codes.export_cli", "control passes of a motion clip: OpenPose keypoints, mask, depth, normals, SMPL + cameras"),
     "dataset": ("mimo.data.cli", "make a synthetic training dataset, or check a dataset folder"),
+    "decompose": ("mimo.decompose.cli", "a video -> fitted motion + camera (Blender), MIMO template, training clip"),
     "train": ("mimo.train.cli", "train or fine-tune MIMO's networks on a dataset (official-layout checkpoints)"),
 }
 

@@ -65,6 +65,24 @@ def folder_name(repo_id: str) -> str:
     return repo_id.replace("/", "--")
 
 
+def check(stage: str, spec: str) -> None:
+    """Raise :class:`ModelMissing` unless ``spec`` is a model folder (with ``config.json``) or a
+    hub id whose ``config.json`` is in the local Hugging Face cache (nothing is loaded)."""
+    path = Path(spec)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelMissing(stage, spec, "the folder has no config.json")
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(spec, "config.json")
+    except ValueError:  # not a valid repo id
+        found = None
+    if not isinstance(found, str):
+        raise ModelMissing(stage, spec)
+
+
 def load(stage: str, spec: str, device: str = "cpu") -> Loaded:
     """Load one stage's model with ``from_pretrained`` (``local_files_only``: no network).
 
@@ -78,9 +96,7 @@ def load(stage: str, spec: str, device: str = "cpu") -> Loaded:
         "pose": (tf.VitPoseForPoseEstimation, tf.AutoImageProcessor),
         "depth": (tf.AutoModelForDepthEstimation, tf.AutoImageProcessor),
     }[stage]
-    path = Path(spec)
-    if path.exists() and not (path / "config.json").is_file():
-        raise ModelMissing(stage, spec, "the folder has no config.json")
+    check(stage, spec)
     try:
         model = classes[0].from_pretrained(spec, local_files_only=True)
         processor = classes[1].from_pretrained(spec, local_files_only=True)

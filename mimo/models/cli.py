@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     down.add_argument("--mimo-repo", default=None, help="Hugging Face repo id of the MIMO weights")
     down.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
     down.add_argument("--dry-run", action="store_true", help="list what would be downloaded, fetch nothing")
+    down.add_argument("--decompose", action="store_true",
+                      help="instead, fetch the models of `mimo decompose` (detector, SAM, ViTPose, depth) into DIR")
     tiny = sub.add_parser("make-tiny", help="write a tiny random weights folder in the official layout")
     tiny.add_argument("dir", help="destination folder")
     tiny.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0)
@@ -46,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
         print(report.format())
         return 0 if report.ok else 1
     if args.weights_command == "download":
-        from .download import DEFAULT_MIMO_REPO, DownloadError, download_weights
+        from .download import DEFAULT_MIMO_REPO, DownloadError, download_decompose_models, download_weights
 
         try:
+            if args.decompose:
+                download_decompose_models(_folder(args.dir, must_exist=False), token=args.token, dry_run=args.dry_run)
+                return 0
             download_weights(_folder(args.dir, must_exist=False), mimo_repo=args.mimo_repo or DEFAULT_MIMO_REPO,
                              token=args.token, dry_run=args.dry_run)
         except DownloadError as e:

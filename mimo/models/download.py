@@ -159,3 +159,77 @@ def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(got, dest)
     return plan
+
+
+# ------------------------------------------------------------------ decomposition models
+def decompose_repos() -> dict[str, str]:
+    """Stage -> Hugging Face repo id of the default ``mimo decompose`` models."""
+    from mimo.decompose.models import DEFAULTS
+
+    return dict(DEFAULTS)
+
+
+_MODEL_FILES = ("config.json", "preprocessor_config.json", "processor_config.json")
+
+
+def plan_model_files(listing: dict[str, int | None], repo: str = "") -> list[str]:
+    """The files of a transformers model repo that ``from_pretrained`` needs: its configs and
+    its weights (``model.safetensors``, or its shards with their index; else the PyTorch
+    ``pytorch_model.bin`` form). Raises ValueError when the repo has no config or no weights.
+    """
+    names = set(listing)
+    if "config.json" not in names:
+        raise ValueError(f"{repo}: no config.json in the repo ({len(names)} files listed)")
+    files = [f for f in _MODEL_FILES if f in names]
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if single in names:
+            return files + [single]
+        if index in names:
+            stem = single.rsplit(".", 1)[0]
+            shards = sorted(n for n in names if n.startswith(stem + "-") and "/" not in n)
+            return files + [index] + shards
+    raise ValueError(f"{repo}: no model.safetensors or pytorch_model.bin (or their shards) in the repo")
+
+
+def download_decompose_models(weights_dir: str | Path, token: str | None = None, dry_run: bool = False
+                              ) -> dict[str, Path]:
+    """Fetch the four decomposition models into ``weights_dir/<owner>--<name>/`` (what
+    ``mimo decompose --models weights_dir`` finds). Returns stage -> folder."""
+    from huggingface_hub import HfApi, constants, hf_hub_download
+    from huggingface_hub.errors import HTTPError
+
+    from mimo.decompose.models import folder_name
+
+    folder = Path(weights_dir)
+    check_reachable(constants.ENDPOINT)
+    api = HfApi(token=token)
+    out = {}
+    for stage, repo in decompose_repos().items():
+        try:
+            entries = list(api.list_repo_tree(repo, recursive=True))
+        except (HTTPError, OSError) as e:
+            raise DownloadError(f"cannot list the files of {repo} on {constants.ENDPOINT}: "
+                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        listing = {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
+        try:
+            files = plan_model_files(listing, repo)
+        except ValueError as e:
+            raise DownloadError(str(e)) from e
+        dest = folder / folder_name(repo)
+        for name in files:
+            item = PlannedFile(repo, name, f"{folder_name(repo)}/{name}", listing.get(name))
+            if not needs_download(folder, item):
+                print(f"have     {item.dest}")
+                continue
+            print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {repo}:{name} ({stage})")
+            if dry_run:
+                continue
+            try:
+                hf_hub_download(repo, name, local_dir=dest, token=token)
+            except (HTTPError, OSError) as e:
+                raise DownloadError(f"{item.dest}: download from {repo}:{name} failed "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                    "run the command again to resume") from e
+        out[stage] = dest
+    return out
