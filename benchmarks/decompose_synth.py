@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--noise", type=float, default=0.0, help="Gaussian noise on the keypoints (pixels)")
     ap.add_argument("--sheet", default=None, help="copy the contact sheet here")
+    ap.add_argument("--motion-out", default=None, help="copy the decomposed motion.npz here (Blender test fixture)")
     args = ap.parse_args()
     from mimo.body import load_body
     from mimo.data.synth import synth_dataset
@@ -59,6 +60,8 @@ def main() -> None:
         if args.sheet:
             shutil.copy(work / "out" / "contact_sheet.png", args.sheet)
             print(f"contact sheet: {args.sheet}")
+        if args.motion_out:
+            shutil.copy(work / "out" / "motion.npz", args.motion_out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

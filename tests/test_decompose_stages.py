@@ -73,3 +73,39 @@ def test_a_missing_model_names_the_flag_and_the_command(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(models.ModelMissing, match="no config.json"):
         models.load("depth", str(tmp_path / "empty"))
+
+
+def test_download_plan_takes_configs_and_one_weights_form():
+    from mimo.models.download import decompose_repos, plan_model_files
+
+    listing = {"config.json": 1, "preprocessor_config.json": 1, "README.md": 1, "model.safetensors": 9,
+               "pytorch_model.bin": 9, "onnx/model.onnx": 9}
+    assert plan_model_files(listing) == ["config.json", "preprocessor_config.json", "model.safetensors"]
+    sharded = {"config.json": 1, "model.safetensors.index.json": 1, "model-00002-of-00002.safetensors": 5,
+               "model-00001-of-00002.safetensors": 5}
+    assert plan_model_files(sharded) == ["config.json", "model.safetensors.index.json",
+                                         "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    with pytest.raises(ValueError, match="no model.safetensors"):
+        plan_model_files({"config.json": 1}, "x/y")
+    assert set(decompose_repos()) == {"detector", "segmenter", "pose", "depth"}
+
+
+def test_mimo_imports_and_parses_without_transformers_or_opencv(tmp_path):
+    """The decomposition's heavy dependencies are imported only when it runs: with packages
+    named transformers and cv2 that fail on import first on the path, mimo still imports and
+    every command (decompose included) still parses."""
+    import os
+    import subprocess
+    import sys
+
+    for name in ("transformers", "cv2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed')\n")
+    code = ("import mimo, mimo.decompose.pipeline, mimo.decompose.fit, mimo.decompose.scene\n"
+            "from mimo.cli import build_parser\n"
+            "build_parser().parse_args(['decompose', 'v.mp4', '--out', 'o'])\n"
+            "import sys; assert 'transformers' not in sys.modules and 'cv2' not in sys.modules\n"
+            "print('ok')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.stdout.strip() == "ok", res.stderr[-2000:]

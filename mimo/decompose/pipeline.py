@@ -107,7 +107,7 @@ def decompose(source, out: str | Path, observer, options: Options | None = None,
     from mimo.progress import Progress
 
     opt = options or Options()
-    progress = progress or (lambda stage, total: Progress(stage, total, unit="frame"))
+    progress = progress or (lambda stage, total: Progress(stage, total, unit="step" if stage == "fit" else "frame"))
     out = Path(out)
     for sub in ("template", "clip", "layers"):
         (out / sub).mkdir(parents=True, exist_ok=True)
