@@ -43,6 +43,14 @@ def test_outputs_read_back_with_the_template_clip_and_motion_readers(decomposed)
     assert set(saved["seconds"]) >= {"fit", "compose"}
 
 
+def test_the_template_generates_with_the_preview_backend(decomposed, tmp_path):
+    out, _, _ = decomposed
+    assert main(["generate", "--preview", "--template", str(out / "template"), "--out", str(tmp_path / "gen.mp4")]) == 0
+    from mimo.video import read_frames
+
+    assert read_frames(tmp_path / "gen.mp4").shape[0] == 8
+
+
 def test_fit_scene_and_occlusion_match_the_synthetic_truth(decomposed):
     out, obs, _ = decomposed
     motion, camera = load_npz(out / "motion.npz")
