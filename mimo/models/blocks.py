@@ -24,6 +24,8 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
+from . import kernels
+
 #: Temporal positional encoding length of the motion modules (``temporal_position_encoding_max_len``).
 PE_MAX_LEN = 32
 #: Attention heads of every motion module (``motion_module_kwargs.num_attention_heads``).
@@ -74,13 +76,15 @@ def _feed_forward(ff: nn.Module, h: torch.Tensor, budget: int | None) -> torch.T
     return ff(h) if step is None else torch.cat([ff(part) for part in h.split(step)])
 
 
-def attention(attn: Attention, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+def attention(attn: Attention, x: torch.Tensor, kv: torch.Tensor | None = None,
+              backend: str = "sdpa") -> torch.Tensor:
     """What diffusers' ``Attention`` computes for MIMO's layers, as one function.
 
     ``to_out(softmax(q kᵀ / sqrt(d)) v)`` per head, q = to_q(x), k = to_k(kv), v = to_v(kv)
     (kv = x for self-attention). MIMO's attentions have no masks, norms or residual inside and a
     rescale factor of 1, so the processor's extra steps (among them a division of the whole
     output by 1.0) are left out; SDPA's default scale is diffusers' ``dim_head ** -0.5``.
+    ``backend``: the kernel (:mod:`mimo.models.kernels`; ``sdpa`` is PyTorch's).
 
     Shapes: x (S, N, C), kv (S, M, C') or None -> (S, N, C).
     """
@@ -89,7 +93,10 @@ def attention(attn: Attention, x: torch.Tensor, kv: torch.Tensor | None = None) 
     q = attn.to_q(x).view(s, n, heads, -1).transpose(1, 2)
     k = attn.to_k(kv).view(s, m, heads, -1).transpose(1, 2)
     v = attn.to_v(kv).view(s, m, heads, -1).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v)                       # (S, heads, N, d)
+    if backend == "sdpa":
+        out = F.scaled_dot_product_attention(q, k, v)                   # (S, heads, N, d)
+    else:
+        out = kernels.sdpa(q, k, v, backend)
     return attn.to_out[0](out.transpose(1, 2).reshape(s, n, -1))
 
 
@@ -132,6 +139,10 @@ class RefContext:
         mask (None: every row reads); the other rows run plain self-attention.
     frames: F, to expand bank rows (B or 1) to folded rows (B*F).
     chunk: token budget of :func:`token_chunking` (None: no chunking).
+    kv_pool: self-attention keys/values of the level of ``kv_pool_hw`` (h, w) tokens average-pooled
+        ``kv_pool`` x ``kv_pool`` (1: not pooled; the bank's entries there must be pooled alike,
+        :func:`pool_bank`).
+    attention: kernel of the spatial self-attentions (:mod:`mimo.models.kernels`).
     """
 
     write: dict[str, torch.Tensor] | None = None
@@ -139,6 +150,43 @@ class RefContext:
     runs: list[tuple[int, int, bool]] | None = None
     frames: int = 1
     chunk: int | None = None
+    kv_pool: int = 1
+    kv_pool_hw: tuple[int, int] | None = None
+    attention: str = "sdpa"
+
+
+@dataclasses.dataclass
+class DeepCacheSlot:
+    """Feature reuse across steps for one window group (DeepCache): with ``reuse`` the denoising
+    UNet runs only its shallowest blocks and takes ``feature`` as the input of its last up block;
+    otherwise it runs in full and stores that input here.
+
+    Shapes:
+        feature  (B*F, C_1, h, w)  output of the second-to-last up block (C_1 = block_out_channels[1])
+    """
+
+    reuse: bool = False
+    feature: torch.Tensor | None = None
+
+
+def pool_tokens(x: torch.Tensor, hw: tuple[int, int], factor: int) -> torch.Tensor:
+    """Average-pool a token grid ``factor`` x ``factor`` (a partial last cell averages what it has).
+
+    Shapes: x (S, h*w, C) -> (S, ceil(h/factor) * ceil(w/factor), C)
+    """
+    s, n, c = x.shape
+    h, w = hw
+    grid = x.view(s, h, w, c).permute(0, 3, 1, 2)
+    pooled = F.avg_pool2d(grid, factor, factor, ceil_mode=True)
+    return pooled.flatten(2).transpose(1, 2)
+
+
+def pool_bank(bank: ReferenceBank, hw: tuple[int, int], factor: int) -> ReferenceBank:
+    """The bank with its entries of ``hw`` tokens (the highest resolution) pooled once, as
+    :class:`RefContext` ``kv_pool`` expects; other levels unchanged."""
+    hw = (int(hw[0]), int(hw[1]))
+    return ReferenceBank({k: pool_tokens(v, hw, factor) if v.shape[1] == hw[0] * hw[1] else v
+                          for k, v in bank.tensors.items()})
 
 
 def row_runs(rows: torch.Tensor) -> list[tuple[int, int, bool]]:
@@ -215,15 +263,17 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.block_path = ""  # set by the owning UNet: the module path that pairs writer and reader
 
-    def forward(self, h: torch.Tensor, context: torch.Tensor, ref: RefContext) -> torch.Tensor:
-        """Shapes: h (B*F, N, C), context (B*F, 1, D) -> (B*F, N, C)."""
+    def forward(self, h: torch.Tensor, context: torch.Tensor, ref: RefContext,
+                hw: tuple[int, int] | None = None) -> torch.Tensor:
+        """Shapes: h (B*F, N, C), context (B*F, 1, D) -> (B*F, N, C); hw: the token grid (h, w)."""
         n = self.norm1(h)
         if ref.write is not None:
             ref.write[self.block_path] = n
+        pool = ref.kv_pool if ref.kv_pool > 1 and hw is not None and tuple(hw) == ref.kv_pool_hw else 1
         if ref.read is None:
-            a = attention(self.attn1, n)
+            a = attention(self.attn1, n, None if pool == 1 else pool_tokens(n, hw, pool), ref.attention)
         else:
-            a = self._read_attention(n, ref)
+            a = self._read_attention(n, ref, hw, pool)
         h = a + h
         h = self._cross_attention(self.norm2(h), context) + h
         return _feed_forward(self.ff, self.norm3(h), ref.chunk) + h
@@ -237,33 +287,37 @@ class TransformerBlock(nn.Module):
         out = self.attn2.to_out[0](self.attn2.to_v(context))               # (B*F, 1, C)
         return out.expand_as(n)
 
-    def _read_attention(self, n: torch.Tensor, ref: RefContext) -> torch.Tensor:
-        """attn1 with K/V = concat(own tokens, reference tokens) on reading rows; plain elsewhere."""
+    def _read_attention(self, n: torch.Tensor, ref: RefContext, hw, pool: int) -> torch.Tensor:
+        """attn1 with K/V = concat(own tokens, reference tokens) on reading rows; plain elsewhere.
+        With ``pool`` > 1 the own keys/values are pooled here and the bank's are pooled already."""
         if self.block_path not in ref.read.tensors:
             raise ValueError(f"reference: the bank has no entry for block '{self.block_path}'")
         bank = ref.read.tensors[self.block_path].to(n.dtype)
         rows_total, frames = n.shape[0], ref.frames
         batch = rows_total // frames
-        if bank.shape[0] not in (1, batch) or bank.shape[1:] != n.shape[1:]:
+        own = n if pool == 1 else pool_tokens(n, hw, pool)                  # keys/values of own tokens
+        if bank.shape[0] not in (1, batch) or bank.shape[1:] != own.shape[1:]:
             raise ValueError(f"reference['{self.block_path}']: expected shape ({batch} or 1, "
-                             f"{n.shape[1]}, {n.shape[2]}), got {tuple(bank.shape)}")
+                             f"{own.shape[1]}, {own.shape[2]}), got {tuple(bank.shape)}")
         runs = [(0, batch, True)] if ref.runs is None else ref.runs
+        backend = ref.attention
         outs = []
         for start, stop, reads in runs:  # contiguous runs of rows: slices, no gathers
             part = n[start * frames:stop * frames]
+            kv = part if pool == 1 else own[start * frames:stop * frames]
             if not reads:
-                outs.append(attention(self.attn1, part))
+                outs.append(attention(self.attn1, part, None if pool == 1 else kv, backend))
                 continue
             if bank.shape[0] == 1:  # one reference row for every frame: broadcast, no copy
                 rb = bank.expand(part.shape[0], -1, -1)
             else:
                 rb = bank[start:stop].repeat_interleave(frames, dim=0)       # (rows*F, N, C)
-            step = _rows_per_chunk(part.shape[0], part.shape[1] + rb.shape[1], ref.chunk)
+            step = _rows_per_chunk(part.shape[0], kv.shape[1] + rb.shape[1], ref.chunk)
             if step is None:
-                outs.append(attention(self.attn1, part, torch.cat([part, rb], dim=1)))
+                outs.append(attention(self.attn1, part, torch.cat([kv, rb], dim=1), backend))
             else:
-                outs.append(torch.cat([attention(self.attn1, p, torch.cat([p, r], dim=1))
-                                       for p, r in zip(part.split(step), rb.split(step))]))
+                outs.append(torch.cat([attention(self.attn1, p, torch.cat([k, r], dim=1), backend)
+                                       for p, k, r in zip(part.split(step), kv.split(step), rb.split(step))]))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
@@ -287,7 +341,7 @@ class SpatialTransformer(nn.Module):
         h = self.norm(x).permute(0, 2, 3, 1).reshape(rows, height * width, channels)
         h = F.linear(h, self.proj_in.weight.view(channels, channels), self.proj_in.bias)
         for block in self.transformer_blocks:
-            h = block(h, context, ref)
+            h = block(h, context, ref, (height, width))
         h = F.linear(h, self.proj_out.weight.view(channels, channels), self.proj_out.bias)
         h = h.view(rows, height, width, channels).permute(0, 3, 1, 2)
         return x + h  # x first: the sum comes out in x's (contiguous NCHW) layout

@@ -18,8 +18,8 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
-from .blocks import (MotionModule, ReferenceBank, RefContext, ResnetBlock, SpatialTransformer,
-                     TransformerBlock, active_chunk_tokens, row_runs)
+from .blocks import (DeepCacheSlot, MotionModule, ReferenceBank, RefContext, ResnetBlock,
+                     SpatialTransformer, TransformerBlock, active_chunk_tokens, row_runs)
 from .config import DENOISING_IN_CHANNELS, POSE_GUIDER_CHANNELS, UNetConfig
 
 
@@ -46,7 +46,7 @@ class DownBlock(nn.Module):
             self.downsamplers = nn.ModuleList([Downsample2D(cout, use_conv=True, out_channels=cout,
                                                             padding=cfg.downsample_padding, name="op")])
 
-    def forward(self, h, temb, context, ref: RefContext):
+    def forward(self, h, temb, context, ref: RefContext, downsample: bool = True):
         skips = []
         for j, resnet in enumerate(self.resnets):
             h = resnet(h, temb)
@@ -55,7 +55,7 @@ class DownBlock(nn.Module):
             if hasattr(self, "motion_modules"):
                 h = self.motion_modules[j](h, ref.frames, ref.chunk)
             skips.append(h)
-        if hasattr(self, "downsamplers"):
+        if downsample and hasattr(self, "downsamplers"):
             h = self.downsamplers[0](h)
             skips.append(h)
         return h, skips
@@ -145,8 +145,17 @@ class _UNetBase(nn.Module):
             raise ValueError(f"timestep: expected a scalar or shape ({batch},), got {tuple(t.shape)}")
         return self.time_embedding(self.time_proj(t).to(dtype))
 
-    def _trunk(self, h: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, ref: RefContext):
-        """Shapes: h (B*F, C0, h, w) after conv_in; returns (B*F, C0, h, w) after the last up block."""
+    def _trunk(self, h: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, ref: RefContext,
+               cache: DeepCacheSlot | None = None):
+        """Shapes: h (B*F, C0, h, w) after conv_in; returns (B*F, C0, h, w) after the last up block.
+
+        ``cache`` (feature reuse, :class:`~mimo.models.blocks.DeepCacheSlot`): with ``reuse`` only
+        the first down block (without its downsampler) and the last up block run, the latter on
+        the cached input; otherwise the whole trunk runs and that input is stored.
+        """
+        if cache is not None and cache.reuse:
+            _, shallow = self.down_blocks[0](h, temb, context, ref, downsample=False)
+            return self.up_blocks[-1](cache.feature, [h] + shallow, temb, context, ref, None)
         skips = [h]
         for block in self.down_blocks:
             h, s = block(h, temb, context, ref)
@@ -159,6 +168,8 @@ class _UNetBase(nn.Module):
             n = len(block.resnets)
             block_skips, skips = skips[-n:], skips[:-n]
             size = tuple(skips[-1].shape[-2:]) if (exact and skips) else None
+            if cache is not None and i == len(self.up_blocks) - 1:
+                cache.feature = h
             h = block(h, block_skips, temb, context, ref, size)
         return h
 
@@ -211,7 +222,8 @@ class DenoisingUNet(_UNetBase):
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
                 pose_cond: torch.Tensor | None = None, reference: ReferenceBank | None = None,
-                reference_rows: torch.Tensor | list[bool] | None = None) -> torch.Tensor:
+                reference_rows: torch.Tensor | list[bool] | None = None, kv_pool: int = 1,
+                attention_backend: str = "sdpa", deep_cache: DeepCacheSlot | None = None) -> torch.Tensor:
         """Predict v for one window.
 
         Args:
@@ -223,6 +235,11 @@ class DenoisingUNet(_UNetBase):
             reference_rows: which batch rows read the reference (None: all rows when a bank is
                 given); the other rows run plain self-attention, like the official unconditional
                 half. For the official CFG layout [uncond; cond] pass ``[False, True]``.
+            kv_pool: pool the spatial self-attentions' keys/values at the input's own resolution
+                ``kv_pool`` x ``kv_pool`` (the bank's entries there must be pooled alike:
+                :func:`~mimo.models.blocks.pool_bank`). 1: exact attention.
+            attention_backend: kernel of the spatial self-attentions (:mod:`mimo.models.kernels`).
+            deep_cache: feature reuse across steps (see ``_trunk``); None: off.
 
         Shapes:
             sample                 (B, 8, F, h, w)    F <= 32
@@ -245,7 +262,8 @@ class DenoisingUNet(_UNetBase):
             rows = torch.as_tensor(reference_rows, dtype=torch.bool)
             _check("reference_rows", rows, (batch,))
             runs = row_runs(rows)
-        ref = RefContext(read=reference, runs=runs, frames=frames, chunk=active_chunk_tokens())
+        ref = RefContext(read=reference, runs=runs, frames=frames, chunk=active_chunk_tokens(),
+                         kv_pool=kv_pool, kv_pool_hw=(height, width), attention=attention_backend)
 
         temb = self._time_embedding(timestep, batch, sample.device, sample.dtype)  # (1 or B, 4*C0)
         if temb.shape[0] > 1:
@@ -255,7 +273,7 @@ class DenoisingUNet(_UNetBase):
         h = self.conv_in(x)
         if pose_cond is not None:
             h = h + pose_cond.transpose(1, 2).reshape(batch * frames, c0, height, width)
-        h = self._trunk(h, temb, context, ref)
+        h = self._trunk(h, temb, context, ref, deep_cache)
         h = self.conv_out(F_.silu(self.conv_norm_out(h)))
         return h.reshape(batch, frames, cfg.out_channels, height, width).transpose(1, 2)
 

@@ -18,6 +18,7 @@ import torch
 from .composite import ClipCompositor
 from .job import Backend, GenerationJob, JobEvents
 from .pipeline import MimoPipeline
+from .presets import PRESETS
 from .roi import crop, pad_square, roi_clips
 
 
@@ -26,29 +27,30 @@ class MimoBackend(Backend):
 
     def __init__(self, weights: str, device: str | None = None, dtype: str | None = None,
                  pipeline: MimoPipeline | None = None, compile: bool | None = None,
-                 compile_vae: bool = True):
+                 compile_vae: bool = True, low_memory: bool = False):
+        """low_memory: networks used once per job leave the GPU between uses, windows shrink to a
+        peak of about 8 GB (mimo/pipeline/memory.py); ignored when ``pipeline`` is given."""
         self.pipeline = (pipeline if pipeline is not None
                          else MimoPipeline.from_pretrained(weights, device, dtype, compile=compile,
-                                                           compile_vae=compile_vae))
+                                                           compile_vae=compile_vae, low_memory=low_memory))
 
     def warmup(self, size: int = GenerationJob.roi_size, modes: tuple[str, ...] = ("exact", "fast"),
                log=None) -> dict[str, float]:
         """Compile the UNet's blocks (and a compiled VAE) for ``size``² jobs before the first real one asks.
 
-        Runs one 1-step generation per mode on blank inputs, one full window long (24 frames
-        exact, 32 fast), which is the call layout of any clip of at least a window at that size
-        (the ROI size, 784 by default, for jobs from Blender). Returns seconds per mode; nothing
-        when the blocks are not compiled (there is nothing to warm). ``log(message)`` reports.
+        Runs one 1-step generation per mode (a PRESETS name) on blank inputs, one full window
+        long (the preset's context: 24 frames exact, 32 fast), which is the call layout of any
+        clip of at least a window at that size (the ROI size, 784 by default, for jobs from
+        Blender). Returns seconds per mode; nothing when the blocks are not compiled (there is
+        nothing to warm). ``log(message)`` reports.
         """
         from mimo.models.compile import is_compiled
-
-        from .fast import FAST_CONTEXT
 
         if not is_compiled(self.pipeline.denoising_unet):
             return {}
         seconds = {}
         for mode in modes:
-            frames = FAST_CONTEXT if mode == "fast" else 24
+            frames = PRESETS[mode].context
             if log is not None:
                 log(f"warm-up: compiling the UNet for {size}x{size} {mode}-mode jobs ({frames}-frame windows)")
             t0 = time.perf_counter()
@@ -83,7 +85,9 @@ class MimoBackend(Backend):
                 layout.append((codes_in[-1].shape[0], pads))
             size = (job.roi_size, job.roi_size)
 
-        steps = job.steps
+        # unset fields take the preset's defaults (the job builder normally fills them already)
+        chosen = PRESETS.get(job.mode)
+        steps = job.steps if job.steps is not None or chosen is None else chosen.steps
 
         def on_step(pipe, step, timestep, info):
             events.progress("denoise", step + 1, steps)
@@ -103,7 +107,7 @@ class MimoBackend(Backend):
                 events.progress("composite", sent[0], F)
             composite_seconds[0] += time.perf_counter() - t1
 
-        def on_preview(step, indices, images):  # fast mode: half-size x0 previews a few times
+        def on_preview(step, indices, images):  # fast schedules: half-size x0 previews a few times
             for index, image in zip(indices, images):
                 events.preview(min(index, F - 1), image)
 
@@ -112,10 +116,10 @@ class MimoBackend(Backend):
         events.progress("encode", 0, 1)
         out = self.pipeline(
             character, codes_in, scene_in, height=size[0], width=size[1],
-            num_inference_steps=job.steps, guidance_scale=job.cfg, seed=job.seed,
+            num_inference_steps=steps, guidance_scale=job.cfg, seed=job.seed,
             context_frames=job.context, context_overlap=job.overlap, mode=job.mode,
             callback_on_step_end=on_step, frame_callback=on_frame, cancelled=events.cancelled,
-            preview_every=max(1, steps // 5) if job.mode == "fast" else 0, preview_callback=on_preview,
+            preview_every=max(1, steps // 5) if job.mode != "exact" else 0, preview_callback=on_preview,
             stage_callback=lambda stage: events.progress(stage, 0, 1))
         events.raw_frames(out.frames)
         stats = dict(out.stats, backend=self.name, roi_clips=None if clips is None else len(clips))

@@ -1,5 +1,11 @@
 """``MimoPipeline``: the MIMO edit_bkfill video pipeline (docs/MIMO.md §7), written like a diffusers pipeline.
 
+``__call__`` reads top to bottom: it picks a preset (mimo/pipeline/presets.py) and runs that preset's
+:class:`~mimo.pipeline.schedule.Schedule` — :class:`~mimo.pipeline.exact.ExactSchedule` (the
+official numerics) or :class:`~mimo.pipeline.fast.FastSchedule` (fast mode and its shortcuts,
+every departure listed in mimo/pipeline/fast.py) — around the stages every schedule shares: CLIP
+and VAE encodes, the reference pass, pose features, the denoising loop, the VAE decode.
+
 Exact mode reproduces the official ``pipeline_pose2vid_long_edit_bkfill_roiclip`` numerically
 (quirks of docs/MIMO.md §11 included: fixed wrapping windows, fp16 bank, accumulation in the latent dtype,
 reference pass with [zeros; CLIP] at t = 0, posterior mean, Lanczos resizes, the initial latent
@@ -13,9 +19,10 @@ drawn on a CPU generator in the pipeline dtype). What it does differently only c
   and a compiled VAE always runs whole chunks (a short one is padded);
 * with a single window the accumulate-and-divide is skipped (dividing by 1 changes no bit).
 
-Fast mode (``mode="fast"``) runs the same networks on a faster schedule; every deviation is listed
-in :mod:`mimo.pipeline.fast` (non-wrapping 32-frame windows, batched windows, bf16, one reference
-row, float32 latents, chunked feed-forwards and decodes, optional previews).
+Low-memory mode (``low_memory=True``) keeps the networks used once per job (CLIP, VAE, reference
+UNet, pose guider) off the GPU except while they run, encodes and decodes one frame per VAE call,
+and lets fast schedules run the CFG halves as separate UNet calls and shrink their windows to fit
+:data:`LOW_MEMORY_BUDGET` (see mimo/pipeline/memory.py).
 """
 from __future__ import annotations
 
@@ -28,13 +35,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mimo.errors import FieldError
 from mimo.models.compile import can_compile, is_compiled, is_vae_compiled, run_compiled
+from mimo.models.loading import VAE_SCALING_FACTOR
 
-from . import fast as fast_mode
+from .exact import ExactSchedule
+from .fast import FastSchedule, preview_images
 from .frames import frame_chunks, frames_to_tensor, pad_rows, repeat_runs
-from .schedule import MAX_WINDOW, context_windows, make_scheduler
+from .memory import LOW_MEMORY_BUDGET, on_device
+from .presets import Preset, preset
+from .schedule import MAX_WINDOW, DenoiseInputs, Schedule, make_scheduler
 
-VAE_SCALE = 0.18215  # hard-coded in the official pipeline (docs/MIMO.md §1)
+#: the VAE latent scale, the one constant of mimo/models/loading.py (docs/MIMO.md §1)
+VAE_SCALE = VAE_SCALING_FACTOR
 CLIP_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -69,7 +82,8 @@ class MimoPipeline:
     """
 
     def __init__(self, vae, image_encoder, reference_unet, denoising_unet, pose_guider, scheduler=None,
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 low_memory: bool = False, memory_budget: int = LOW_MEMORY_BUDGET):
         self.vae = vae
         self.image_encoder = image_encoder
         self.reference_unet = reference_unet
@@ -80,23 +94,38 @@ class MimoPipeline:
         self.dtype = dtype
         self._compiled_shapes: set[tuple] = set()  # denoising-call layouts run compiled so far
         self.sharding = None  # several GPUs: this process's share of the job (mimo/pipeline/distributed.py)
+        self.low_memory = low_memory
+        self.memory_budget = memory_budget  # bytes a low-memory job aims to stay under
+        if low_memory:  # the networks used once per job wait off the GPU
+            for net in (vae, image_encoder, reference_unet, pose_guider):
+                net.to("cpu")
+
+    @property
+    def vae_is_compiled(self) -> bool:
+        return is_vae_compiled(self.vae)
+
+    def _on_device(self, net):
+        """Context: ``net`` on the pipeline device while it runs (low-memory mode moves it in and
+        back to the CPU afterwards; otherwise nothing happens)."""
+        return on_device(net, self.device, self.low_memory)
 
     @classmethod
     def from_pretrained(cls, weights_dir: str | Path, device: str | torch.device | None = None,
                         dtype: str | torch.dtype | None = None, compile: bool | None = None,
-                        compile_vae: bool = True) -> "MimoPipeline":
+                        compile_vae: bool = True, low_memory: bool = False) -> "MimoPipeline":
         """Load every network from a weights folder in the official layout (strict, loud on gaps).
 
         compile: compile the denoising UNet's blocks (:meth:`compile_blocks`); None = where it can
         run (CUDA with Triton), True = required (error if it cannot), False = never.
         compile_vae: when compiling, also compile the VAE's encoder and decoder.
+        low_memory: see the module docstring (networks used once per job wait on the CPU).
         """
         from mimo.models import load_mimo
 
         device, dtype = resolve_device_dtype(device, dtype)
         m = load_mimo(str(weights_dir), device=device, dtype=dtype)
         pipe = cls(m.vae, m.image_encoder, m.reference_unet, m.denoising_unet, m.pose_guider,
-                   device=device, dtype=dtype)
+                   device=device, dtype=dtype, low_memory=low_memory)
         if compile or (compile is None and can_compile(device)[0]):
             pipe.compile_blocks(vae=compile_vae)
         return pipe
@@ -118,7 +147,7 @@ class MimoPipeline:
 
     # ------------------------------------------------------------------------------------------
     def check_inputs(self, character, codes, scene, height, width, num_inference_steps,
-                     guidance_scale, context_frames, context_overlap, mode):
+                     guidance_scale, context_frames, context_overlap):
         if not (isinstance(character, np.ndarray) and character.dtype == np.uint8
                 and character.ndim == 3 and character.shape[2] == 3):
             raise ValueError(f"character: expected (H, W, 3) uint8, got "
@@ -146,8 +175,6 @@ class MimoPipeline:
                              f"got {context_frames!r}")
         if not (isinstance(context_overlap, int) and 0 <= context_overlap < context_frames):
             raise ValueError(f"context_overlap: expected 0..{context_frames - 1}, got {context_overlap!r}")
-        if mode not in ("exact", "fast"):
-            raise ValueError(f"mode: expected 'exact' or 'fast', got {mode!r}")
 
     @torch.no_grad()
     def encode_clip(self, character: np.ndarray) -> torch.Tensor:
@@ -159,7 +186,8 @@ class MimoPipeline:
         img = np.asarray(Image.fromarray(character).resize((CLIP_SIZE, CLIP_SIZE), Image.BICUBIC))
         x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        out = self.image_encoder(pixel_values=x.to(self.device, self.dtype))
+        with self._on_device(self.image_encoder):
+            out = self.image_encoder(pixel_values=x.to(self.device, self.dtype))
         return out.image_embeds[:, None, :]
 
     @torch.no_grad()
@@ -172,7 +200,7 @@ class MimoPipeline:
         """
         out = []
         pad = is_vae_compiled(self.vae)
-        with run_compiled(pad):
+        with run_compiled(pad), self._on_device(self.vae):
             for i in range(0, images.shape[0], chunk):
                 x = images[i:i + chunk].to(self.device, self.dtype)
                 n = x.shape[0]
@@ -193,7 +221,7 @@ class MimoPipeline:
         for i in range(0, frames, chunk):
             z = latents[0, :, i:i + chunk].transpose(0, 1) / VAE_SCALE
             n = z.shape[0]
-            with run_compiled(pad):
+            with run_compiled(pad), self._on_device(self.vae):
                 x = self.vae.decode(pad_rows(z, chunk) if pad else z).sample[:n]
             yield (x / 2 + 0.5).clamp(0, 1).float().permute(0, 2, 3, 1).cpu().numpy()
 
@@ -213,7 +241,7 @@ class MimoPipeline:
     def prepare_latents(self, num_frames: int, height: int, width: int, seed: int,
                         dtype: torch.dtype | None = None) -> torch.Tensor:
         """The initial noise exactly as the official scripts draw it (CPU generator, pipeline dtype;
-        fast mode draws the same normals in float32).
+        fast schedules draw the same normals in float32).
 
         Shapes:
             returns (1, 4, F, h, w) on the pipeline device
@@ -224,6 +252,20 @@ class MimoPipeline:
         return latents * self.scheduler.init_noise_sigma
 
     # ------------------------------------------------------------------------------------------
+    def schedule_for(self, mode: str | Preset) -> tuple[Preset, Schedule]:
+        """The preset named ``mode`` (a :data:`~mimo.pipeline.presets.PRESETS` name, or a
+        :class:`~mimo.pipeline.presets.Preset` itself) and the schedule object it runs."""
+        if isinstance(mode, Preset):
+            chosen = mode
+        else:
+            try:
+                chosen = preset(mode)
+            except ValueError as exc:
+                raise FieldError("mode", str(exc)) from None
+        if chosen.schedule == "exact":
+            return chosen, ExactSchedule()
+        return chosen, FastSchedule(chosen.shortcuts)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -232,12 +274,12 @@ class MimoPipeline:
         scene: np.ndarray | list[np.ndarray] | None = None,
         height: int = 784,
         width: int = 784,
-        num_inference_steps: int = 25,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 3.5,
         seed: int = 42,
         context_frames: int | None = None,
-        context_overlap: int = 4,
-        mode: str = "exact",
+        context_overlap: int | None = None,
+        mode: str | Preset = "exact",
         callback_on_step_end: Callable[["MimoPipeline", int, int, dict], None] | None = None,
         frame_callback: Callable[[int, np.ndarray], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
@@ -248,16 +290,20 @@ class MimoPipeline:
     ) -> MimoPipelineOutput:
         """Generate F frames of the character performing the motion codes inside the scene.
 
-        Frames of any size are resized (Lanczos) to ``width``×``height``. ``scene`` None means white
-        frames (as run_animate.py). ``callback_on_step_end(pipe, step, timestep, info)`` runs after
-        every denoising step; ``frame_callback(index, frame)`` receives decoded frames in order;
-        ``cancelled()`` is polled between UNet calls and raises
-        :class:`mimo.pipeline.job.JobCancelled` when it returns True. ``context_frames`` None
-        means 24 in exact mode (official) and 32 in fast mode. Fast mode only:
-        ``windows_per_call`` (None: :func:`mimo.pipeline.fast.windows_per_call`), and
-        ``preview_callback(step, frame_indices, images)`` every ``preview_every`` steps with
-        cheap half-size previews of a few frames. ``stage_callback("compile")`` announces a
-        denoising loop whose first UNet call compiles the blocks for shapes not seen before.
+        ``mode`` names a preset (mimo/pipeline/presets.py: ``exact``, ``fast``, ``balanced``,
+        ``draft``) or is a :class:`Preset`; its schedule runs the denoising (exact:
+        mimo/pipeline/exact.py, the official numerics; otherwise mimo/pipeline/fast.py with the
+        preset's shortcuts). ``num_inference_steps``, ``context_frames`` and ``context_overlap``
+        None take the preset's values. Frames of any size are resized (Lanczos) to
+        ``width``×``height``. ``scene`` None means white frames (as run_animate.py).
+        ``callback_on_step_end(pipe, step, timestep, info)`` runs after every denoising step;
+        ``frame_callback(index, frame)`` receives decoded frames in order; ``cancelled()`` is
+        polled between UNet calls and raises :class:`mimo.pipeline.job.JobCancelled` when it
+        returns True. ``windows_per_call`` (fast schedules; None: :func:`mimo.pipeline.fast.
+        windows_per_call_for`); ``preview_callback(step, frame_indices, images)`` every
+        ``preview_every`` steps with cheap half-size previews of a few frames.
+        ``stage_callback("compile")`` announces a denoising loop whose first UNet call compiles
+        the blocks for shapes not seen before.
 
         Shapes:
             character (Hc, Wc, 3) uint8
@@ -274,111 +320,74 @@ class MimoPipeline:
         stats: dict = {"seconds": {}, "peak_memory_gb_after": {}}
         clock = _Clock(self.device, stats["seconds"], stats["peak_memory_gb_after"])
 
-        # 1. Check inputs
-        if context_frames is None:
-            context_frames = fast_mode.FAST_CONTEXT if mode == "fast" else 24
+        # 1. The preset and its schedule; check inputs; plan the windows
+        chosen, schedule = self.schedule_for(mode)
+        num_inference_steps = chosen.steps if num_inference_steps is None else num_inference_steps
+        context_frames = chosen.context if context_frames is None else context_frames
+        context_overlap = chosen.overlap if context_overlap is None else context_overlap
         self.check_inputs(character, codes, scene, height, width, num_inference_steps, guidance_scale,
-                          context_frames, context_overlap, mode)
-        fast = mode == "fast"
+                          context_frames, context_overlap)
         num_frames = len(codes)
         if scene is None:
             scene = [np.full((height, width, 3), 255, np.uint8)] * num_frames
-
-        # The context windows, and whether this call compiles anything: compiled blocks serve clips
-        # of at least one full window (shorter clips run eagerly rather than compile for their
-        # length); a compiled VAE compiles once per frame size.
-        if fast:
-            windows = fast_mode.fast_windows(num_frames, context_frames, context_overlap)
-            per_call = min(len(windows), windows_per_call
-                           or fast_mode.windows_per_call(len(windows[0]), height // 8, width // 8))
-            stats.update(windows=len(windows), windows_per_call=per_call)
-            layout = ("fast", len(windows[0]), per_call, height, width)
-        else:
-            windows = context_windows(num_frames, context_frames, context_overlap, closed_loop=True)
-            stats["windows"] = len(windows)
-            layout = ("exact", len(windows[0]), height, width)
+        plan = schedule.plan(self, num_frames, height, width, context_frames,
+                             min(context_overlap, context_frames - 1), windows_per_call)
+        stats.update(mode=chosen.name, schedule=schedule.name, windows=len(plan.windows))
+        if schedule.name != "exact":
+            stats["windows_per_call"] = plan.per_call
+        # Compiled blocks serve clips of at least one full window (shorter clips run eagerly rather
+        # than compile for their length); a compiled VAE compiles once per frame size.
         compiled = is_compiled(self.denoising_unet) and num_frames >= context_frames
-        vae_compiled = is_vae_compiled(self.vae)
-        stats.update(compiled_blocks=compiled, compiled_vae=vae_compiled)
-        self._announce_compile([layout] * compiled + [("vae", height, width)] * vae_compiled,
+        stats.update(compiled_blocks=compiled, compiled_vae=self.vae_is_compiled)
+        self._announce_compile([plan.layout] * compiled + [("vae", height, width)] * self.vae_is_compiled,
                                stage_callback)
-        # frames per VAE call: a compiled VAE runs fast mode's chunks in both modes (one shape each)
-        encode_chunk = fast_mode.ENCODE_CHUNK if fast or vae_compiled else 8
-        decode_chunk = fast_mode.DECODE_CHUNK if fast or vae_compiled else 8
 
-        # 2. Encode the character: CLIP token [zeros; clip] and the reference latent
-        with clock("encode"):
+        # 2. Encode the character: CLIP token and reference latent
+        with clock("encode"), self._on_device(self.vae):
             clip = self.encode_clip(character)                                     # (1, 1, D)
-            clip2 = torch.cat([torch.zeros_like(clip), clip])                      # (2, 1, D)
             ref_latent = self.encode_vae(frames_to_tensor([character], width, height, True),
-                                         encode_chunk)                             # (1, 4, h, w)
+                                         plan.encode_chunk)                        # (1, 4, h, w)
 
         # 3. Reference UNet write pass (once): the bank of reference tokens
-        with clock("reference"):
-            if fast:  # the conditional row only, kept in the model dtype
-                bank = self.reference_unet.write(ref_latent, 0, clip)
-            else:
-                bank = self.reference_unet.write(ref_latent.repeat(2, 1, 1, 1), 0, clip2)
-                bank = bank.to(torch.float16).to(self.dtype)  # the official fp16 cast (docs/MIMO.md §5)
+        with clock("reference"), self._on_device(self.reference_unet):
+            bank = schedule.reference(self, ref_latent, clip)
         check_cancel()
 
         # 4. Pose guider on the structured motion codes (all frames, once)
-        with clock("pose"):
-            if fast:
-                pose = fast_mode.FeatureStore(num_frames, (self.pose_guider.embedding_channels,
-                                                           height // 8, width // 8), self.dtype, self.device)
-                fast_mode.encode_pose(self, frame_chunks(codes, width, height, False, 16), pose)
-            else:
-                pose = self.encode_pose(frames_to_tensor(codes, width, height, False))  # (1, C0, F, h, w)
+        with clock("pose"), self._on_device(self.pose_guider):
+            pose = schedule.pose(self, codes, width, height)
 
         # 5. Scene latents (one encode per run of identical frames) and the initial noise
-        with clock("encode"):
-            runs = repeat_runs(scene)
-            starts = np.cumsum([0] + runs[:-1])
-            unique = [scene[i] for i in starts]
-            if self.sharding is not None:  # each rank encodes a block of whole chunks
-                scene_latents = self.sharding.encode_frames(self, unique, width, height, encode_chunk)
-            else:
-                scene_latents = torch.cat([self.encode_vae(c, encode_chunk)
-                                           for c in frame_chunks(unique, width, height, True, encode_chunk)])
-            if len(unique) < num_frames:
-                scene_latents = scene_latents.repeat_interleave(
-                    torch.tensor(runs, device=scene_latents.device), dim=0)
-            scene_latents = scene_latents.transpose(0, 1)[None]                      # (1, 4, F, h, w)
-        stats["scene_frames_encoded"] = len(unique)
+        with clock("encode"), self._on_device(self.vae):
+            scene_latents, stats["scene_frames_encoded"] = self.encode_scene(scene, width, height,
+                                                                             plan.encode_chunk)
         latents = self.prepare_latents(num_frames, height, width, seed,
-                                       torch.float32 if fast else self.dtype)       # (1, 4, F, h, w)
+                                       schedule.latent_dtype(self))                # (1, 4, F, h, w)
         check_cancel()
 
         # 6. Denoising loop over the context windows
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        timesteps = self.scheduler.timesteps
-        if fast:
-            def on_step(step, t, lat, x0):
-                if callback_on_step_end is not None:
-                    callback_on_step_end(self, step, t, {"latents": lat})
-                if preview_callback is not None and preview_every > 0 and (step + 1) % preview_every == 0:
-                    picks = sorted({0, num_frames // 2, num_frames - 1})
-                    with torch.compiler.set_stance("force_eager"):  # previews never compile
-                        images = fast_mode.preview_images(self, x0, picks)
-                    preview_callback(step, picks, images)
+        def on_step(step, t, lat, x0):
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, step, t, {"latents": lat})
+            if preview_callback is not None and preview_every > 0 and (step + 1) % preview_every == 0:
+                picks = sorted({0, num_frames // 2, num_frames - 1})
+                with torch.compiler.set_stance("force_eager"), self._on_device(self.vae):
+                    images = preview_images(self, x0, picks)  # previews never compile
+                preview_callback(step, picks, images)
 
-            with clock("denoise"), run_compiled(compiled):
-                latents = fast_mode.denoise(self, latents, scene_latents, pose, clip, bank, timesteps,
-                                            windows, guidance_scale, per_call, on_step, check_cancel)
-        else:
-            with clock("denoise"), run_compiled(compiled):
-                latents = self._denoise_exact(latents, scene_latents, pose, clip2, bank, timesteps,
-                                              windows, guidance_scale, callback_on_step_end, check_cancel)
-        stats["frame_evaluations_per_frame"] = sum(len(w) for w in windows) / num_frames
-        del bank, pose
+        inputs = DenoiseInputs(latents, scene_latents, pose, clip, bank)
+        with clock("denoise"), run_compiled(compiled):
+            latents = schedule.denoise(self, inputs, plan, num_inference_steps, guidance_scale,
+                                       on_step, check_cancel)
+        stats["frame_evaluations_per_frame"] = sum(len(w) for w in plan.windows) / num_frames
+        del bank, pose, inputs
 
         # 7. Decode latents, a chunk of frames at a time
         out = np.empty((num_frames, height, width, 3), np.float32)
-        with clock("decode"):
+        with clock("decode"), self._on_device(self.vae):
             index = 0
-            decoded = (self.decode_vae(latents.to(self.dtype), decode_chunk) if self.sharding is None
-                       else self.sharding.decode_frames(self, latents.to(self.dtype), decode_chunk))
+            decoded = (self.decode_vae(latents.to(self.dtype), plan.decode_chunk) if self.sharding is None
+                       else self.sharding.decode_frames(self, latents.to(self.dtype), plan.decode_chunk))
             for chunk in decoded:
                 check_cancel()
                 for f in chunk:
@@ -394,6 +403,26 @@ class MimoPipeline:
                      device=_device_name(self.device), dtype=str(self.dtype).replace("torch.", ""))
         return MimoPipelineOutput(frames=out, stats=stats)
 
+    @torch.no_grad()
+    def encode_scene(self, scene, width: int, height: int, chunk: int) -> tuple[torch.Tensor, int]:
+        """Scene latents of every frame, one VAE encode per run of identical frames (a static
+        camera, or the white scene); returns them and how many frames were encoded.
+
+        Shapes:
+            scene: F frames (H_i, W_i, 3) uint8 -> (1, 4, F, h, w)
+        """
+        runs = repeat_runs(scene)
+        starts = np.cumsum([0] + runs[:-1])
+        unique = [scene[i] for i in starts]
+        if self.sharding is not None:  # each rank encodes a block of whole chunks
+            latents = self.sharding.encode_frames(self, unique, width, height, chunk)
+        else:
+            latents = torch.cat([self.encode_vae(c, chunk)
+                                 for c in frame_chunks(unique, width, height, True, chunk)])
+        if len(unique) < len(scene):
+            latents = latents.repeat_interleave(torch.tensor(runs, device=latents.device), dim=0)
+        return latents.transpose(0, 1)[None], len(unique)
+
     def _announce_compile(self, layouts: list[tuple], stage_callback) -> None:
         """Call ``stage_callback("compile")`` once before a call that runs compiled code for a
         layout (UNet call layout, VAE frame size) not run before."""
@@ -402,50 +431,6 @@ class MimoPipeline:
             self._compiled_shapes |= keys
             if stage_callback is not None:
                 stage_callback("compile")
-
-    def _denoise_exact(self, latents, scene_latents, pose, clip2, bank, timesteps, windows,
-                       guidance_scale, callback_on_step_end, check_cancel) -> torch.Tensor:
-        """The official loop: fixed wrapping windows, plain mean in the latent dtype, CFG, DDIM.
-
-        Shapes:
-            latents, scene_latents (1, 4, F, h, w); pose (1, C0, F, h, w) -> latents (1, 4, F, h, w)
-        """
-        num_frames = latents.shape[2]
-        window_index = [torch.tensor(w, device=self.device) for w in windows]
-        rows = [False, True]  # [uncond; cond]: only the conditional row reads the reference
-        for step, t in enumerate(timesteps):
-            if len(windows) == 1 and self.sharding is None:
-                check_cancel()
-                v = self._unet(latents, scene_latents, pose, t, clip2, bank, rows)
-            else:
-                v = torch.zeros((2,) + latents.shape[1:], dtype=latents.dtype, device=self.device)
-                count = torch.zeros((1, 1, num_frames, 1, 1), dtype=latents.dtype, device=self.device)
-                for idx in window_index:
-                    count[:, :, idx] += 1
-                for idx in window_index if self.sharding is None else self.sharding.mine(window_index):
-                    check_cancel()
-                    v[:, :, idx] += self._unet(latents[:, :, idx], scene_latents[:, :, idx],
-                                               pose[:, :, idx], t, clip2, bank, rows)
-                if self.sharding is not None:  # the other ranks' windows (mimo/pipeline/distributed.py)
-                    v = self.sharding.reduce_sum(v)
-                v = v / count
-            v_uncond, v_cond = v.chunk(2)
-            v = v_uncond + guidance_scale * (v_cond - v_uncond)
-            latents = self.scheduler.step(v, t, latents, eta=0.0).prev_sample
-            if callback_on_step_end is not None:
-                callback_on_step_end(self, step, int(t), {"latents": latents})
-        return latents
-
-    def _unet(self, latents, scene_latents, pose, t, clip2, bank, rows) -> torch.Tensor:
-        """One denoising-UNet call on a window, CFG halves [uncond; cond] in one batch.
-
-        Shapes:
-            latents, scene_latents (1, 4, f, h, w); pose (1, C0, f, h, w) -> v (2, 4, f, h, w)
-        """
-        x = torch.cat([latents, scene_latents], dim=1).repeat(2, 1, 1, 1, 1)
-        x = self.scheduler.scale_model_input(x, t)
-        return self.denoising_unet(x, t, clip2, pose_cond=pose.repeat(2, 1, 1, 1, 1),
-                                   reference=bank, reference_rows=rows)
 
 
 def _device_name(device: torch.device) -> str:

@@ -5,10 +5,14 @@
   ā_39 = 0.96026, ā_999 = 0 (pinned by tests).
 * :func:`context_windows` reproduces the "uniform" context schedule as the official code calls it
   (step 0 at every step, stride 1, closed loop): fixed windows that wrap around the end.
+* :class:`Schedule`: what a denoising schedule provides to the pipeline (exact: ``exact.py``;
+  fast with its shortcuts: ``fast.py``), with :class:`Plan` and :class:`DenoiseInputs`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable
 
 import torch
 
@@ -71,3 +75,70 @@ def context_windows(num_frames: int, size: int = 24, overlap: int = 4, closed_lo
     count = math.ceil((num_frames - size) / hop) + 1
     starts = [min(j * hop, num_frames - size) for j in range(count)]
     return [list(range(j, j + size)) for j in starts]
+
+
+@dataclasses.dataclass
+class Plan:
+    """How one generation runs: the context windows, windows per UNet call, VAE chunks and the
+    call layout that compiled blocks specialise on (see ``MimoPipeline._announce_compile``)."""
+
+    windows: list[list[int]]
+    per_call: int
+    encode_chunk: int
+    decode_chunk: int
+    layout: tuple
+
+
+@dataclasses.dataclass
+class DenoiseInputs:
+    """What the denoising loop of a schedule reads.
+
+    Shapes:
+        latents        (1, 4, F, h, w)  initial noise (dtype: the schedule's ``latent_dtype``)
+        scene_latents  (1, 4, F, h, w)  model dtype
+        pose           schedule-specific: (1, C0, F, h, w) tensor (exact) or a per-frame store (fast)
+        clip           (1, 1, D)        CLIP token of the character
+        bank           ReferenceBank    written by the schedule's :meth:`Schedule.reference`
+    """
+
+    latents: torch.Tensor
+    scene_latents: torch.Tensor
+    pose: object
+    clip: torch.Tensor
+    bank: object
+
+
+class Schedule:
+    """A denoising schedule of :class:`~mimo.pipeline.pipeline.MimoPipeline`: everything that
+    differs between the official numerics (:class:`mimo.pipeline.exact.ExactSchedule`) and fast
+    mode with its shortcuts (:class:`mimo.pipeline.fast.FastSchedule`). The pipeline calls, in
+    order: :meth:`plan`, :meth:`reference`, :meth:`pose`, :meth:`denoise`.
+
+    ``on_step(step, timestep, latents, x0)`` is called after every step with the predicted clean
+    latent ``x0`` (1, 4, F, h, w); ``check_cancel()`` between UNet calls.
+    """
+
+    name = ""
+    #: frames per window when the caller gives none
+    default_context = 24
+
+    def latent_dtype(self, pipe) -> torch.dtype:
+        """dtype of the initial noise, the latents and the sampler."""
+        raise NotImplementedError
+
+    def plan(self, pipe, num_frames: int, height: int, width: int, context: int, overlap: int,
+             windows_per_call: int | None) -> Plan:
+        raise NotImplementedError
+
+    def reference(self, pipe, ref_latent: torch.Tensor, clip: torch.Tensor):
+        """The reference bank from the reference latent (1, 4, h, w) and CLIP token (1, 1, D)."""
+        raise NotImplementedError
+
+    def pose(self, pipe, codes, width: int, height: int):
+        """Pose-guider features of every code frame, in the form :meth:`denoise` reads."""
+        raise NotImplementedError
+
+    def denoise(self, pipe, inputs: DenoiseInputs, plan: Plan, steps: int, guidance_scale: float,
+                on_step: Callable, check_cancel: Callable) -> torch.Tensor:
+        """Run the sampler; returns the final latents (1, 4, F, h, w)."""
+        raise NotImplementedError
