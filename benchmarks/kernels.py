@@ -15,7 +15,12 @@ conditional rows (rows = frames, 8 heads of 40 dimensions, queries = 98² tokens
 that: own tokens plus the reference's) under each SDPA backend (cuDNN, flash, memory-efficient),
 with the heads as they are and zero-padded to 48 and 64, and FlexAttention (compiled, padded to
 64). Printed: ms per call and *useful* TFLOP/s (4·rows·heads·queries·keys·40, padding not
-counted).
+counted). Then the FlashAttention kernels the pipeline can select (``Shortcuts.attention``, through
+``mimo.models.kernels.sdpa``: ``fa3`` from ``pip install fa3-fwd``, ``fa4`` from
+``pip install flash-attn-4``; a missing package is reported, not an error), and cuDNN with the
+keys/values of the ``kv_pool`` shortcut (own and reference tokens pooled 2x2 and 4x4).
+
+    python benchmarks/kernels.py --part attention      # GPU run owed (issue #21): fa3/fa4 vs cuDNN
 
 ``fp8``: the UNet's linear layers as bf16 ``F.linear`` against ``torch._scaled_mm`` in FP8 e4m3
 with row-wise scales (per token, per output channel), plus the cost of quantizing the activation
@@ -79,6 +84,26 @@ def attention(frames: int, tokens: int, repeats: int, name: str) -> None:
                 continue
             print(f"  {label:9s} head dim {dim}: {sec * 1e3:7.2f} ms  {useful / sec / 1e12:5.0f} useful "
                   f"TFLOP/s [{name}]")
+    from mimo.models import kernels
+
+    for label in ("fa3", "fa4"):
+        try:
+            kernels.check_backend(label)
+        except ValueError as exc:
+            print(f"  {label:9s} not installed: {exc} [{name}]")
+            continue
+        if not kernels.supported(label, q):
+            print(f"  {label:9s} does not take bf16 head dim {HEAD_DIM} here: SDPA would run [{name}]")
+            continue
+        sec = _median_seconds(lambda: kernels.sdpa(q, k, v, label), repeats)
+        err = (kernels.sdpa(q, k, v, label).float() - F.scaled_dot_product_attention(q, k, v).float()).abs().max()
+        print(f"  {label:9s} head dim {HEAD_DIM}: {sec * 1e3:7.2f} ms  {useful / sec / 1e12:5.0f} useful "
+              f"TFLOP/s, max |diff| vs SDPA {err.item():.1e} [{name}]")
+    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+        for pool in (2, 4):
+            kk, vv = k[:, :, :2 * tokens // pool ** 2], v[:, :, :2 * tokens // pool ** 2]
+            sec = _median_seconds(lambda: F.scaled_dot_product_attention(q, kk, vv), repeats)
+            print(f"  cudnn     keys pooled {pool}x{pool} ({kk.shape[2]} keys): {sec * 1e3:7.2f} ms [{name}]")
     try:
         from torch.nn.attention.flex_attention import flex_attention
     except ImportError:

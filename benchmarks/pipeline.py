@@ -10,8 +10,8 @@ denoising-UNet window call (CFG batch 2), and peak GPU memory. The official code
 H200 (docs/MIMO.md §10.2: 784², 32 frames, 25 steps, CFG 3.5, fp16) are printed for comparison.
 Also: frame-evaluations per output frame (window frames summed over windows / frames) and the
 achieved TFLOP/s of the denoising loop (FLOP of one window call counted by
-``torch.utils.flop_counter``, times the calls made). ``--mode fast`` defaults to bf16 and 32-frame
-windows.
+``torch.utils.flop_counter``, times the calls made). ``--mode`` takes any preset of
+mimo/pipeline/presets.py (its steps unless ``--steps``); presets other than exact default to bf16.
 
     python benchmarks/pipeline.py --device cuda --compare --frames 32 --size 256
 
@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mimo.pipeline.pipeline import MimoPipeline, _device_name, resolve_device_dtype  # noqa: E402
+from mimo.pipeline.presets import PRESETS  # noqa: E402
 
 OFFICIAL_H200 = {32: 1.44, 150: 1.25}  # s/frame, official code, random weights, one H200
 
@@ -159,14 +160,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=784)
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int, default=None, help="default: the preset's (25 exact/fast)")
     p.add_argument("--cfg", type=float, default=3.5)
-    p.add_argument("--context", type=int, default=None, help="default: 24 exact, 32 fast")
+    p.add_argument("--context", type=int, default=None, help="default: the preset's (24 exact, 32 fast)")
     p.add_argument("--overlap", type=int, default=4)
-    p.add_argument("--mode", choices=("exact", "fast"), default="exact")
+    p.add_argument("--mode", choices=list(PRESETS), default="exact",
+                   help="a preset of mimo/pipeline/presets.py (benchmarks/presets.py times them all)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None,
-                   help="default: fp16 (exact) / bf16 (fast) on CUDA, fp32 on CPU")
+                   help="default: fp16 (exact) / bf16 (other presets) on CUDA, fp32 on CPU")
     p.add_argument("--tiny", action="store_true", help="tiny networks (CPU smoke run)")
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--compile", action="store_true",
@@ -177,12 +179,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     device, dtype = resolve_device_dtype(args.device, args.dtype)
-    if args.dtype is None and args.mode == "fast" and device.type == "cuda":
+    if args.dtype is None and args.mode != "exact" and device.type == "cuda":
         dtype = torch.bfloat16
+    if args.steps is None:
+        args.steps = PRESETS[args.mode].steps
     if args.compare:
         compare(dict(device=device), args)
         return 0
-    context = args.context or (32 if args.mode == "fast" else 24)
+    context = args.context or PRESETS[args.mode].context
     name = _device_name(device)
     tag = f"[{name}, {str(dtype).replace('torch.', '')}, {'tiny' if args.tiny else 'SD1.5 size'}]"
     t0 = time.perf_counter()

@@ -186,7 +186,8 @@ class FastSchedule(Schedule):
             x = sampler.scale_model_input(x, t)
             if guided:  # rows [u_1, c_1, u_2, c_2, ...]
                 rows = torch.cat([torch.zeros_like(clip), clip]).repeat(n, 1, 1)  # (2n, 1, D)
-                x, pose_w, reads = x.repeat_interleave(2, dim=0), pose_w.repeat_interleave(2, dim=0), [False, True] * n
+                x, pose_w = x.repeat_interleave(2, dim=0), pose_w.repeat_interleave(2, dim=0)
+                reads = [False, True] * n
             else:       # the conditional rows only
                 rows, reads = clip.repeat(n, 1, 1), [True] * n
             with token_chunking(CHUNK_TOKENS):
@@ -215,6 +216,7 @@ class FastSchedule(Schedule):
         if cache_mode is not None:
             options["deep_cache"] = cache_mode.slot(group)
         return options
+
 
 def encode_pose(pipe, codes_chunks, store: FeatureStore) -> None:
     """Pose-guider features of every code frame into ``store``, one chunk at a time."""

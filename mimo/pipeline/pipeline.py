@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from mimo.errors import FieldError
+from mimo.models.kernels import check_backend
 from mimo.models.compile import can_compile, is_compiled, is_vae_compiled, run_compiled
 from mimo.models.loading import VAE_SCALING_FACTOR
 
@@ -264,6 +265,7 @@ class MimoPipeline:
                 raise FieldError("mode", str(exc)) from None
         if chosen.schedule == "exact":
             return chosen, ExactSchedule()
+        check_backend(chosen.shortcuts.attention)  # a missing kernel package: one clear line
         return chosen, FastSchedule(chosen.shortcuts)
 
     @torch.no_grad()
