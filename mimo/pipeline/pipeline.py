@@ -36,8 +36,8 @@ import torch
 from PIL import Image
 
 from mimo.errors import FieldError
-from mimo.models.kernels import check_backend
 from mimo.models.compile import can_compile, is_compiled, is_vae_compiled, run_compiled
+from mimo.models.kernels import check_backend
 from mimo.models.loading import VAE_SCALING_FACTOR
 
 from .exact import ExactSchedule
