@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mimo.pipeline.backends import load_backend
     from mimo.pipeline.job import JobEvents
-    from server.build import build_job
+    from server.adapter import build_job
     from server.core import Server
 
     dev = device_name(args.device)

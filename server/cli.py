@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ZeroMQ endpoint to listen on, repeatable (default: tcp://127.0.0.1:5555; "
                             "port 0 picks a free one). Only loopback addresses without --curve or "
                             "--insecure")
-    serve.add_argument("--backend", action="append", choices=("preview", "mimo"),
+    from mimo.pipeline.backends import BACKENDS  # the registry: every backend the library knows
+
+    serve.add_argument("--backend", action="append", choices=tuple(BACKENDS),
                        help="backend(s) to load and keep loaded (repeatable; default preview, plus "
                             "mimo when --weights is given)")
     serve.add_argument("--weights", help="folder with the MIMO weights (official layout)")
@@ -56,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cancel a running job whose client took no frames for S seconds "
                             "(default %(default)s)")
     serve.add_argument("--max-jobs-per-client", type=int, default=None)
-    serve.add_argument("--max-frames", type=int, default=None)
+    serve.add_argument("--max-frames", type=int, default=None,
+                       help="longest job in frames (default 2000); clients see it in the capabilities, and "
+                            "the server checks requests and jobs against it")
     serve.add_argument("--verbose", "-v", action="store_true")
     serve.add_argument("--gpus", default=None, metavar="all|N",
                        help="run jobs on N GPU workers (one long-lived process per GPU, models loaded "
@@ -150,6 +154,8 @@ def _status(args) -> int:
     print(f"server {caps.server} at {args.connect}, protocol {'.'.join(map(str, caps.protocol_version))}")
     print(f"  device: {caps.device or '?'}   weights: {caps.weights or '-'}")
     print(f"  backends: {', '.join(caps.backends)}   body models: {', '.join(caps.body_models)}")
+    if caps.modes:
+        print(f"  modes: {', '.join(caps.modes)}")
     print(f"  uptime {st.uptime_s:.0f} s, {st.jobs_done} jobs done, {st.queued} queued, "
           f"running: {st.running or '-'}; jobs of other clients: {st.other_jobs}")
     for row in st.jobs:

@@ -13,7 +13,8 @@ twice a second (a ROUTER with ``ROUTER_MANDATORY`` reports a peer that is gone);
 than ``heartbeat_timeout_s`` is the fallback for peers whose connection never closes. A job
 whose client grants no credit for ``stall_timeout_s`` is cancelled, so the worker moves on.
 
-The worker runs one job at a time: it builds the synthesis input (:mod:`server.build`), calls
+The worker runs one job at a time: it builds the synthesis input (:mod:`server.adapter`, which
+maps the request to the library's types and calls :func:`mimo.pipeline.prepare.prepare_job`), calls
 the backend with :class:`JobEvents` wired to the socket, and ends every job with exactly one
 ``done`` or ``error``. Frames are sent in order, exactly once, only while the job has credit (the
 worker waits otherwise), so a slow client never makes the server buffer a whole job.
@@ -24,7 +25,6 @@ import collections
 import dataclasses
 import itertools
 import logging
-import re
 import threading
 import time
 import uuid
@@ -34,7 +34,9 @@ import msgpack
 import numpy as np
 import zmq
 
+from mimo.errors import FieldError
 from mimo.pipeline.job import Backend, GenerationJob, JobCancelled, JobEvents
+from mimo.pipeline.presets import PRESETS
 
 from . import protocol as P
 
@@ -64,7 +66,8 @@ class Server:
         bind: ZeroMQ endpoint, or a list of them; ``tcp://127.0.0.1:0`` picks a free port (see
             :attr:`address`, :attr:`addresses`). Only loopback without ``curve`` or ``insecure``,
             checked before and after binding (:mod:`server.security`).
-        limits: overrides of :data:`server.protocol.DEFAULT_LIMITS`.
+        limits: overrides of :data:`server.protocol.DEFAULT_LIMITS`; the job is checked against
+            the same ones (``max_frames``, ``min_side``, ``max_side``), and capabilities report them.
         heartbeat_timeout_s: silence after which a client's jobs are cancelled.
         stall_timeout_s: time a running job may wait for its client's credit before it is
             cancelled (a client that stopped taking frames must not hold the worker).
@@ -73,7 +76,8 @@ class Server:
         device: torch device for body posing and code rendering (None: the backends' default).
         device_name, weights: reported in ``capabilities`` (e.g. "cuda:0 NVIDIA H100", the folder).
         body_models: models clients may ask for (default: ``open`` plus installed SMPL files).
-        build: request -> GenerationJob (default :func:`server.build.build_job`).
+        build: request -> GenerationJob (default :func:`server.adapter.build_job` with this
+            server's device and limits).
         warmup: called once in the worker thread before the first job (e.g. compiling the UNet);
             jobs submitted meanwhile wait in the queue; an exception is logged, not fatal.
         executor: where jobs run (:mod:`server.workers`): None runs ``backends`` in this process;
@@ -100,16 +104,16 @@ class Server:
         self.heartbeat_timeout_s = float(heartbeat_timeout_s)
         self.stall_timeout_s = float(stall_timeout_s)
         self.curve, self.device, self.device_name, self.weights = curve, device, device_name, weights
-        from .build import available_body_models, body_model_betas
+        from .adapter import available_body_models, body_model_betas
 
         if body_models is None:
             body_models = available_body_models()
         self.body_betas = body_model_betas(body_models, device)
         self.body_models = [m for m in body_models if m in self.body_betas]
         if build is None:
-            from .build import build_job
+            from .adapter import build_job
 
-            build = lambda req: build_job(req, device)  # noqa: E731
+            build = lambda req: build_job(req, device, self.limits)  # noqa: E731
         self._build = build
         self._warmup, self._warming = warmup, warmup is not None
         self._ctx = zmq.Context()
@@ -335,11 +339,18 @@ class Server:
     def capabilities(self) -> P.Capabilities:
         from . import __version__
 
+        from mimo.pipeline.backends import BACKENDS
+
         return P.Capabilities(server=__version__, backends=sorted(self.backends),
                               body_models=self.body_models, limits=dict(self.limits),
                               device=self.device_name, weights=self.weights,
                               heartbeat_timeout_s=self.heartbeat_timeout_s,
-                              body_betas=dict(self.body_betas))
+                              body_betas=dict(self.body_betas),
+                              modes={name: p.summary for name, p in PRESETS.items()},
+                              mode_defaults={name: {"steps": p.steps, "context": p.context, "overlap": p.overlap}
+                                             for name, p in PRESETS.items()},
+                              backend_summaries={name: BACKENDS[name].summary if name in BACKENDS else ""
+                                                 for name in sorted(self.backends)})
 
     def status(self, client: bytes | None = None) -> P.StatusReply:
         """Queue and worker state as ``client`` may see it: its own jobs in full, the other
@@ -358,7 +369,7 @@ class Server:
     def _submit(self, client: bytes, msg: P.Submit, nbytes: int = 0) -> None:
         req = msg.request
         try:
-            P.validate_request(req, self.limits, self.body_betas)
+            P.validate_request(req, self.limits, self.body_betas, modes=PRESETS)
             if not 1 <= msg.credit <= self.limits["max_credit"]:
                 raise P.ProtocolError("invalid_field", f"expected 1..{self.limits['max_credit']}, "
                                       f"got {msg.credit}", "credit")
@@ -628,18 +639,12 @@ def _job_error(job_id: str, exc: Exception) -> P.Error:
         return P.Error(code="oom", message=f"out of memory: {exc}"[:2000], job_id=job_id)
     if isinstance(exc, P.ProtocolError):
         return exc.to_error(job_id)
-    if isinstance(exc, ValueError):
-        # the build names the request field at fault ("bodies[0].transl: ..."); a ValueError
-        # naming anything else comes from deeper down and is reported as the backend's failure
-        field, sep, rest = str(exc).partition(": ")
-        if sep and _REQUEST_FIELD.fullmatch(field) and field.split(".")[0].split("[")[0] in _REQUEST_FIELDS:
-            return P.Error(code="invalid_field", message=rest[:2000], field=field, job_id=job_id)
+    if isinstance(exc, FieldError):
+        # the adapter names the request field at fault (``bodies[0].transl``); any other
+        # ValueError comes from deeper down and is reported as the backend's failure
+        return P.Error(code="invalid_field", message=exc.message[:2000], field=exc.field, job_id=job_id)
     log.exception("job %s failed", job_id, exc_info=exc)
     return P.Error(code="model_error", message=f"{type(exc).__name__}: {exc}"[:2000], job_id=job_id)
-
-
-_REQUEST_FIELDS = {f.name for f in dataclasses.fields(P.GenerateRequest)}
-_REQUEST_FIELD = re.compile(r"[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*", re.IGNORECASE)
 
 
 def _is_oom(exc: Exception) -> bool:

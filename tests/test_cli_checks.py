@@ -65,7 +65,7 @@ def test_generate_small_output_generates_small_rois_and_says_so(tiny_weights, tm
 
 
 def test_codes_auto_frames_a_clip_without_camera_like_generate(tmp_path, capsys, walk):
-    from mimo.codes.clip import auto_camera_track, render_clip
+    from mimo.codes.render import auto_camera_track, render_clip
     from mimo.pipeline.backends import composite_preview
 
     clip, body = walk
@@ -90,7 +90,7 @@ def test_codes_auto_frames_a_clip_without_camera_like_generate(tmp_path, capsys,
 
 
 def test_a_stored_camera_is_used_and_cut_with_the_frames(tmp_path, capsys, walk):
-    from mimo.codes.clip import render_clip
+    from mimo.codes.render import render_clip
     from mimo.motion import CameraTrack, save_npz
 
     clip, body = walk

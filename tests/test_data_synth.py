@@ -89,7 +89,7 @@ def test_pictures_agree_with_the_codes(datasets):
 
 def test_numpy_posing_matches_the_body_model():
     from mimo.body import load_body
-    from mimo.codes.clip import pose_bodies
+    from mimo.codes.render import pose_bodies
     from mimo.data.synth import MOTIONS_DIR, make_motion, pose_vertices
 
     body = load_body("open")

@@ -116,7 +116,7 @@ def test_preview_cli_on_template(tmp_path):
 
 def test_preview_cli_renders_motion_clips(tmp_path):
     from mimo.body import load_body
-    from mimo.codes.clip import auto_camera_track, render_clip
+    from mimo.codes.render import auto_camera_track, render_clip
     from mimo.motion import BodyTrack, MotionClip, save_npz
 
     n = 3

@@ -21,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 
 def _camera(F=2, W=64, H=48, f=80.0):
     K = np.tile(np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]]), (F, 1, 1))
-    return P.CameraTrack(K=K, R=np.tile(np.eye(3), (F, 1, 1)), t=np.tile([0, 0, 3.0], (F, 1)),
+    return P.CameraParams(K=K, R=np.tile(np.eye(3), (F, 1, 1)), t=np.tile([0, 0, 3.0], (F, 1)),
                          width=W, height=H)
 
 
@@ -215,7 +215,9 @@ def _mutations():
         ("steps", lambda r: setattr(r, "steps", 0)),
         ("cfg", lambda r: setattr(r, "cfg", -1.0)),
         ("seed", lambda r: setattr(r, "seed", -3)),
-        ("overlap", lambda r: setattr(r, "overlap", 24)),
+        ("overlap", lambda r: setattr(r, "overlap", 32)),  # no window is that long
+        ("overlap", lambda r: (setattr(r, "context", 24), setattr(r, "overlap", 24))),
+        ("context", lambda r: setattr(r, "context", 33)),
         ("mode", lambda r: setattr(r, "mode", "turbo")),
         ("roi_size", lambda r: setattr(r, "roi_size", 100)),
         ("raw", lambda r: setattr(r, "raw", 1)),
@@ -249,7 +251,7 @@ def test_invalid_requests_name_the_field(field, mutate):
     req = body_request(F=2)
     mutate(req)
     with pytest.raises(P.ProtocolError) as e:
-        P.validate_request(req)
+        P.validate_request(req, modes=("exact", "fast"))
     assert e.value.code == "invalid_field" and e.value.field == field, str(e.value)
     assert str(e.value).startswith(field)
 

@@ -106,7 +106,7 @@ def test_job_from_bodies_and_camera_renders_the_open_body(client):
     K64 = K.copy()
     K64[:, :2] *= 2
     req = P.GenerateRequest(character=png(), bodies=[body], body_model="open", width=W, height=H,
-                            camera=P.CameraTrack(K=K64, R=R, t=t, width=64, height=64))
+                            camera=P.CameraParams(K=K64, R=R, t=t, width=64, height=64))
     frames, _ = client.generate(req, timeout=60)
     assert frames.shape == (F, H, W, 3)
     body_px = np.any(frames != 255, axis=-1)  # white background, coloured body
@@ -180,7 +180,7 @@ def test_invalid_requests_get_typed_errors_naming_the_field(client):
                                 bodies=[P.BodyParams(global_orient=np.zeros((1, 3)),
                                                      body_pose=np.zeros((1, 23 if missing[0] == "smpl" else 21, 3)),
                                                      transl=np.zeros((1, 3)), betas=np.zeros(10))],
-                                camera=P.CameraTrack(K=np.eye(3)[None], R=np.eye(3)[None],
+                                camera=P.CameraParams(K=np.eye(3)[None], R=np.eye(3)[None],
                                                      t=np.zeros((1, 3)), width=16, height=16))
         with pytest.raises(MimoClientError) as e:
             client.submit(bad)
@@ -357,7 +357,7 @@ def test_job_with_tiny_mimo_weights_matches_a_direct_backend_call(tmp_path):
     """The server's frames equal the backend's own output for the same job (same seed, CPU)."""
     from mimo.models.tiny import make_tiny
     from mimo.pipeline.job import JobEvents
-    from server.build import build_job
+    from server.adapter import build_job
 
     make_tiny(tmp_path / "w")
     mimo = load_backend("mimo", weights=str(tmp_path / "w"), device="cpu")
@@ -452,7 +452,7 @@ def test_gpu_body_codes_match_cpu_and_real_oom_fails_only_that_job():
     body = P.BodyParams(global_orient=np.zeros((F, 3)), body_pose=np.full((F, 21, 3), 0.1),
                         transl=np.zeros((F, 3)), betas=np.zeros(6))
     req = P.GenerateRequest(character=png(), bodies=[body], width=64, height=64,
-                            camera=P.CameraTrack(K=K, R=np.tile(np.diag([1.0, -1, -1]), (F, 1, 1)),
+                            camera=P.CameraParams(K=K, R=np.tile(np.diag([1.0, -1, -1]), (F, 1, 1)),
                                                  t=np.tile([0, -0.3, 3.0], (F, 1)), width=64, height=64))
     out = {}
     for device in ("cpu", "cuda"):
@@ -537,7 +537,7 @@ def test_installed_smplh_file_is_offered_and_used(tmp_path, monkeypatch):
                                 transl=np.zeros((F, 3)), betas=np.zeros(10),
                                 left_hand_pose=np.zeros((F, 15, 3)), right_hand_pose=np.zeros((F, 15, 3)))
             K = np.tile(np.array([[40.0, 0, 16], [0, 40, 16], [0, 0, 1]]), (F, 1, 1))
-            cam = P.CameraTrack(K=K, R=np.tile(np.diag([1.0, -1, -1]), (F, 1, 1)),
+            cam = P.CameraParams(K=K, R=np.tile(np.diag([1.0, -1, -1]), (F, 1, 1)),
                                 t=np.tile([0, 0, 2.0], (F, 1)), width=32, height=32)
             req = P.GenerateRequest(character=png(), bodies=[body], body_model="smplh", camera=cam,
                                     width=32, height=32)

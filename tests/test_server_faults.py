@@ -191,7 +191,7 @@ def test_capabilities_give_each_body_models_betas_and_submit_refuses_more():
                 character=png(), width=16, height=16,
                 bodies=[P.BodyParams(global_orient=np.zeros((F, 3)), body_pose=np.zeros((F, 21, 3)),
                                      transl=np.zeros((F, 3)), betas=np.zeros(10))],
-                camera=P.CameraTrack(K=np.array([[[20.0, 0, 8], [0, 20, 8], [0, 0, 1]]]),
+                camera=P.CameraParams(K=np.array([[[20.0, 0, 8], [0, 20, 8], [0, 0, 1]]]),
                                      R=np.diag([1.0, -1, -1])[None], t=np.array([[0, 0, 3.0]]),
                                      width=16, height=16))
             with pytest.raises(P.ProtocolError) as e:  # the client checks with the server's table

@@ -26,7 +26,7 @@ Shapes:
     F frames, H x W output pixels (``height`` x ``width``), NB shape coefficients.
     BodyParams: global_orient (F, 3), body_pose (F, 21, 3) [(F, 23, 3) for "smpl"],
                 transl (F, 3), betas (NB,) or (F, NB), left/right_hand_pose (F, 15, 3)
-    CameraTrack: K (F, 3, 3), R (F, 3, 3), t (F, 3)
+    CameraParams: K (F, 3, 3), R (F, 3, 3), t (F, 3)
     GenerateRequest: codes (F, H, W, 3) uint8, scene (F, H, W, 3) uint8, occlusion (F, H, W) uint8,
                      occlusion_source (F, H, W, 3) uint8
     Frame / Preview: image (H, W, 3) uint8
@@ -42,9 +42,11 @@ from typing import Any, Union
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = (1, 1)
+PROTOCOL_VERSION = (1, 2)
 
 #: Limits a server enforces unless configured otherwise (it reports its own in ``Capabilities``).
+#: ``max_frames``, ``min_side`` and ``max_side`` are the job's limits (mimo.pipeline.job.JobLimits,
+#: same defaults; a test keeps them equal): the server checks a job against the ones it reports.
 DEFAULT_LIMITS: dict[str, int] = {
     "max_frames": 2000,
     "min_side": 8,
@@ -77,16 +79,19 @@ ERROR_CODES = {
     "internal": "a bug in the server; the server keeps serving",
 }
 
+#: Body model kinds the wire knows (the library's registry, mimo/body/kinds.py; a test keeps them
+#: equal). A server accepts those it lists in ``Capabilities.body_models``.
 BODY_MODELS = ("open", "smpl", "smplh", "smplx")
 #: Largest magnitude a finite request value may have (wider than any real scene; keeps float32
 #: maths on the server finite).
 MAX_ANGLE, MAX_METRES, MAX_BETA, MAX_PIXELS_K = 1e3, 1e5, 1e3, 1e8
 #: Most buffers one message may carry (a submit with every layer and max_bodies bodies needs 56).
 MAX_BUFFERS = 256
+#: Longest context window (the motion modules' positional table).
+MAX_CONTEXT = 32
 #: Arrays on the wire: at most 8 dimensions, each < 2**40, and the product of the non-zero ones
 #: < 2**40 (a zero-size array may not declare absurd dimensions either).
 MAX_ELEMENTS = 2**40
-MODES = ("exact", "fast")
 _DTYPES = {"|u1", "|i1", "|b1", "<u2", "<i2", "<f2", "<u4", "<i4", "<f4", "<u8", "<i8", "<f8"}
 
 
@@ -128,7 +133,9 @@ def _deep_eq(a: Any, b: Any) -> bool:
 
 @dataclasses.dataclass(eq=False)
 class BodyParams(_Record):
-    """One body's per-frame SMPL parameters (axis-angle, radians; metres)."""
+    """One body's per-frame SMPL parameters (axis-angle, radians; metres): the wire form of the
+    library's ``mimo.motion.BodyTrack``. A hand pose left out (None) removes that hand from the
+    motion codes (as the official renderer did for undetected hands); zeros give a flat hand."""
 
     global_orient: np.ndarray
     body_pose: np.ndarray
@@ -139,8 +146,9 @@ class BodyParams(_Record):
 
 
 @dataclasses.dataclass(eq=False)
-class CameraTrack(_Record):
-    """Per-frame OpenCV pinhole camera; ``K`` is in pixels of a ``width`` x ``height`` image."""
+class CameraParams(_Record):
+    """Per-frame OpenCV pinhole camera; ``K`` is in pixels of a ``width`` x ``height`` image: the
+    wire form of the library's ``mimo.motion.CameraTrack`` (its fps is the request's)."""
 
     K: np.ndarray
     R: np.ndarray
@@ -152,12 +160,16 @@ class CameraTrack(_Record):
 @dataclasses.dataclass(eq=False)
 class GenerateRequest(_Record):
     """Everything one generation needs. Motion comes either as ``bodies`` + ``camera`` (the server
-    poses the body model and renders the motion codes) or as ready ``codes`` frames."""
+    poses the body model and renders the motion codes) or as ready ``codes`` frames.
+
+    ``steps``, ``context``, ``overlap`` None: the defaults of ``mode`` (``Capabilities.modes``);
+    ``roi_size`` None: 784, or the output's longer side when smaller (since 1.2; 1.1 clients
+    always send numbers)."""
 
     character: bytes
     bodies: list[BodyParams] = dataclasses.field(default_factory=list)
     body_model: str = "open"
-    camera: CameraTrack | None = None
+    camera: CameraParams | None = None
     codes: np.ndarray | None = None
     scene: np.ndarray | None = None
     occlusion: np.ndarray | None = None
@@ -165,14 +177,14 @@ class GenerateRequest(_Record):
     width: int = 512
     height: int = 512
     fps: float = 30.0
-    steps: int = 25
+    steps: int | None = None
     cfg: float = 3.5
     seed: int = 42
-    context: int = 24
-    overlap: int = 4
+    context: int | None = None
+    overlap: int | None = None
     backend: str = "preview"
     mode: str = "exact"
-    roi_size: int = 784
+    roi_size: int | None = None
     raw: bool = False
     preview: bool = False
     name: str = ""
@@ -194,7 +206,11 @@ class Hello(_Record):
 
 @dataclasses.dataclass(eq=False)
 class Capabilities(_Record):
-    """server -> client: answer to :class:`Hello`."""
+    """server -> client: answer to :class:`Hello`. ``backends`` and ``body_models`` are the ones
+    this server loaded; ``modes`` maps each generation mode to a one-line summary and
+    ``mode_defaults`` to its ``{"steps", "context", "overlap"}``; ``limits`` are the ones the
+    server checks requests and jobs against (since 1.2: ``modes``, ``mode_defaults``,
+    ``backend_summaries``)."""
 
     TYPE: typing.ClassVar[str] = "capabilities"
     protocol_version: list[int] = dataclasses.field(default_factory=lambda: list(PROTOCOL_VERSION))
@@ -206,6 +222,9 @@ class Capabilities(_Record):
     weights: str = ""
     heartbeat_timeout_s: float = 10.0
     body_betas: dict[str, int] = dataclasses.field(default_factory=dict)  # shape coefficients per model
+    modes: dict[str, str] = dataclasses.field(default_factory=dict)
+    mode_defaults: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    backend_summaries: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(eq=False)
@@ -581,10 +600,10 @@ def _bytes(ref: Any, bufs: list, used: set, path: str) -> bytes:
 # Request validation (shared by client and server: the client checks before it sends)
 # ------------------------------------------------------------------------------------------------
 def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None,
-                     body_betas: dict[str, int] | None = None) -> None:
+                     body_betas: dict[str, int] | None = None, modes: typing.Iterable[str] | None = None) -> None:
     """Check every field of a request against ``limits`` (default :data:`DEFAULT_LIMITS`) and,
-    where given, the number of shape coefficients each body model takes (``body_betas``, as in
-    :class:`Capabilities`). Raises :class:`ProtocolError` with code ``"invalid_field"`` naming the
+    where given, the number of shape coefficients each body model takes (``body_betas``) and the
+    generation modes (``modes``), as in :class:`Capabilities`. Raises :class:`ProtocolError` with code ``"invalid_field"`` naming the
     first bad field as the request names it (``"bodies[0].betas"``). Whether the image decodes and
     whether the backend exists is for the server to check.
 
@@ -610,16 +629,22 @@ def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None,
             raise bad(name, f"expected a multiple of 8 in {lim['min_side']}..{lim['max_side']}, got {v!r}")
     H, W = req.height, req.width
     _check_number(bad, "fps", req.fps, 0, 240, low_open=True)
-    _check_int(bad, "steps", req.steps, 1, 1000)
+    if req.steps is not None:
+        _check_int(bad, "steps", req.steps, 1, 1000)
     _check_number(bad, "cfg", req.cfg, 0, 50)
     _check_int(bad, "seed", req.seed, 0, 2**63 - 1)
-    _check_int(bad, "context", req.context, 1, 32)
-    _check_int(bad, "overlap", req.overlap, 0, req.context - 1)
-    if req.mode not in MODES:
-        raise bad("mode", f"expected one of {MODES}, got {req.mode!r}")
+    if req.context is not None:
+        _check_int(bad, "context", req.context, 1, MAX_CONTEXT)
+    if req.overlap is not None:  # against the mode's own context the job checks it once more
+        _check_int(bad, "overlap", req.overlap, 0, (req.context or MAX_CONTEXT) - 1)
+    if modes is not None and req.mode not in modes:
+        raise bad("mode", f"expected one of {', '.join(modes)}, got {req.mode!r}")
+    if not (isinstance(req.mode, str) and req.mode):
+        raise bad("mode", f"expected a mode name, got {req.mode!r}")
     if not (isinstance(req.backend, str) and req.backend):
         raise bad("backend", f"expected a backend name, got {req.backend!r}")
-    if not (type(req.roi_size) is int and 64 <= req.roi_size <= lim["max_side"] and req.roi_size % 8 == 0):
+    if req.roi_size is not None and not (
+            type(req.roi_size) is int and 64 <= req.roi_size <= lim["max_side"] and req.roi_size % 8 == 0):
         raise bad("roi_size", f"expected a multiple of 8 in 64..{lim['max_side']}, got {req.roi_size!r}")
     for name in ("raw", "preview"):
         if type(getattr(req, name)) is not bool:
@@ -688,9 +713,9 @@ def _check_array(bad, name, a, shape, kinds, bound: float = math.inf) -> int:
     return int(a.shape[0]) if a.ndim else 0
 
 
-def _check_camera(bad, cam: CameraTrack, lim) -> int:
-    if not isinstance(cam, CameraTrack):
-        raise bad("camera", f"expected a CameraTrack, got {type(cam).__name__}")
+def _check_camera(bad, cam: CameraParams, lim) -> int:
+    if not isinstance(cam, CameraParams):
+        raise bad("camera", f"expected CameraParams, got {type(cam).__name__}")
     for name in ("width", "height"):
         v = getattr(cam, name)
         if not (type(v) is int and 1 <= v <= 8 * lim["max_side"]):

@@ -23,23 +23,11 @@ from mimo.body.joints import (
     SMPLX_JOINT_NAMES,
     SMPLX_PARENTS,
 )
+from mimo.body.kinds import BODY_KINDS, MODELS_ENV, default_models_dir, find_model_file  # noqa: F401
 from mimo.body.model import BodyModel
 
 OPEN_BODY_PATH = Path(__file__).with_name("data") / "open_body.npz"
-MODELS_ENV = "MIMO_BODY_MODELS"
 SHAPE_SPACE_DIM = 300  # SMPL-X/SMPL 1.1 files stack 300 shape + 100 expression directions
-
-_WHERE = {
-    "smpl": "SMPL (https://smpl.is.tue.mpg.de, 'SMPL for Python'): SMPL_NEUTRAL.pkl",
-    "smplh": "SMPL-H (https://mano.is.tue.mpg.de, 'Extended SMPL+H model'): smplh/neutral/model.npz",
-    "smplx": "SMPL-X (https://smpl-x.is.tue.mpg.de): SMPLX_NEUTRAL.npz",
-}
-
-
-def default_models_dir() -> Path:
-    """Folder searched for licensed model files: ``$MIMO_BODY_MODELS`` or
-    ``~/.cache/mimo/body_models``."""
-    return Path(os.environ.get(MODELS_ENV, Path.home() / ".cache" / "mimo" / "body_models"))
 
 
 def load_body(spec: str | os.PathLike = "open", device: str | torch.device | None = None,
@@ -61,8 +49,8 @@ def load_body(spec: str | os.PathLike = "open", device: str | torch.device | Non
     spec_str = os.fspath(spec)
     if spec_str == "open":
         model = load_open_body(dtype=dtype)
-    elif spec_str in _WHERE:
-        model = load_smpl_family(_find_model_file(spec_str), dtype=dtype)
+    elif spec_str in BODY_KINDS:  # the registry (mimo/body/kinds.py): a licensed file, found by name
+        model = load_smpl_family(find_model_file(spec_str), dtype=dtype)
     else:
         path = Path(spec_str)
         if path.suffix not in (".pkl", ".npz"):
@@ -76,23 +64,8 @@ def load_body(spec: str | os.PathLike = "open", device: str | torch.device | Non
 
 
 def _hint() -> str:
-    return "; ".join(_WHERE.values()) + f" and put them under {default_models_dir()}/<kind>/"
-
-
-def _find_model_file(kind: str) -> Path:
-    root = default_models_dir()
-    names = {"smpl": ["SMPL_NEUTRAL.pkl", "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl",
-                      "SMPL_NEUTRAL.npz"],
-             "smplh": ["model.npz", "neutral/model.npz", "SMPLH_NEUTRAL.npz", "SMPLH_NEUTRAL.pkl"],
-             "smplx": ["SMPLX_NEUTRAL.npz", "SMPLX_NEUTRAL.pkl"]}[kind]
-    for name in names:
-        for candidate in (root / kind / name, root / name):
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(
-        f"no {kind} model file found (looked for {names} under {root / kind}). These files are "
-        f"licensed and not shipped: download {_WHERE[kind]} and put it in {root / kind}/ "
-        f"(or set {MODELS_ENV}), or pass the file path to load_body().")
+    where = [k.where for k in BODY_KINDS.values() if not k.shipped]
+    return "; ".join(where) + f" and put them under {default_models_dir()}/<kind>/"
 
 
 def load_open_body(path: str | os.PathLike = OPEN_BODY_PATH,

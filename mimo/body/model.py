@@ -18,8 +18,10 @@ from mimo.body.joints import (
     NUM_HAND_JOINTS,
     NUM_SMPL_BODY_JOINTS,
 )
+from mimo.body.kinds import BODY_KINDS
+from mimo.errors import FieldError
 
-KINDS = ("open", "smpl", "smplh", "smplx")
+KINDS = tuple(BODY_KINDS)  # the registry: mimo/body/kinds.py
 
 
 @dataclasses.dataclass
@@ -133,7 +135,7 @@ class BodyModel(torch.nn.Module):
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x))
         if not x.is_floating_point():
-            raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+            raise FieldError(name, f"expected a floating-point tensor, got dtype {x.dtype}")
         want = tuple("B" if s is None and i == 0 else s for i, s in enumerate(shape))
         ok = x.ndim == len(shape) and all(s is None or x.shape[i] == s
                                           for i, s in enumerate(shape))
@@ -141,9 +143,9 @@ class BodyModel(torch.nn.Module):
             ok = False
             want = (batch,) + tuple(want[1:])
         if not ok:
-            raise ValueError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
+            raise FieldError(name, f"expected shape {want}, got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
-            raise ValueError(f"{name}: contains NaN or inf")
+            raise FieldError(name, "contains NaN or inf")
         return x.to(device=self.rest_vertices.device, dtype=self.rest_vertices.dtype)
 
     def forward(self, global_orient, body_pose, betas=None, transl=None, left_hand_pose=None,
@@ -171,7 +173,7 @@ class BodyModel(torch.nn.Module):
             np.asarray(body_pose))
         n_body = bp.shape[1] if bp.ndim == 3 else -1
         if n_body not in (NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS):
-            raise ValueError(f"body_pose: expected shape (B, {NUM_BODY_JOINTS}, 3) or "
+            raise FieldError("body_pose", f"expected shape (B, {NUM_BODY_JOINTS}, 3) or "
                              f"(B, {NUM_SMPL_BODY_JOINTS}, 3), got {tuple(bp.shape)}")
         bp = self._check("body_pose", bp, (None, n_body, 3), B)
         hands = []
@@ -183,7 +185,7 @@ class BodyModel(torch.nn.Module):
         else:
             betas = self._check("betas", betas, (None, None), B)
             if betas.shape[1] > self.num_betas:
-                raise ValueError(f"betas: expected shape (B, <= {self.num_betas}) for this "
+                raise FieldError("betas", f"expected shape (B, <= {self.num_betas}) for this "
                                  f"{self.kind} body, got {tuple(betas.shape)}")
             betas = torch.nn.functional.pad(betas, (0, self.num_betas - betas.shape[1]))
         transl = None if transl is None else self._check("transl", transl, (None, 3), B)

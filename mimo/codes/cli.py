@@ -57,7 +57,7 @@ def choose_camera(args, clip, camera, body, size: tuple[int, int] | None):
     """The camera for ``clip`` (``camera``: the one stored in the motion file, or None): a
     CameraTrack (or None: the official camera), the output size and a sentence naming the camera.
     ``size`` None: the camera's size, else 784x784."""
-    from mimo.codes.clip import auto_camera_track
+    from mimo.codes.render import auto_camera_track
     from mimo.motion import CameraTrack
     from mimo.motion.cli import take_frames
 
@@ -100,8 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_motion_arguments(p, official=True)
     p.add_argument("--codes", help="vertex colour table, e.g. the official sdc_info.npy "
                                    "(default: the body's normalised rest coordinates)")
-    p.add_argument("--no-hands", action="store_true", help="remove the hands (as the official "
-                                                           "renderer did for undetected hands)")
+    p.add_argument("--no-hands", action="store_true",
+                   help="remove both hands of every body (without it, a hand the motion has no pose for is "
+                        "removed, as the official renderer did for undetected hands, and posed hands are kept)")
     p.add_argument("--size", type=size_type, default=None,
                    help="output WIDTHxHEIGHT (default: the camera's size, else 784x784)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -111,7 +112,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mimo.codes.clip import render_clip
+    from mimo.codes.render import render_clip
     from mimo.codes.tables import load_sdc_table
     from mimo.progress import Progress
 
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     output_path("--out", args.out, args.overwrite, size=size)  # the camera's size may be odd
     print(f"{clip.num_frames} frames at {size[0]}x{size[1]}; {what}", file=sys.stderr)
     with Progress("motion codes", clip.num_frames, unit="frame", quiet=args.quiet) as bar:
-        codes, mask = render_clip(clip, camera, body, table, remove_hands=args.no_hands, size=size,
+        codes, mask = render_clip(clip, camera, body, table, remove_hands=True if args.no_hands else "auto", size=size,
                                   progress=lambda done, total: bar.update(done))
     if not mask.any():
         log.warning("no body is visible in any frame: check the camera (try --auto-camera)")

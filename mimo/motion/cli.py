@@ -56,9 +56,10 @@ def take_frames(clip, camera, frames: slice, arg: str = "--frames"):
         raise UsageError(arg, f"selects no frame of the {n}-frame motion")
     step = frames.step or 1
     if clip is not None:
+        per_frame = lambda b, k: getattr(b, k) is not None and (k != "betas" or np.ndim(b.betas) == 2)  # noqa: E731
         bodies = [dataclasses.replace(b, **{k: getattr(b, k)[index] for k in (
-            "global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose")
-            if getattr(b, k) is not None}) for b in clip.bodies]
+            "global_orient", "body_pose", "transl", "betas", "left_hand_pose", "right_hand_pose")
+            if per_frame(b, k)}) for b in clip.bodies]
         clip = dataclasses.replace(clip, fps=clip.fps / step, bodies=bodies).validate()
     if camera is not None and camera.num_frames > 1:
         if camera.num_frames != n:

@@ -17,8 +17,10 @@ key                            shape / dtype   meaning
 ``clip.body{i}.global_orient`` (F, 3) float    axis-angle of the pelvis in world space
 ``clip.body{i}.body_pose``     (F, 21|23, 3)   local axis-angle per body joint (SMPL order)
 ``clip.body{i}.transl``        (F, 3) float    metres, SMPL ``transl``
-``clip.body{i}.betas``         (K,) float      shape coefficients of ``model``
-``clip.body{i}.left_hand_pose``  (F, 15, 3)    optional (flat-hand mean)
+``clip.body{i}.betas``         (K,) float      shape coefficients of ``model`` (or (F, K): per frame)
+``clip.body{i}.left_hand_pose``  (F, 15, 3)    optional: absent means no hand pose, and the
+                                               motion codes leave that hand out (as the official
+                                               renderer did for undetected hands)
 ``clip.body{i}.right_hand_pose`` (F, 15, 3)    optional
 ``camera.fps``                 () float
 ``camera.width``, ``.height``  () int          pixels
@@ -74,8 +76,9 @@ class BodyTrack:
     """One body's motion.
 
     Shapes:
-        global_orient (F, 3), body_pose (F, 21, 3) or (F, 23, 3), transl (F, 3), betas (K,),
-        left_hand_pose / right_hand_pose (F, 15, 3) or None
+        global_orient (F, 3), body_pose (F, 21, 3) or (F, 23, 3), transl (F, 3), betas (K,) or
+        (F, K), left_hand_pose / right_hand_pose (F, 15, 3) or None (no pose: the codes leave the
+        hand out)
     """
 
     global_orient: np.ndarray
@@ -103,7 +106,9 @@ class BodyTrack:
         n = bp.shape[1] if bp.ndim == 3 and bp.shape[1] in (21, 23) else 21
         self.body_pose = _arr(f"{prefix}.body_pose", bp, (None, n, 3), F)
         self.transl = _arr(f"{prefix}.transl", self.transl, (None, 3), F)
-        self.betas = _arr(f"{prefix}.betas", self.betas, (None,))
+        betas = np.asarray(self.betas)
+        self.betas = _arr(f"{prefix}.betas", betas, (None, None) if betas.ndim == 2 else (None,),
+                          F if betas.ndim == 2 else None)
         for side in ("left", "right"):
             key = f"{side}_hand_pose"
             if getattr(self, key) is not None:
@@ -122,8 +127,9 @@ class BodyTrack:
         out = {"global_orient": self.global_orient[sl], "body_pose": self.body_pose[sl],
                "transl": self.transl[sl]}
         F = out["transl"].shape[0]
-        if len(self.betas):
-            out["betas"] = np.broadcast_to(self.betas, (F, len(self.betas))).copy()
+        if np.shape(self.betas)[-1]:
+            betas = np.asarray(self.betas)
+            out["betas"] = betas[sl] if betas.ndim == 2 else np.broadcast_to(betas, (F, len(betas))).copy()
         for key in ("left_hand_pose", "right_hand_pose"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)[sl]
@@ -183,8 +189,11 @@ class MotionClip:
             rot = lambda a: _slerp_axis_angle(a, i0, w) if a is not None else None  # noqa: E731
             lerp = (1 - w)[:, None] * b.transl[i0] + w[:, None] * b.transl[np.minimum(
                 i0 + 1, b.num_frames - 1)]
+            betas = np.asarray(b.betas)
+            if betas.ndim == 2:  # per-frame shape: linear like the translation
+                betas = (1 - w)[:, None] * betas[i0] + w[:, None] * betas[np.minimum(i0 + 1, b.num_frames - 1)]
             bodies.append(dataclasses.replace(
-                b, global_orient=rot(b.global_orient), body_pose=rot(b.body_pose), transl=lerp,
+                b, global_orient=rot(b.global_orient), body_pose=rot(b.body_pose), transl=lerp, betas=betas,
                 left_hand_pose=rot(b.left_hand_pose), right_hand_pose=rot(b.right_hand_pose)))
         return MotionClip(fps=float(fps), bodies=bodies).validate()
 

@@ -3,16 +3,46 @@
 ``load_backend("preview")`` needs no weights and no GPU: it lays the code-coloured body over the
 scene and puts the occlusion layer back on top, so a shot can be blocked out on any machine.
 ``load_backend("mimo", weights=DIR)`` loads the MIMO networks once and keeps them for every job.
+
+Backends are registered once, in :data:`BACKENDS` (name -> :class:`BackendKind`): ``mimo-server
+--backend`` offers these names, and its capabilities list the ones it loaded. To add one, see
+docs/ARCHITECTURE.md ("Add a backend").
 """
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import Callable
 
 import numpy as np
 
 from .job import Backend, GenerationJob, JobEvents
 
-BACKENDS = ("preview", "mimo")
+
+@dataclasses.dataclass(frozen=True)
+class BackendKind:
+    """A registered backend: ``factory(weights, device, dtype, compile, compile_vae)`` makes one."""
+
+    name: str
+    summary: str
+    needs_weights: bool
+    factory: Callable[..., Backend]
+
+
+def _preview(weights, device, dtype, compile, compile_vae) -> Backend:
+    return PreviewBackend()
+
+
+def _mimo(weights, device, dtype, compile, compile_vae) -> Backend:
+    from .mimo_backend import MimoBackend
+
+    return MimoBackend(weights, device=device, dtype=dtype, compile=compile, compile_vae=compile_vae)
+
+
+BACKENDS: dict[str, BackendKind] = {k.name: k for k in (
+    BackendKind("preview", "weight-free: the code-coloured body over the scene, occluders on top", False, _preview),
+    BackendKind("mimo", "the MIMO networks (needs the official weights)", True, _mimo),
+)}
 #: ``--compile`` choices of the CLIs -> the ``compile`` argument of :func:`load_backend`
 COMPILE_CHOICES = {"auto": None, "on": True, "off": False}
 
@@ -20,23 +50,21 @@ COMPILE_CHOICES = {"auto": None, "on": True, "off": False}
 def load_backend(name: str, weights: str | None = None, device: str | None = None,
                  dtype: str | None = None, compile: bool | None = None,
                  compile_vae: bool = True) -> Backend:
-    """Create a backend by name: ``"preview"`` (weight-free) or ``"mimo"`` (needs ``weights``).
+    """Create a registered backend by name (:data:`BACKENDS`): ``"preview"`` (weight-free) or
+    ``"mimo"`` (needs ``weights``).
 
     ``device`` is a torch device string (default: cuda when available, else cpu); ``dtype`` one of
     ``"fp16"``, ``"bf16"``, ``"fp32"`` (default fp16 on CUDA, fp32 on CPU); ``compile`` whether to
     compile the denoising UNet's blocks (None: where it can run, see ``MimoPipeline.from_pretrained``),
     ``compile_vae`` whether compiling also covers the VAE.
     """
-    if name == "preview":
-        return PreviewBackend()
-    if name == "mimo":
-        if weights is None:
-            raise ValueError("weights: the 'mimo' backend needs a weights folder "
-                             "(run `mimo weights download`, or `mimo weights make-tiny` for tests)")
-        from .mimo_backend import MimoBackend
-
-        return MimoBackend(weights, device=device, dtype=dtype, compile=compile, compile_vae=compile_vae)
-    raise ValueError(f"name: expected one of {BACKENDS}, got {name!r}")
+    kind = BACKENDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise ValueError(f"name: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    if kind.needs_weights and weights is None:
+        raise ValueError(f"weights: the {name!r} backend needs a weights folder "
+                         "(run `mimo weights download`, or `mimo weights make-tiny` for tests)")
+    return kind.factory(weights, device, dtype, compile, compile_vae)
 
 
 def composite_preview(codes: np.ndarray, code_mask: np.ndarray | None = None,

@@ -120,7 +120,7 @@ def _match_frames(name: str, frames: np.ndarray, count: int) -> np.ndarray:
 def _render_motion(args, size: tuple[int, int] | None):
     """Codes, body mask, fps and the camera sentence for --motion (mimo.motion + mimo.body +
     mimo.codes), with the camera rule of ``mimo codes`` (:func:`mimo.codes.cli.choose_camera`)."""
-    from mimo.codes.clip import render_clip
+    from mimo.codes.render import render_clip
 
     clip, stored = load_motion(args)
     body = load_body_arg(args.body, check_device("--device", args.device))

@@ -14,6 +14,12 @@ Shapes:
                                    templates use the source video here and the inpainted plate as scene)
     roi_size   int                 side of the square the MIMO pipeline generates each ROI crop at
                                    (784 as the official scripts); ignored when ``raw``
+
+Front ends do not fill this in by hand: :func:`mimo.pipeline.prepare.prepare_job` builds it (one
+rule for the character, the hands, each mode's defaults and the limits) for the CLI and the server.
+``mode`` names a preset of :mod:`mimo.pipeline.presets`; ``context`` and ``overlap`` None mean that
+preset's values, and :meth:`GenerationJob.validate` checks against ``limits`` (the server's
+configured ones, or :class:`JobLimits`' defaults).
 """
 from __future__ import annotations
 
@@ -23,8 +29,31 @@ from typing import Callable
 
 import numpy as np
 
-MAX_FRAMES = 2000
-MAX_SIDE = 2048
+from mimo.errors import FieldError
+
+from .presets import PRESETS, preset
+
+
+@dataclasses.dataclass(frozen=True)
+class JobLimits:
+    """The size limits a job is checked against. The defaults are the library's; a server passes
+    the limits it is configured with (``mimo-server --max-frames``), which it also advertises in
+    its capabilities, so the wire check and the job check agree."""
+
+    max_frames: int = 2000
+    min_side: int = 8
+    max_side: int = 2048
+
+    @classmethod
+    def from_mapping(cls, limits: dict | None) -> "JobLimits":
+        """The fields of this class found in ``limits`` (e.g. a server's limit table)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: int(v) for k, v in (limits or {}).items() if k in names})
+
+
+DEFAULT_LIMITS = JobLimits()
+MAX_FRAMES = DEFAULT_LIMITS.max_frames
+MAX_SIDE = DEFAULT_LIMITS.max_side
 
 
 @dataclasses.dataclass
@@ -38,12 +67,13 @@ class GenerationJob:
     steps: int = 25
     cfg: float = 3.5
     seed: int = 42
-    context: int | None = None  # None: 24 in exact mode, 32 in fast mode
-    overlap: int = 4
-    mode: str = "exact"  # "exact" | "fast"
+    context: int | None = None  # None: the mode's preset (mimo/pipeline/presets.py), set on creation
+    overlap: int | None = None  # None: the mode's preset, set on creation
+    mode: str = "exact"  # a name in mimo.pipeline.presets.PRESETS
     raw: bool = False  # inputs are already the output size: no ROI crop, no compositing
     occlusion_source: np.ndarray | None = None
     roi_size: int = 784
+    limits: JobLimits = DEFAULT_LIMITS
 
     @property
     def num_frames(self) -> int:
@@ -57,15 +87,30 @@ class GenerationJob:
     def width(self) -> int:
         return int(self.codes.shape[2])
 
+    @property
+    def schedule(self) -> str:
+        """The pipeline schedule of this job's mode ("exact" or "fast")."""
+        return preset(self.mode).schedule
+
+    def __post_init__(self) -> None:
+        # "the mode's default" is resolved once, here: backends always see whole numbers
+        if self.mode in PRESETS:
+            mode = preset(self.mode)
+            if self.context is None:
+                self.context = mode.context
+            if self.overlap is None:
+                self.overlap = mode.overlap
+
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first field that is wrong."""
+        """Raise :class:`~mimo.errors.FieldError` naming the first field that is wrong."""
+        lim = self.limits
         _check_image("character", self.character, ndim=3)
         _check_image("codes", self.codes, ndim=4)
         F, H, W = self.codes.shape[:3]
-        if not 1 <= F <= MAX_FRAMES:
-            raise ValueError(f"codes: expected 1..{MAX_FRAMES} frames, got {F}")
-        if not (8 <= H <= MAX_SIDE and 8 <= W <= MAX_SIDE):
-            raise ValueError(f"codes: frame size {W}x{H} outside 8..{MAX_SIDE} pixels")
+        if not 1 <= F <= lim.max_frames:
+            raise FieldError("codes", f"expected 1..{lim.max_frames} frames, got {F}")
+        if not (lim.min_side <= H <= lim.max_side and lim.min_side <= W <= lim.max_side):
+            raise FieldError("codes", f"frame size {W}x{H} outside {lim.min_side}..{lim.max_side} pixels")
         if self.code_mask is not None:
             _check_shape("code_mask", self.code_mask, (F, H, W), (np.bool_, np.uint8))
         if self.scene is not None:
@@ -73,47 +118,57 @@ class GenerationJob:
         if self.occlusion is not None:
             _check_shape("occlusion", self.occlusion, (F, H, W), (np.uint8,))
             if self.scene is None:
-                raise ValueError("occlusion: needs the scene frames whose pixels it puts in front")
+                raise FieldError("occlusion", "needs the scene frames whose pixels it puts in front")
         if self.occlusion_source is not None:
             _check_shape("occlusion_source", self.occlusion_source, (F, H, W, 3), (np.uint8,))
-        if not (isinstance(self.roi_size, int) and 64 <= self.roi_size <= MAX_SIDE and self.roi_size % 8 == 0):
-            raise ValueError(f"roi_size: expected a multiple of 8 in 64..{MAX_SIDE}, got {self.roi_size!r}")
+        if not (_is_int(self.roi_size) and 64 <= self.roi_size <= lim.max_side and self.roi_size % 8 == 0):
+            raise FieldError("roi_size", f"expected a multiple of 8 in 64..{lim.max_side}, got {self.roi_size!r}")
         if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and 0 < self.fps <= 240):
-            raise ValueError(f"fps: expected a number in (0, 240], got {self.fps!r}")
-        if not (isinstance(self.steps, int) and 1 <= self.steps <= 1000):
-            raise ValueError(f"steps: expected an integer in 1..1000, got {self.steps!r}")
+            raise FieldError("fps", f"expected a number in (0, 240], got {self.fps!r}")
+        if not (_is_int(self.steps) and 1 <= self.steps <= 1000):
+            raise FieldError("steps", f"expected an integer in 1..1000, got {self.steps!r}")
         if not (isinstance(self.cfg, (int, float)) and np.isfinite(self.cfg) and 0 <= self.cfg <= 50):
-            raise ValueError(f"cfg: expected a number in [0, 50], got {self.cfg!r}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
-            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
-        if not (self.context is None or (isinstance(self.context, int) and 1 <= self.context <= 32)):
-            raise ValueError(f"context: expected 1..32 frames per window, got {self.context!r}")
-        context = self.context or 24
-        if not (isinstance(self.overlap, int) and 0 <= self.overlap < context):
-            raise ValueError(f"overlap: expected 0..context-1, got {self.overlap!r}")
-        if self.mode not in ("exact", "fast"):
-            raise ValueError(f"mode: expected 'exact' or 'fast', got {self.mode!r}")
+            raise FieldError("cfg", f"expected a number in [0, 50], got {self.cfg!r}")
+        if not (_is_int(self.seed) and 0 <= self.seed < 2**63):
+            raise FieldError("seed", f"expected a non-negative integer, got {self.seed!r}")
+        if self.mode not in PRESETS:
+            raise FieldError("mode", f"expected one of {', '.join(PRESETS)}, got {self.mode!r}")
+        if not (_is_int(self.context) and 1 <= self.context <= MAX_CONTEXT):
+            raise FieldError("context", f"expected 1..{MAX_CONTEXT} frames per window, got {self.context!r}")
+        if not (_is_int(self.overlap) and 0 <= self.overlap < self.context):
+            raise FieldError("overlap", f"expected 0..{self.context - 1} (fewer than the {self.context}-frame "
+                                        f"context window), got {self.overlap!r}")
+        if type(self.raw) is not bool:
+            raise FieldError("raw", f"expected a bool, got {self.raw!r}")
+
+
+#: the motion modules' positional table: no window may be longer
+MAX_CONTEXT = 32
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _check_image(name: str, a: object, ndim: int) -> None:
     if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array, got {type(a).__name__}")
+        raise FieldError(name, f"expected a numpy array, got {type(a).__name__}")
     if a.dtype != np.uint8:
-        raise ValueError(f"{name}: expected dtype uint8, got {a.dtype}")
+        raise FieldError(name, f"expected dtype uint8, got {a.dtype}")
     if a.ndim != ndim or a.shape[-1] != 3:
         want = "(H, W, 3)" if ndim == 3 else "(F, H, W, 3)"
-        raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
+        raise FieldError(name, f"expected shape {want}, got {a.shape}")
     if 0 in a.shape:
-        raise ValueError(f"{name}: empty array of shape {a.shape}")
+        raise FieldError(name, f"empty array of shape {a.shape}")
 
 
 def _check_shape(name: str, a: object, shape: tuple, dtypes: tuple) -> None:
     if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array, got {type(a).__name__}")
+        raise FieldError(name, f"expected a numpy array, got {type(a).__name__}")
     if a.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+        raise FieldError(name, f"expected shape {shape}, got {a.shape}")
     if a.dtype.type not in dtypes:
-        raise ValueError(f"{name}: expected dtype {' or '.join(d.__name__ for d in dtypes)}, got {a.dtype}")
+        raise FieldError(name, f"expected dtype {' or '.join(d.__name__ for d in dtypes)}, got {a.dtype}")
 
 
 @dataclasses.dataclass
@@ -156,5 +211,6 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def generate(self, job: GenerationJob, events: JobEvents) -> dict:
         """Run one job; call ``events.frame`` for every output frame in order; return stats
-        (seconds per stage, peak memory, ...). Raises ``ValueError`` for bad input and
+        (seconds per stage, peak memory, ...). Raises ``ValueError`` (a
+        :class:`~mimo.errors.FieldError` where a job field is at fault) for bad input and
         :class:`JobCancelled` when cancelled."""
