@@ -34,6 +34,8 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 #: vendored file (relative to blender_addon/) -> its source of truth (relative to the repository).
+#: The one list: the build, ``--check-vendor`` and the tests (tests/test_addon_package.py,
+#: tests/test_protocol.py, tests/test_retarget.py) all read it; a source that moved fails them.
 VENDOR = {
     "vendor/protocol.py": "server/protocol.py",
     "vendor/client.py": "server/client.py",
@@ -43,6 +45,7 @@ VENDOR = {
     "vendor/bvh.py": "mimo/motion/bvh.py",
     "vendor/readers.py": "mimo/motion/readers.py",
     "vendor/keypoints.py": "mimo/codes/keypoints.py",
+    "vendor/joints.py": "mimo/body/joints.py",
 }
 #: copied into the staged extension only (a source checkout reads them where they are)
 STAGE_DATA = {
@@ -61,10 +64,19 @@ class WheelFetchError(RuntimeError):
     """pip could not download the wheels (offline and not cached yet)."""
 
 
+class VendorSourceMissing(FileNotFoundError):
+    """A source named in :data:`VENDOR` is not where the list says: it moved or was renamed."""
+
+
 def vendor_pairs() -> list[tuple[str, str]]:
-    """(vendored path, source path) for every source that exists in this checkout."""
-    return [(os.path.join(HERE, v), os.path.join(ROOT, s)) for v, s in VENDOR.items()
-            if os.path.exists(os.path.join(ROOT, s))]
+    """(vendored path, source path) for every entry of :data:`VENDOR`; raises
+    :class:`VendorSourceMissing` naming a source that is not in this checkout (a moved file must
+    be moved in VENDOR too, not silently dropped from the add-on)."""
+    missing = [s for s in VENDOR.values() if not os.path.isfile(os.path.join(ROOT, s))]
+    if missing:
+        raise VendorSourceMissing(f"vendored sources not found (moved? update VENDOR in "
+                                  f"blender_addon/build.py): {', '.join(missing)}")
+    return [(os.path.join(HERE, v), os.path.join(ROOT, s)) for v, s in VENDOR.items()]
 
 
 def sync_vendor() -> list[str]:

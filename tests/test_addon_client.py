@@ -103,9 +103,9 @@ def test_request_builder_validates_and_knows_loopback(tmp_path):
     req = _request(tmp_path, F=2)
     assert req.bodies[0].body_pose.dtype == np.float32 and req.camera.K.shape == (2, 3, 3)
     assert req.fps == 24.0 and req.width == 32 and req.backend == "preview"
-    assert (req.mode, req.context) == ("exact", 24)          # the official windows
+    assert (req.mode, req.context, req.overlap) == ("exact", None, None)  # the server applies the mode's
     fast = _request(tmp_path, F=2, mode="fast")
-    assert (fast.mode, fast.context) == ("fast", 32)         # fast mode's default window
+    assert (fast.mode, fast.context) == ("fast", None)
     with pytest.raises(ValueError, match="character"):
         rq.build_request(rq.GenerateSettings(character="", backend="mimo"), [], {})
     settings = rq.GenerateSettings(character=str(tmp_path / "char.png"))
@@ -118,3 +118,17 @@ def test_request_builder_validates_and_knows_loopback(tmp_path):
     assert rq.is_loopback("tcp://127.0.0.1:5555") and rq.is_loopback("tcp://localhost:1")
     assert rq.is_loopback("tcp://[::1]:5555") and rq.is_loopback("ipc:///tmp/x")
     assert not rq.is_loopback("tcp://10.0.0.5:5555") and not rq.is_loopback("tcp://gpu.example.com:5555")
+
+
+def test_a_1_1_server_gets_numbers_for_the_modes_defaults(tmp_path):
+    """nil for "the mode's default" is 1.2 wire; a 1.1 server gets the numbers it always assumed."""
+    from blender_addon.vendor import protocol as P
+
+    fast = _request(tmp_path, F=2, mode="fast")
+    new = P.Capabilities(protocol_version=[1, 2])
+    assert rq.for_server(fast, new) is fast
+    old = rq.for_server(fast, P.Capabilities(protocol_version=[1, 1]))
+    assert (old.context, old.overlap, old.steps, old.roi_size) == (32, 4, 25, 784)
+    P.validate_request(old)
+    exact = rq.for_server(_request(tmp_path, F=2), P.Capabilities(protocol_version=[1, 1]))
+    assert (exact.context, exact.overlap) == (24, 4)

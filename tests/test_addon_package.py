@@ -29,6 +29,14 @@ def test_vendored_copies_are_byte_identical_to_their_sources():
     assert vendored <= {pathlib.Path(v).name for v in build.VENDOR}, "unknown file in vendor/"
 
 
+def test_a_moved_vendored_source_fails_the_check(monkeypatch):
+    """The list lives in one place (build.VENDOR); a source that is not where it says is an error,
+    never a file silently left out of the add-on."""
+    monkeypatch.setitem(build.VENDOR, "vendor/clip.py", "mimo/motion/moved_clip.py")
+    with pytest.raises(build.VendorSourceMissing, match="mimo/motion/moved_clip.py"):
+        build.vendor_pairs()
+
+
 def test_manifest_declares_license_permissions_version_and_tested_range():
     m = tomllib.loads((ROOT / "blender_addon" / "blender_manifest.toml").read_text())
     assert m["id"] == "mimo_blender" and m["type"] == "add-on"

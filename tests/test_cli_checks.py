@@ -31,7 +31,7 @@ def _cut(clip, sl):
 
 
 def test_roi_size_follows_a_smaller_output():
-    from mimo.pipeline.cli import roi_size_for
+    from mimo.pipeline.prepare import roi_size_for
 
     assert roi_size_for((64, 64), None) == 64
     assert roi_size_for((101, 77), None) == 104  # the longer side, rounded up to a multiple of 8

@@ -135,7 +135,7 @@ def test_preview_cli_renders_motion_clips(tmp_path):
 
 
 def test_character_alpha_and_mask(tmp_path):
-    from mimo.pipeline.cli import _read_character
+    from mimo.pipeline.character import prepare_character as _read_character
 
     rgba = np.zeros((40, 30, 4), np.uint8)
     rgba[10:30, 5:15] = (10, 20, 30, 255)
@@ -147,7 +147,7 @@ def test_character_alpha_and_mask(tmp_path):
     np.testing.assert_array_equal(_read_character(str(tmp_path / "rgb.png"), str(tmp_path / "m.png")), out)
     assert _read_character(str(tmp_path / "rgb.png"), None).shape == (40, 30, 3)
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
-    with pytest.raises(ValueError, match="--character-mask: expected 30x40"):
+    with pytest.raises(ValueError, match="character_mask: expected 30x40"):
         _read_character(str(tmp_path / "rgb.png"), str(tmp_path / "small.png"))
 
 

@@ -8,14 +8,25 @@ import numpy as np
 from mathutils import Vector
 from bpy.props import EnumProperty, StringProperty
 
-from ..core.errors import MimoClientError
+from ..core.errors import AddonError
 from ..core.frames import FrameRange, new_job_dir
 from ..core.request import GenerateSettings, build_request, is_loopback
-from . import prefs, rig_builder
+from . import prefs, props, rig_builder
 
 
 #: custom property of a rig placed by Add Body: height (m) of its origin above its floor
 FLOOR_KEY = "mimo_floor_offset"
+
+
+def show_capabilities(s, caps: dict) -> None:
+    """Keep what a server reported (``core.client.capabilities_dict``) for the panel: a line to
+    show, and the backends and modes it offers (the panel's lists)."""
+    s.capabilities = f"{caps['server']} on {caps['device'] or '?'}; backends {', '.join(caps['backends'])}" + (
+        f"; modes {', '.join(caps['modes'])}" if caps.get("modes") else "")
+    summaries = caps.get("backend_summaries") or {}
+    s.server_backends = props.reported_lines({b: summaries.get(b) or props.KNOWN_BACKENDS.get(b, "")
+                                              for b in caps["backends"]})
+    s.server_modes = props.reported_lines(caps.get("modes") or {})
 
 
 def _fail(op: bpy.types.Operator, exc: Exception) -> set[str]:
@@ -35,9 +46,11 @@ def scene_rigs(scene: bpy.types.Scene) -> list[bpy.types.Object]:
 def settings_of(scene: bpy.types.Scene) -> GenerateSettings:
     s = scene.mimo
     backend = prefs.backend_of(s)
-    offered = [b for b in s.server_backends.split(",") if b]
-    if offered and backend not in offered:
-        raise MimoClientError(f"backend: the server offers {', '.join(offered)}, not {backend!r}")
+    backends, modes = props.offered(s.server_backends), props.offered(s.server_modes)
+    if backends and backend not in backends:
+        raise AddonError(f"backend: the server offers {', '.join(backends)}, not {backend!r}")
+    if modes and s.mode not in modes:
+        raise AddonError(f"mode: the server offers {', '.join(modes)}, not {s.mode!r}")
     return GenerateSettings(server=prefs.server_of(s), timeout=s.connect_timeout, backend=backend, mode=s.mode,
                             character=bpy.path.abspath(s.character) if s.character else "", steps=s.steps,
                             cfg=s.cfg, seed=s.seed, job_name=s.job_name, fps=frame_range(scene).fps)
@@ -65,14 +78,14 @@ def collect_shot(scene: bpy.types.Scene, warnings: list[str] | None = None) -> d
     fr = frame_range(scene)
     rigs = scene_rigs(scene)
     if not rigs:
-        raise MimoClientError("no MIMO body in the scene: add one with 'Add Body'")
+        raise AddonError("no MIMO body in the scene: add one with 'Add Body'")
     cam = scene.mimo.camera or scene.camera
     if cam is None or cam.type != "CAMERA":
-        raise MimoClientError("no camera: pick one in the panel or set the scene camera")
+        raise AddonError("no camera: pick one in the panel or set the scene camera")
     frames = fr.scene_frames
     kinds = {rig_builder.rig_data(r["mimo_rig_data"]).kind for r in rigs}
     if len(kinds) != 1:
-        raise MimoClientError(f"all bodies of a shot must use one body model, got {sorted(kinds)}")
+        raise AddonError(f"all bodies of a shot must use one body model, got {sorted(kinds)}")
     bodies = []
     for rig in rigs:
         p = rig_builder.read_pose(rig, scene, frames)
@@ -136,7 +149,7 @@ def collect_passes(scene: bpy.types.Scene, warnings: list[str] | None = None):
         try:
             requests.append(build_request(settings, [shot["bodies"][k]], track, scene=plate, occlusion=occ))
         except ValueError as exc:
-            raise MimoClientError(f"{rig.name}: {exc}") from None
+            raise AddonError(f"{rig.name}: {exc}") from None
     return requests, np.stack(masks)
 
 
@@ -151,7 +164,8 @@ def shot_summary(scene: bpy.types.Scene) -> str:
     n = len(scene_rigs(scene))
     step = f", every {fr.step}" if fr.step > 1 else ""
     backend = prefs.backend_of(s)
-    backend = f"MIMO {s.mode}, {s.steps} steps" if backend == "mimo" else backend
+    steps = f"{s.steps} steps" if s.steps else "the mode's steps"
+    backend = f"MIMO {s.mode}, {steps}" if backend == "mimo" else backend
     from . import timers
 
     last = timers.last(scene)  # the server's capabilities carry no speed: the last job's does
@@ -173,7 +187,7 @@ class _AddBody:
     def execute(self, context):
         try:
             rig = rig_builder.build_rig(self.filepath or rig_builder.OPEN_BODY)
-        except (MimoClientError, ValueError, OSError) as exc:
+        except (AddonError, ValueError, OSError) as exc:
             return _fail(self, exc)
         # stand on the cursor: the body's rest pelvis is its origin, so lift the feet to it
         data = rig_builder.rig_data(rig["mimo_rig_data"])
@@ -275,7 +289,7 @@ class MIMO_OT_import_motion(bpy.types.Operator):
             transl = transl - np.array([0.0, float(rig.get(FLOOR_KEY, 0.0)), 0.0])
             frames = list(range(scene.frame_start, scene.frame_start + len(aa)))
             rig_builder.keyframe_pose(rig, aa, transl, frames)
-        except (MimoClientError, ValueError, OSError) as exc:
+        except (AddonError, ValueError, OSError) as exc:
             return _fail(self, exc)
         scene.frame_end = frames[-1]
         self.report({"INFO"}, f"imported {len(frames)} frames at {fps:g} fps from {clip.fps:g} fps")
@@ -306,7 +320,7 @@ class MIMO_OT_retarget(bpy.types.Operator):
         source = next(o for o in context.selected_objects if o.type == "ARMATURE" and not rig_builder.is_rig(o))
         try:
             res = retarget_onto(source, rig, context.scene, self.preset)
-        except (MimoClientError, ValueError) as exc:
+        except (AddonError, ValueError) as exc:
             return _fail(self, exc)
         self.report({"INFO"}, f"retargeted {len(res['frames'])} frames ({res['preset']}, "
                               f"{len(res['bone_map'])} bones mapped, scale {res['scale']:.4g})")
@@ -322,7 +336,7 @@ class MIMO_OT_check_server(bpy.types.Operator):
         s = context.scene.mimo
         server = prefs.server_of(s)
         if not is_loopback(server) and not bpy.app.online_access:
-            return _fail(self, MimoClientError("online access is off (Preferences > System): "
+            return _fail(self, AddonError("online access is off (Preferences > System): "
                                                "a remote server cannot be reached"))
         import zmq
 
@@ -333,7 +347,7 @@ class MIMO_OT_check_server(bpy.types.Operator):
             client = Client(server, timeout=s.connect_timeout, name="blender")
         except (zmq.ZMQError, ValueError) as exc:
             s.last_error = f"server: {server!r}: {exc}"
-            return _fail(self, MimoClientError(s.last_error))
+            return _fail(self, AddonError(s.last_error))
         try:
             caps = client.hello()
         except (WireError, ValueError) as exc:
@@ -341,8 +355,9 @@ class MIMO_OT_check_server(bpy.types.Operator):
             return _fail(self, exc)
         finally:
             client.close()
-        s.capabilities = f"{caps.server} on {caps.device or '?'}; backends {', '.join(caps.backends)}"
-        s.server_backends = ",".join(caps.backends)
+        from ..core.client import capabilities_dict
+
+        show_capabilities(s, capabilities_dict(caps))
         self.report({"INFO"}, s.capabilities)
         return {"FINISHED"}
 
@@ -365,7 +380,7 @@ class MIMO_OT_generate(bpy.types.Operator):
         scene = context.scene
         s = scene.mimo
         if not is_loopback(prefs.server_of(s)) and not bpy.app.online_access:
-            return _fail(self, MimoClientError("online access is off (Preferences > System): "
+            return _fail(self, AddonError("online access is off (Preferences > System): "
                                                "a remote server cannot be reached"))
         warnings: list[str] = []
         try:
@@ -375,7 +390,7 @@ class MIMO_OT_generate(bpy.types.Operator):
             job_dir = new_job_dir(root, s.job_name)
             if where:  # unsaved .blend: a persistent folder (not Blender's temp), and say which
                 warnings.append(where)
-        except (MimoClientError, ValueError, OSError) as exc:
+        except (AddonError, ValueError, OSError) as exc:
             s.last_error = str(exc)
             return _fail(self, exc)
         if requests:  # several characters: one job each, composited by which body is in front
@@ -431,7 +446,7 @@ class MIMO_OT_add_result_strip(bpy.types.Operator):
         while os.path.isfile(os.path.join(folder, FRAME_NAME.format(len(files)))):
             files.append(FRAME_NAME.format(len(files)))
         if not files:
-            return _fail(self, MimoClientError(f"no frames in {folder}"))
+            return _fail(self, AddonError(f"no frames in {folder}"))
         last = timers.last(scene)
         ours = last is not None and os.path.normpath(last.job_dir) == os.path.normpath(folder)
         start, hold = (last.start_frame, last.hold) if ours else (scene.frame_start, scene.frame_step)
@@ -465,7 +480,7 @@ class MIMO_OT_show_preview(bpy.types.Operator):
         try:
             bpy.ops.wm.window_new()
         except RuntimeError:
-            return _fail(self, MimoClientError(f"no window could be opened: open an Image Editor and pick "
+            return _fail(self, AddonError(f"no window could be opened: open an Image Editor and pick "
                                                f"'{img.name}'"))
         area = context.window_manager.windows[-1].screen.areas[0]
         area.type = "IMAGE_EDITOR"
@@ -492,7 +507,7 @@ class MIMO_OT_export_passes(bpy.types.Operator):
             return _fail(self, exc)
         try:
             out = export_passes(scene, folder, warnings)
-        except (MimoClientError, ValueError, OSError) as exc:
+        except (AddonError, ValueError, OSError) as exc:
             try:
                 os.rmdir(folder)  # nothing was written (the shot was refused before)
             except OSError:

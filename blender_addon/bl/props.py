@@ -35,14 +35,40 @@ def _shape_changed(self, context) -> None:
     rig_builder.apply_shape(self)
 
 
+#: Offered before a server has answered; afterwards the panel offers what the server reports
+#: (its Capabilities: backends and modes with their one-line summaries).
 KNOWN_BACKENDS = {"preview": "motion codes composited on the scene (no weights)",
                   "mimo": "the MIMO diffusion pipeline (needs weights on the server)"}
+KNOWN_MODES = {"exact": "the official pipeline's numerics", "fast": "same networks, faster schedule"}
+
+
+def _reported(text: str) -> dict[str, str]:
+    """``name<TAB>summary`` lines (what a server reported) -> {name: summary}, in order."""
+    out = {}
+    for line in text.splitlines():
+        name, _, summary = line.partition("\t")
+        if name:
+            out[name] = summary
+    return out
+
+
+def reported_lines(items: dict[str, str]) -> str:
+    return "\n".join(f"{k}\t{v}" for k, v in items.items())
 
 
 def _backends(self, context, edit_text):
     """The backends the server reported (Check Server or a job), else the known ones."""
-    names = [b for b in self.server_backends.split(",") if b] or list(KNOWN_BACKENDS)
-    return [(b, KNOWN_BACKENDS.get(b, "")) for b in names]
+    return list(_reported(self.server_backends).items()) or list(KNOWN_BACKENDS.items())
+
+
+def _modes(self, context, edit_text):
+    """The modes the server reported (Check Server or a job), else the known ones."""
+    return list(_reported(self.server_modes).items()) or list(KNOWN_MODES.items())
+
+
+def offered(text: str) -> list[str]:
+    """Names a server reported (empty: it has not answered yet)."""
+    return list(_reported(text))
 
 
 def _character_changed(self, context) -> None:
@@ -58,7 +84,7 @@ def _character_changed(self, context) -> None:
 
 def _server_changed(self, context) -> None:
     """Another server: what the last one offered no longer applies."""
-    self.server_backends = self.capabilities = ""
+    self.server_backends = self.server_modes = self.capabilities = ""
 
 
 class MIMO_PG_settings(bpy.types.PropertyGroup):
@@ -77,9 +103,13 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     character_image: StringProperty(name="Character image", default="", options={"HIDDEN"},
                                     description="The loaded character image (the panel's thumbnail)")
     server_backends: StringProperty(name="Server backends", default="", options={"HIDDEN"},
-                                    description="Backends the server last reported, comma-separated")
-    mode: EnumProperty(name="Mode", items=[("exact", "Exact", "Reproduce the official pipeline"),
-                                           ("fast", "Fast", "Same networks, faster schedule")])
+                                    description="Backends the server last reported (name, tab, summary per line)")
+    server_modes: StringProperty(name="Server modes", default="", options={"HIDDEN"},
+                                 description="Modes the server last reported (name, tab, summary per line)")
+    mode: StringProperty(name="Mode", default="exact", search=_modes,
+                         description="Generation mode: the ones the server offers are listed once it "
+                                     "answered (exact: the official pipeline; fast: same networks, faster "
+                                     "schedule; a server may offer more)")
     character: StringProperty(name="Character", subtype="FILE_PATH", update=_character_changed,
                               description="Reference image of the character (PNG or JPEG); the Preview "
                                           "backend works without one")
@@ -91,7 +121,8 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     height: IntProperty(name="Height", default=0, min=0, max=2048,
                         description="Output height in pixels, a multiple of 8 (0: from the render). The "
                                     "render is cropped to the output's aspect, never squeezed")
-    steps: IntProperty(name="Steps", default=25, min=1, max=1000)
+    steps: IntProperty(name="Steps", default=0, min=0, max=1000,
+                       description="Denoising steps (0: the mode's default, which the server applies)")
     cfg: FloatProperty(name="CFG", default=3.5, min=0.0, max=50.0)
     seed: IntProperty(name="Seed", default=42, min=0)
     job_name: StringProperty(name="Job", default="shot", description="Folder name under //mimo/")

@@ -14,7 +14,7 @@ import numpy as np
 from ..core import rig as rigmath
 from ..core.axes import points_wire_to_blender
 from ..core.body_data import RigData, load_rig_data
-from ..core.errors import MimoClientError
+from ..core.errors import AddonError
 
 ADDON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the built extension ships the open body in data/ (build.py copies it); a source checkout reads
@@ -37,7 +37,7 @@ def rig_data(path: str) -> RigData:
     path = bpy.path.abspath(path) if path.startswith("//") else path
     if path not in _CACHE:
         if not os.path.exists(path):
-            raise MimoClientError(f"body data file not found: {path}")
+            raise AddonError(f"body data file not found: {path}")
         _CACHE[path] = load_rig_data(path)
     return _CACHE[path]
 
@@ -226,7 +226,7 @@ def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[in
     # a shape that differs between the frames sent and the current one is animated
     shapes = np.concatenate([shapes, np.asarray(arm_obj.mimo_shape[:K], np.float64)[None]])
     if K and np.ptp(shapes, axis=0).max() > 1e-6:
-        raise MimoClientError(f"{arm_obj.name}: the body shape is animated, which the viewport does not "
+        raise AddonError(f"{arm_obj.name}: the body shape is animated, which the viewport does not "
                               "show and the body cannot follow: remove the Shape keyframes")
     fit = fit_pose(pose, rest, data.parents)
     # where the evaluated pose is the keyframed one (to float32 precision), keep the exact basis
@@ -244,7 +244,7 @@ def read_pose(arm_obj: bpy.types.Object, scene: bpy.types.Scene, frames: list[in
             scale = np.linalg.norm(mats[f][:3, :3], axis=0)
             if np.max(np.abs(scale - 1.0)) > 1e-4:  # said in the artist's words, with the frame
                 said = ", ".join(f"{v:.3g}" for v in scale)
-                raise MimoClientError(f"{arm_obj.name}: the rig object is scaled ({said} at frame {frames[f]}); "
+                raise AddonError(f"{arm_obj.name}: the rig object is scaled ({said} at frame {frames[f]}); "
                                       "a body cannot be: apply the scale (Ctrl+A)")
             go, tr = rigmath.apply_object_transform(aa[f:f + 1, 0], transl[f:f + 1], joints_w[0], mats[f])
             aa[f, 0], transl[f] = go[0], tr[0]

@@ -108,10 +108,9 @@ def drain(scene: bpy.types.Scene) -> str | None:
         if kind == "status":
             job.show(scene, status=data[0])
         elif kind == "capabilities":
-            caps = data[0]
-            scene.mimo.capabilities = (f"{caps['server']} on {caps['device'] or '?'}; "
-                                       f"backends {', '.join(caps['backends'])}")
-            scene.mimo.server_backends = ",".join(caps["backends"])
+            from .operators import show_capabilities
+
+            show_capabilities(scene.mimo, data[0])
         elif kind == "accepted":
             job.show(scene, status=f"job {data[0]} queued at {data[1]}" if data[1] else f"job {data[0]} running")
             job.total = data[2] or job.total

@@ -107,19 +107,18 @@ class JobClient:
     def _talk(self) -> None:
         from ..vendor.client import Client
         from ..vendor.protocol import Done, Error, Frame, Preview, Progress
+        from .request import for_server
 
         with self._lock:
             self._client = Client(self.address, timeout=self.timeout, name=self.client_name)
         client = self._client
         self._put("status", f"connecting to {self.address}")
         caps = client.hello()
-        self._put("capabilities", {"server": caps.server, "backends": list(caps.backends),
-                                   "device": caps.device, "weights": caps.weights,
-                                   "limits": dict(caps.limits)})
+        self._put("capabilities", capabilities_dict(caps))
         if self._cancel.is_set():
             self._put("cancelled")
             return
-        accepted = client.submit(self.request)
+        accepted = client.submit(for_server(self.request, caps))
         with self._lock:
             self.job_id = accepted.job_id
         self._put("accepted", accepted.job_id, accepted.queue_position, accepted.num_frames)
@@ -155,3 +154,11 @@ class JobClient:
                 else:
                     self._put("error", f"{msg.code}: {msg.message}", msg.field)
                 return
+
+
+def capabilities_dict(caps) -> dict:
+    """The parts of a server's Capabilities the panel shows and offers (plain values)."""
+    return {"server": caps.server, "backends": list(caps.backends), "device": caps.device,
+            "weights": caps.weights, "limits": dict(caps.limits), "modes": dict(caps.modes),
+            "mode_defaults": dict(caps.mode_defaults), "backend_summaries": dict(caps.backend_summaries),
+            "protocol_version": list(caps.protocol_version)}

@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from . import rotations as rot
+from ..vendor import rotations as rot
 
 #: a joint further than this from the evaluated head, or a bone scaled more than SCALE_TOL, is
 #: reported: the body sent is not what the viewport shows

@@ -23,9 +23,9 @@ class GenerateSettings:
     server: str = "tcp://127.0.0.1:5555"
     timeout: float = 5.0
     backend: str = "preview"
-    mode: str = "exact"
+    mode: str = "exact"          # one of the modes the server reports (Capabilities.modes)
     character: str = ""          # absolute path of the reference image
-    steps: int = 25
+    steps: int | None = None     # None: the mode's default (the server resolves it)
     cfg: float = 3.5
     seed: int = 42
     job_name: str = "shot"
@@ -81,8 +81,28 @@ def build_request(settings: GenerateSettings, bodies: list[dict], camera: dict,
     req = P.GenerateRequest(
         character=character, bodies=body_params, body_model=settings.body_model, camera=cam,
         scene=scene, occlusion=occlusion, width=cam.width, height=cam.height, fps=float(settings.fps),
-        steps=int(settings.steps), cfg=float(settings.cfg), seed=int(settings.seed),
-        backend=settings.backend, mode=settings.mode, preview=True, name=settings.job_name,
-        context=32 if settings.mode == "fast" else 24)  # fast mode's window: the motion modules' 32
+        steps=None if not settings.steps else int(settings.steps), cfg=float(settings.cfg), seed=int(settings.seed),
+        backend=settings.backend, mode=settings.mode, preview=True, name=settings.job_name)
+    # context, overlap (and steps when unset) stay None: the server applies the mode's defaults
     P.validate_request(req)
     return req
+
+
+#: What a 1.1 server assumed for a setting a 1.2 client leaves to the mode (nil is not 1.1 wire).
+LEGACY_DEFAULTS = {"exact": {"steps": 25, "context": 24, "overlap": 4},
+                   "fast": {"steps": 25, "context": 32, "overlap": 4}}
+
+
+def for_server(req, caps):
+    """``req`` as the server of ``caps`` (its Capabilities) understands it: a server of protocol
+    1.2 or later takes None for "the mode's default"; an older one gets the numbers it reports in
+    ``mode_defaults``, else the ones it always used (:data:`LEGACY_DEFAULTS`)."""
+    if tuple(caps.protocol_version[:2]) >= (1, 2):
+        return req
+    import dataclasses
+
+    defaults = dict(caps.mode_defaults.get(req.mode) or LEGACY_DEFAULTS.get(req.mode) or LEGACY_DEFAULTS["exact"])
+    fill = {k: v for k, v in defaults.items() if getattr(req, k, 0) is None}
+    if req.roi_size is None:
+        fill["roi_size"] = 784
+    return dataclasses.replace(req, **fill)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import rotations as rot
+from ..vendor import rotations as rot
 from .axes import BLENDER_TO_WIRE as C
 from .smplh import BODY_JOINT_NAMES, JOINT_NAMES, LEFT_HAND, NUM_BODY_JOINTS, RIGHT_HAND
 

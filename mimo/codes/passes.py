@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mimo.codes.clip import FRAMES_PER_CHUNK, _camera_arrays, _per_body
+from mimo.codes.render import FRAMES_PER_CHUNK, _camera_arrays, _per_body
 from mimo.codes.raster import render_codes
 
 
@@ -36,7 +36,7 @@ def render_passes(clip, camera, body, size: tuple[int, int] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict:
     """Mask, depth, normals and joints of every frame of ``clip`` seen by ``camera``.
 
-    Args: as :func:`mimo.codes.clip.render_clip` (``camera`` None: the official default camera).
+    Args: as :func:`mimo.codes.render.render_clip` (``camera`` None: the official default camera).
 
     Shapes:
         -> mask (F, H, W) bool, depth (F, H, W) float32, normal (F, H, W, 3) float32,

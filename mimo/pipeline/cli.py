@@ -17,8 +17,8 @@ from mimo.cli_errors import (CommandFailed, UsageError, argument, check_device, 
                              output_path, positive_float, save_frames, size_type)
 from mimo.codes.cli import add_motion_arguments, choose_camera, load_body_arg, load_motion
 
-#: side of the generated ROI crops when the output is at least this big (the official scripts' 784)
-ROI_SIZE = 784
+from .presets import PRESETS, preset
+from .prepare import ROI_SIZE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,18 +40,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="occlusion masks (first channel = alpha of scene pixels in front of the body)")
     p.add_argument("--size", type=size_type, metavar="WxH",
                    help="output size (default: the codes' size; for --motion the camera's, else 784x784)")
-    p.add_argument("--steps", type=int_range(1, 1000), default=25)
+    p.add_argument("--steps", type=int_range(1, 1000), default=None,
+                   help="denoising steps (default: the mode's, see --mode)")
     p.add_argument("--cfg", type=_cfg, default=3.5)
     p.add_argument("--seed", type=int_range(0, 2**63 - 1), default=42)
     p.add_argument("--context", type=int_range(1, 32), default=None,
-                   help="frames per context window (<= 32; default 24 in exact mode, 32 in fast mode)")
-    p.add_argument("--overlap", type=int_range(0, 31), default=4, help="frames shared by neighbouring windows")
+                   help="frames per context window (<= 32; default: the mode's, see --mode)")
+    p.add_argument("--overlap", type=int_range(0, 31), default=None,
+                   help="frames shared by neighbouring windows (fewer than the context; default: the mode's)")
     p.add_argument("--roi-size", type=_roi_size, default=None,
                    help=f"side of the generated ROI crops (default {ROI_SIZE}, or the output's longer "
                         "side rounded up to a multiple of 8 when that is smaller)")
-    p.add_argument("--mode", choices=("exact", "fast"), default="exact",
-                   help="exact: the official schedule; fast: same networks, non-wrapping (32-frame) "
-                        "windows, batched windows, bf16 (mimo/pipeline/fast.py lists every difference)")
+    p.add_argument("--mode", choices=tuple(PRESETS), default="exact",
+                   help="; ".join(f"{m.name}: {m.summary} (context {m.context}, overlap {m.overlap}, "
+                                  f"{m.steps} steps)" for m in PRESETS.values())
+                        + " (mimo/pipeline/presets.py; mimo/pipeline/fast.py lists how fast differs)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None,
                    help="default: fp16 on CUDA (bf16 with --mode fast), fp32 on CPU")
@@ -93,61 +96,15 @@ def _roi_size(text: str) -> int:
     return v
 
 
-def roi_size_for(size: tuple[int, int], requested: int | None) -> int:
-    """``--roi-size``, else 784, or the output's longer side (rounded up to a multiple of 8, at
-    least 64) when that is smaller: generating a 64x64 video at 784x784 wastes ~150x the work."""
-    if requested is not None:
-        return requested
-    return int(min(ROI_SIZE, max(64, -(-max(size) // 8) * 8)))
-
-
-def _resize_all(frames: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
-    w, h = size
-    if frames.shape[1:3] == (h, w):
-        return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), resample)) for f in frames])
-
-
-def _match_frames(name: str, frames: np.ndarray, count: int) -> np.ndarray:
-    if len(frames) == 1 and count > 1:
-        return np.repeat(frames, count, axis=0)
-    if len(frames) != count:
-        raise ValueError(f"{name}: expected {count} frames (one per motion-code frame) or one image, "
-                         f"got {len(frames)}")
-    return frames
-
-
 def _render_motion(args, size: tuple[int, int] | None):
-    """Codes, body mask, fps and the camera sentence for --motion (mimo.motion + mimo.body +
-    mimo.codes), with the camera rule of ``mimo codes`` (:func:`mimo.codes.cli.choose_camera`)."""
-    from mimo.codes.render import render_clip
+    """The ClipMotion of --motion (mimo.motion + mimo.body), the output size and the camera
+    sentence, with the camera rule of ``mimo codes`` (:func:`mimo.codes.cli.choose_camera`)."""
+    from .prepare import ClipMotion
 
     clip, stored = load_motion(args)
     body = load_body_arg(args.body, check_device("--device", args.device))
     camera, size, what = choose_camera(args, clip, stored, body, size)
-    codes, mask = render_clip(clip, camera, body, size=size)
-    return codes, mask, clip.fps, what
-
-
-def _read_character(path: str, mask: str | None) -> np.ndarray:
-    """RGB of the character; with an alpha channel (or ``mask``), composited on white and cropped
-    to the figure as the official scripts do after matting."""
-    from mimo.pipeline.roi import crop_character
-
-    input_file("--character", path, "an image file (PNG, JPEG, ...)")
-    with argument("--character"), Image.open(path) as im:
-        im.load()
-        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-        rgba = np.asarray(im.convert("RGBA"))
-    alpha = rgba[..., 3] if has_alpha else None
-    if mask is not None:
-        input_file("--character-mask", mask, "an image file (white = figure)")
-        with argument("--character-mask"), Image.open(mask) as m:
-            alpha = np.asarray(m.convert("L"))
-        if alpha.shape != rgba.shape[:2]:
-            raise UsageError("--character-mask", f"expected {rgba.shape[1]}x{rgba.shape[0]} like the "
-                                                 f"character, got {alpha.shape[1]}x{alpha.shape[0]}")
-    return crop_character(np.ascontiguousarray(rgba[..., :3]), alpha)
+    return ClipMotion(clip=clip, body=body, camera=camera), size, what
 
 
 def _read(arg: str, path: str) -> np.ndarray:
@@ -158,82 +115,83 @@ def _read(arg: str, path: str) -> np.ndarray:
 
 
 def build_job(args):
-    """Read every input named on the command line into a GenerationJob; also returns the fps and
-    a sentence on where the codes came from."""
-    from mimo.pipeline.job import GenerationJob
+    """Read every input named on the command line and build the job with the library's one job
+    builder (:func:`mimo.pipeline.prepare.prepare_job`, the server's too); also returns a sentence
+    on where the codes came from."""
+    from mimo.errors import FieldError
     from mimo.video import video_fps
 
-    scene = occlusion = source = code_mask = None
-    fps = None
-    what = ""
+    from .prepare import CodeFrames, JobSettings, prepare_job
+
     if args.camera and not args.motion:
         raise UsageError("--camera", "goes with --motion")
+    size = args.size
     if args.template:
-        from mimo.pipeline.template import load_template
+        from .template import load_template
 
         if not Path(args.template).is_dir():
             raise UsageError("--template", f"expected a template folder, got {args.template!r}")
         with argument("--template"):
-            tpl = load_template(args.template)
-        codes, scene, occlusion, source, fps = tpl.codes, tpl.scene, tpl.occlusion, tpl.source, tpl.fps
+            motion = load_template(args.template)
         what = f"template {args.template}"
     elif args.codes:
         codes = _read("--codes", args.codes)
         with argument("--codes"):
-            fps = video_fps(args.codes)
+            motion = CodeFrames(codes=codes, fps=video_fps(args.codes))
         what = f"codes from {args.codes}"
     else:
-        codes, code_mask, fps, what = _render_motion(args, args.size)
+        motion, size, what = _render_motion(args, args.size)
     if args.frames is not None and not args.motion:  # --motion cut its clip before rendering
-        index = np.arange(len(codes))[args.frames]
-        if not len(index):
-            raise UsageError("--frames", f"selects no frame of the {len(codes)} input frames")
-        cut = lambda a: a[index] if a is not None and len(a) == len(codes) else a  # noqa: E731
-        codes, scene, occlusion, source = cut(codes), cut(scene), cut(occlusion), cut(source)
-        fps = fps / (args.frames.step or 1) if fps else None
-    size = args.size or (codes.shape[2], codes.shape[1])
-    codes = _resize_all(codes, size, Image.NEAREST)  # codes keep their exact colours
-    F = len(codes)
+        motion = _cut(motion, args.frames)
+    scene = occlusion = None
     if args.scene:
-        with argument("--scene"):
-            scene = _match_frames("scene", _resize_all(_read("--scene", args.scene), size, Image.LANCZOS), F)
-    elif scene is not None:
-        scene = _resize_all(scene, size, Image.LANCZOS)
+        scene = _read("--scene", args.scene)
     if args.occlusion:
-        with argument("--occlusion"):
-            occlusion = _match_frames("occlusion", _read("--occlusion", args.occlusion), F)[..., 0].copy()
+        occlusion = _read("--occlusion", args.occlusion)[..., 0].copy()
         if scene is None:
             raise UsageError("--occlusion", "needs --scene (the pixels it puts in front of the body)")
-    if occlusion is not None:
-        occlusion = _resize_all(np.repeat(occlusion[..., None], 3, -1), size, Image.BILINEAR)[..., 0].copy()
-    if source is not None:
-        source = _resize_all(source, size, Image.LANCZOS)
+    character = None
     if args.character:
-        character = _read_character(args.character, args.character_mask)
-    elif args.preview:
-        character = np.full((64, 64, 3), 255, np.uint8)
-    else:
+        input_file("--character", args.character, "an image file (PNG, JPEG, ...)")
+        if args.character_mask:
+            input_file("--character-mask", args.character_mask, "an image file (white = figure)")
+        character = args.character
+    elif not args.preview:
         raise UsageError("--character", "an image of the character (IMG) is required with --weights")
-    if args.raw and (size[0] % 8 or size[1] % 8):
-        raise UsageError("--size", f"--raw generates at {size[0]}x{size[1]}, which must be a multiple of 8")
-    context = args.context or (32 if args.mode == "fast" else 24)
-    if args.overlap >= context:
-        raise UsageError("--overlap", f"expected fewer frames than a context window ({context}), got {args.overlap}")
-    job = GenerationJob(character=character, codes=codes, code_mask=code_mask, scene=scene, occlusion=occlusion,
-                        occlusion_source=source, steps=args.steps, cfg=args.cfg, seed=args.seed,
-                        context=args.context, overlap=args.overlap, mode=args.mode, raw=args.raw,
-                        roi_size=roi_size_for(size, args.roi_size), fps=float(args.fps or fps or 30.0))
+    settings = JobSettings(mode=args.mode, steps=args.steps, cfg=args.cfg, seed=args.seed, context=args.context,
+                           overlap=args.overlap, roi_size=args.roi_size, fps=args.fps, raw=args.raw, size=size)
     try:
-        job.validate()
-    except ValueError as e:  # what the command line cannot check alone (frame counts, sizes)
-        field = str(e).split(":", 1)[0]
-        raise UsageError(JOB_FIELD_ARGS.get(field, "input"), str(e).split(": ", 1)[-1]) from e
+        job = prepare_job(character, motion, settings, character_mask=args.character_mask, scene=scene,
+                          occlusion=occlusion, device=args.device)
+    except FieldError as e:  # what the command line cannot check alone (frame counts, sizes)
+        motion_arg = "--template" if args.template else "--codes" if args.codes else "--motion"
+        arg = {"motion": motion_arg, "codes": motion_arg}.get(e.field) or JOB_FIELD_ARGS.get(e.field.split("[")[0])
+        raise UsageError(arg or "input", e.message if arg else str(e)) from e
     return job, what
 
 
-#: GenerationJob field -> the option that sets it, for job.validate()'s errors
-JOB_FIELD_ARGS = {"codes": "--codes", "scene": "--scene", "occlusion": "--occlusion", "roi_size": "--roi-size",
-                  "fps": "--fps", "character": "--character", "code_mask": "--motion"}
+def _cut(motion, frames: slice):
+    """``motion`` (codes or a template) cut to ``frames``; a step divides the fps."""
+    import dataclasses
+
+    n = len(motion.codes)
+    index = np.arange(n)[frames]
+    if not len(index):
+        raise UsageError("--frames", f"selects no frame of the {n} input frames")
+    cut = lambda a: a[index] if a is not None and len(a) == n else a  # noqa: E731
+    fps = motion.fps / (frames.step or 1) if motion.fps else None
+    if hasattr(motion, "scene"):  # a template
+        return dataclasses.replace(motion, codes=cut(motion.codes), scene=cut(motion.scene),
+                                   occlusion=cut(motion.occlusion), source=cut(motion.source), fps=fps)
+    return dataclasses.replace(motion, codes=cut(motion.codes), mask=cut(motion.mask), fps=fps)
+
+
+#: job field (mimo.pipeline.prepare) -> the option that sets it
+JOB_FIELD_ARGS = {"scene": "--scene", "occlusion": "--occlusion", "occlusion_source": "--template",
+                  "roi_size": "--roi-size", "fps": "--fps", "character": "--character",
+                  "character_mask": "--character-mask", "size": "--size", "mode": "--mode", "steps": "--steps",
+                  "cfg": "--cfg", "seed": "--seed", "context": "--context", "overlap": "--overlap",
+                  "raw": "--raw", "camera": "--camera", "bodies": "--motion", "code_mask": "--motion"}
 
 
 #: ``--compile auto`` compiles only jobs of at least this many frames x steps. On an H200 compiled
@@ -265,7 +223,7 @@ def load(args, frame_steps: int = 0):
             raise UsageError("--compile", f"--compile on cannot run here: {why}")
     try:
         dtype = args.dtype
-        if dtype is None and args.mode == "fast":
+        if dtype is None and preset(args.mode).schedule == "fast":
             dtype = "bf16" if resolve_device_dtype(args.device, None)[0].type == "cuda" else None
         compile = COMPILE_CHOICES[args.compile]
         if compile is None and frame_steps < AUTO_COMPILE_FRAME_STEPS:

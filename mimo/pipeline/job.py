@@ -136,8 +136,8 @@ class GenerationJob:
         if not (_is_int(self.context) and 1 <= self.context <= MAX_CONTEXT):
             raise FieldError("context", f"expected 1..{MAX_CONTEXT} frames per window, got {self.context!r}")
         if not (_is_int(self.overlap) and 0 <= self.overlap < self.context):
-            raise FieldError("overlap", f"expected 0..{self.context - 1} (fewer than the {self.context}-frame "
-                                        f"context window), got {self.overlap!r}")
+            raise FieldError("overlap", f"expected 0..{self.context - 1}: fewer frames than a context window "
+                                        f"({self.context}), got {self.overlap!r}")
         if type(self.raw) is not bool:
             raise FieldError("raw", f"expected a bool, got {self.raw!r}")
 

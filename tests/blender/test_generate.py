@@ -148,14 +148,22 @@ def test_check_server_reports_capabilities(addon, server, tmp_path):
     assert [b for b, _ in props._backends(scene.mimo, bpy.context, "")] == ["preview", "mimo"]  # not asked yet
     assert bpy.ops.mimo.check_server() == {"FINISHED"}
     assert "preview" in scene.mimo.capabilities
-    offered = scene.mimo.server_backends.split(",")
+    offered = props.offered(scene.mimo.server_backends)
     assert "preview" in offered
     assert [b for b, _ in props._backends(scene.mimo, bpy.context, "")] == offered  # the Backend field's list
+    from mimo.pipeline.presets import PRESETS
+
+    # the Mode field offers what the server reports: every preset, with its summary
+    assert props._modes(scene.mimo, bpy.context, "") == [(m, p.summary) for m, p in PRESETS.items()]
+    scene.mimo.mode = "warp"
+    with pytest.raises(RuntimeError, match="mode: the server offers exact"):
+        bpy.ops.mimo.generate()
+    scene.mimo.mode = "exact"
     scene.mimo.backend = "watercolour"
     with pytest.raises(RuntimeError, match="backend: the server offers preview"):
         bpy.ops.mimo.generate()
     scene.mimo.server = "tcp://127.0.0.1:6001"  # another server: the list no longer applies
-    assert scene.mimo.server_backends == "" and scene.mimo.capabilities == ""
+    assert scene.mimo.server_backends == scene.mimo.server_modes == scene.mimo.capabilities == ""
 
 
 def test_frame_step_keeps_the_shot_timing(addon, server, tmp_path):

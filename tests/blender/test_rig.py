@@ -244,7 +244,7 @@ def test_smplh_model_file_rig_and_wire_params(addon, tmp_path):
 
 def test_shape_sliders_stay_in_the_body_range_and_animated_shapes_are_refused(addon):
     from blender_addon.bl import rig_builder
-    from blender_addon.core.errors import MimoClientError
+    from blender_addon.core.errors import AddonError
 
     rig = rig_builder.build_rig(rig_builder.OPEN_BODY)
     data = rig_builder.rig_data(rig["mimo_rig_data"])
@@ -262,7 +262,7 @@ def test_shape_sliders_stay_in_the_body_range_and_animated_shapes_are_refused(ad
     fc.keyframe_points.insert(2, lo)
     scene.frame_set(1)
     for frames in ([1, 2], [2]):  # (the rig shows the shape of frame 1)
-        with pytest.raises(MimoClientError, match="MIMO Body: the body shape is animated"):
+        with pytest.raises(AddonError, match="MIMO Body: the body shape is animated"):
             rig_builder.read_pose(rig, scene, frames)
     rig.animation_data_clear()
     assert rig_builder.read_pose(rig, scene, [1, 2])["betas"][0] == pytest.approx(hi)
