@@ -1,4 +1,5 @@
 """The ZeroMQ server: one I/O thread owns the ROUTER socket, one worker thread owns the GPU.
+(Where the server sits among the layers, and one job's path: docs/ARCHITECTURE.md.)
 
     client DEALER ──► ROUTER (I/O thread) ── queue (FIFO, per-client limit) ──► worker thread
                          ▲                                                         │

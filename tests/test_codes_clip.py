@@ -107,7 +107,7 @@ def test_mimo_codes_command_writes_frames(tmp_path, body, clip, capsys):
     frames = read_frames(out)
     assert frames.shape == (F, 48, 64, 3) and frames.any(-1).mean() > 0.05
     cam = auto_camera_track(clip, body, 64, 48)
-    want, _ = render_clip(clip, cam, body)
+    want, _ = render_clip(clip, cam, body, remove_hands="auto")  # the front ends' rule: no pose, no hand
     np.testing.assert_array_equal(frames, want)  # PNGs are lossless
     # A camera file, hands removed, an mp4.
     cam_path = tmp_path / "cam.npz"
@@ -133,7 +133,7 @@ def test_mimo_codes_loads_an_official_layout_table(tmp_path, body, clip, capsys)
     assert mimo_main(["codes", "--motion", str(motion), "--auto-camera", "--size", "32x32",
                       "--codes", str(tmp_path / "sdc_info.npy"), "--out", str(out)]) == 0
     cam = auto_camera_track(clip, body, 32, 32)
-    want, _ = render_clip(clip, cam, body, table8[:, :3] / 255.0)
+    want, _ = render_clip(clip, cam, body, table8[:, :3] / 255.0, remove_hands="auto")
     np.testing.assert_array_equal(read_frames(out), want)
     bad = tmp_path / "bad.npy"
     np.save(bad, {"smpl": table8[:100]}, allow_pickle=True)

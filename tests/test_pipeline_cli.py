@@ -129,7 +129,7 @@ def test_preview_cli_renders_motion_clips(tmp_path):
                "--device", "cpu", "--out", str(tmp_path / "o"), "--quiet"])
     assert rc == 0
     body = load_body("open", device="cpu")
-    codes, mask = render_clip(clip, auto_camera_track(clip, body, 48, 64), body, size=(48, 64))
+    codes, mask = render_clip(clip, auto_camera_track(clip, body, 48, 64), body, remove_hands="auto", size=(48, 64))
     assert mask.mean() > 0.05  # the body is in view
     np.testing.assert_array_equal(read_frames(tmp_path / "o"), composite_preview(codes, mask))
 

@@ -118,7 +118,8 @@ def test_a_hand_without_a_pose_is_left_out_on_both_doors(tmp_path):
     # a zero (flat) hand pose keeps the hand
     body["left_hand_pose"] = np.zeros((F, 15, 3), np.float32)
     flat = MotionClip(fps=24.0, bodies=[BodyTrack(**body)])
-    np.testing.assert_array_equal(render_clip(flat, camera, open_body, size=(W, H))[1], kept_mask)
+    np.testing.assert_array_equal(render_clip(flat, camera, open_body, remove_hands="auto", size=(W, H))[1],
+                                  kept_mask)
 
 
 def test_the_servers_max_frames_is_the_jobs_max_frames():

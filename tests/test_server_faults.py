@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import zmq
 
+from mimo.errors import FieldError
 from mimo.pipeline.backends import load_backend
 from server import cli
 from server import protocol as P
@@ -224,8 +225,11 @@ def test_errors_name_the_request_field_never_an_internal_variable():
         srv.stop()
     e = _job_error("j", ValueError("vertices: 3 frames of 8x8 exceed 10 output pixels"))
     assert e.code == "model_error" and e.field == ""
+    # the field travels in a FieldError; text that only looks like "field: message" names nothing
+    e = _job_error("j", FieldError("bodies[1].transl", "contains NaN or inf"))
+    assert (e.code, e.field, e.message) == ("invalid_field", "bodies[1].transl", "contains NaN or inf")
     e = _job_error("j", ValueError("bodies[1].transl: contains NaN or inf"))
-    assert e.code == "invalid_field" and e.field == "bodies[1].transl"
+    assert e.code == "model_error" and e.field == ""
     e = _job_error("j", ValueError("code_mask: expected shape (1, 8, 8)"))
     assert e.code == "model_error" and e.field == ""
 

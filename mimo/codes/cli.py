@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     output_path("--out", args.out, args.overwrite, size=size)  # the camera's size may be odd
     print(f"{clip.num_frames} frames at {size[0]}x{size[1]}; {what}", file=sys.stderr)
     with Progress("motion codes", clip.num_frames, unit="frame", quiet=args.quiet) as bar:
-        codes, mask = render_clip(clip, camera, body, table, remove_hands=True if args.no_hands else "auto", size=size,
+        hands = True if args.no_hands else "auto"  # the front ends' rule (mimo.pipeline.prepare)
+        codes, mask = render_clip(clip, camera, body, table, remove_hands=hands, size=size,
                                   progress=lambda done, total: bar.update(done))
     if not mask.any():
         log.warning("no body is visible in any frame: check the camera (try --auto-camera)")

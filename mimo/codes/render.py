@@ -92,7 +92,7 @@ def auto_camera_track(clip, body, width: int, height: int, margin: float = 0.05,
     return CameraTrack(K, R, t, width, height, fps=clip.fps).validate()
 
 
-def render_clip(clip, camera, body, table=None, remove_hands: bool | str = "auto", *,
+def render_clip(clip, camera, body, table=None, remove_hands: bool | str = False, *,
                 size: tuple[int, int] | None = None, device: str | torch.device | None = None,
                 progress: Callable[[int, int], None] | None = None):
     """Structured motion codes of every frame of a MotionClip (several bodies share each frame).
@@ -105,9 +105,11 @@ def render_clip(clip, camera, body, table=None, remove_hands: bool | str = "auto
         table: vertex colour table (V, 3) in [0, 1], or a sequence per body; None = each body's
             :func:`default_code_table` of its rest vertices.
         remove_hands: True drops every body's hand faces (``vertex_sets`` "left_hand",
-            "right_hand"); "auto" (the default, and the rule of every front end) drops a hand only
-            where the clip body has no pose for it and the body model has finger joints (as the official renderer did for undetected
-            hands: send zeros for a visible flat hand); False keeps them (flat where unposed).
+            "right_hand"). "auto" — the rule of every front end (mimo generate, mimo codes, the
+            server) — drops a hand only where the clip body has no pose for it and the body model
+            has finger joints, as the official renderer did for undetected hands (zeros give a
+            visible flat hand). False (the default for library callers such as the data
+            synthesis) keeps them, flat where unposed.
         size: (width, height) of the output; with a camera of another size its K is rescaled.
         device: where to rasterize (default: the first body model's device).
         progress: called as ``progress(frames_done, frames_total)`` after each chunk.

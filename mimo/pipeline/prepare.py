@@ -2,7 +2,7 @@
 :class:`~mimo.pipeline.job.GenerationJob` out. Every front end comes here — ``mimo generate``
 reads its files and calls :func:`prepare_job`; ``mimo-server`` maps the wire request to the same
 types (``server/adapter.py``) and calls it too — so one shot gives the same job whichever door it
-came through.
+came through. The layers and one job's path from the panel to frames: docs/ARCHITECTURE.md.
 
 The rules, each in one place:
 
