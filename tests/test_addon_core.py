@@ -361,7 +361,8 @@ def test_output_size_keeps_the_aspect():
 
 
 def test_fit_pose_recovers_rotations_and_reports_what_it_cannot():
-    from blender_addon.core import evaluated, rotations as rot
+    from blender_addon.core import evaluated
+    from blender_addon.vendor import rotations as rot
 
     rng = np.random.default_rng(3)
     parents = [-1, 0, 1, 1]

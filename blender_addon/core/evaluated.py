@@ -98,7 +98,8 @@ def describe_issue(fit: PoseFit, names: list[str], frames: list[int], rig_name: 
              f"('{names[j]}', frame {frames[f]})")
     if len(scaled):
         b = int(scaled[0])
-        fs = int(np.argmax(fit.scale[:, b]))
+        # the first frame at the largest scale (frames equal up to round-off count as equal)
+        fs = int(np.flatnonzero(fit.scale[:, b] >= fit.scale[:, b].max() - 1e-9)[0])
         return (f"{rig_name}: bone '{names[b]}' is scaled or stretched ({fit.scale[fs, b]:+.0%} at frame "
                 f"{frames[fs]}), which the body cannot do; {worst}")
     b = int(off[0])

@@ -76,7 +76,7 @@ def build_request(settings: GenerateSettings, bodies: list[dict], camera: dict,
         hands = {k: f32(b[k]) for k in ("left_hand_pose", "right_hand_pose") if b.get(k) is not None}
         body_params.append(P.BodyParams(global_orient=f32(b["global_orient"]), body_pose=f32(b["body_pose"]),
                                         transl=f32(b["transl"]), betas=f32(b["betas"]), **hands))
-    cam = P.CameraTrack(K=f32(camera["K"]), R=f32(camera["R"]), t=f32(camera["t"]),
+    cam = P.CameraParams(K=f32(camera["K"]), R=f32(camera["R"]), t=f32(camera["t"]),
                         width=int(camera["width"]), height=int(camera["height"]))
     req = P.GenerateRequest(
         character=character, bodies=body_params, body_model=settings.body_model, camera=cam,

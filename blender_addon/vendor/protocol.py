@@ -603,9 +603,10 @@ def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None,
                      body_betas: dict[str, int] | None = None, modes: typing.Iterable[str] | None = None) -> None:
     """Check every field of a request against ``limits`` (default :data:`DEFAULT_LIMITS`) and,
     where given, the number of shape coefficients each body model takes (``body_betas``) and the
-    generation modes (``modes``), as in :class:`Capabilities`. Raises :class:`ProtocolError` with code ``"invalid_field"`` naming the
-    first bad field as the request names it (``"bodies[0].betas"``). Whether the image decodes and
-    whether the backend exists is for the server to check.
+    generation modes (``modes``), as in :class:`Capabilities`. Raises :class:`ProtocolError`
+    with code ``"invalid_field"`` naming the first bad field as the request names it
+    (``"bodies[0].betas"``). Whether the image decodes, whether the backend exists and what the
+    mode's own context allows is for the server to check.
 
     Shapes:
         see the module docstring; every per-frame array has the same F.

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mimo.cli_errors import (CommandFailed, UsageError, argument, check_device, input_file, int_range,
                              output_path, positive_float, save_frames, size_type)

@@ -7,7 +7,8 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.core import axes, rotations as rot
+from blender_addon.core import axes
+from blender_addon.vendor import rotations as rot
 
 # A CMU-style skeleton (Y up, facing +Z, +X = the body's left; centimetres).
 _CHAINS = {

@@ -6,7 +6,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from blender_addon.core import axes, rig as rigmath, rotations as rot
+from blender_addon.core import axes, rig as rigmath
+from blender_addon.vendor import rotations as rot
 from blender_addon.core.smplh import JOINT_NAMES, PARENTS
 
 

@@ -6,7 +6,8 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.core import axes, rotations as rot
+from blender_addon.core import axes
+from blender_addon.vendor import rotations as rot
 from blender_addon.core.smplh import JOINT_NAMES, PARENTS
 
 
