@@ -180,7 +180,8 @@ class Client:
             raise ValueError(f"credit: expected an integer >= 1, got {credit!r}")
         caps = self.capabilities
         if validate:
-            validate_request(request, caps.limits if caps else None, caps.body_betas if caps else None)
+            validate_request(request, caps.limits if caps else None, caps.body_betas if caps else None,
+                             modes=(caps.modes or None) if caps else None)  # a 1.1 server reports none
         tag = f"{self.name}:{next(self._tags)}"
         frames = encode(Submit(request=request, credit=credit, tag=tag))
         limit = caps.limits.get("max_message_bytes") if caps else None

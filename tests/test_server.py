@@ -82,6 +82,22 @@ def test_hello_reports_capabilities(client):
     assert caps.limits["max_frames"] == P.DEFAULT_LIMITS["max_frames"]
 
 
+def test_modes_are_the_servers_and_nil_settings_are_the_modes(client):
+    from mimo.pipeline.presets import PRESETS
+
+    caps = client.hello()
+    assert caps.modes == {m: p.summary for m, p in PRESETS.items()}
+    with pytest.raises(P.ProtocolError) as e:  # the client checks against what the server reported
+        client.submit(codes_request(mode="warp"))
+    assert e.value.field == "mode"
+    with pytest.raises(MimoClientError) as e:  # and the server itself
+        client.submit(codes_request(mode="warp"), validate=False)
+    assert (e.value.error.code, e.value.error.field) == ("invalid_field", "mode")
+    req = codes_request(F=2, mode="fast")  # context, overlap, steps, roi_size: nil
+    frames, stats = client.generate(req)
+    np.testing.assert_array_equal(frames, expected_preview(req))
+
+
 def test_full_preview_job_streams_every_frame_in_order(client):
     req = codes_request(F=5)
     events = []

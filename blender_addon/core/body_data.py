@@ -70,17 +70,14 @@ ALIASES = {"v_template": "rest_vertices", "joint_template": "rest_joints", "weig
            "beta_names": "shape_names"}
 
 
-#: SMPL-family joint names by joint count (model files carry no names)
+#: SMPL-family joint names by joint count (model files carry no names): the library's joint tables
 def _family_names(J: int) -> tuple[str, list[str]] | None:
-    from .smplh import BODY_JOINT_NAMES, JOINT_NAMES
+    from ..vendor import joints
 
-    body = list(BODY_JOINT_NAMES)
-    if J == 24:
-        return "smpl", body + ["left_hand", "right_hand"]
-    if J == 52:
-        return "smplh", list(JOINT_NAMES)
-    if J == 55:
-        return "smplx", body + ["jaw", "left_eye_smplhf", "right_eye_smplhf"] + list(JOINT_NAMES[22:])
+    for kind, names in (("smpl", joints.SMPL_JOINT_NAMES), ("smplh", joints.SMPLH_JOINT_NAMES),
+                        ("smplx", joints.SMPLX_JOINT_NAMES)):
+        if J == len(names):
+            return kind, list(names)
     return None
 
 
