@@ -52,8 +52,6 @@ class JobLimits:
 
 
 DEFAULT_LIMITS = JobLimits()
-MAX_FRAMES = DEFAULT_LIMITS.max_frames
-MAX_SIDE = DEFAULT_LIMITS.max_side
 
 
 @dataclasses.dataclass
@@ -64,7 +62,7 @@ class GenerationJob:
     code_mask: np.ndarray | None = None
     scene: np.ndarray | None = None
     occlusion: np.ndarray | None = None
-    steps: int = 25
+    steps: int | None = None  # None: the mode's preset, set on creation
     cfg: float = 3.5
     seed: int = 42
     context: int | None = None  # None: the mode's preset (mimo/pipeline/presets.py), set on creation
@@ -96,6 +94,8 @@ class GenerationJob:
         # "the mode's default" is resolved once, here: backends always see whole numbers
         if self.mode in PRESETS:
             mode = preset(self.mode)
+            if self.steps is None:
+                self.steps = mode.steps
             if self.context is None:
                 self.context = mode.context
             if self.overlap is None:
