@@ -186,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     import blender_addon
-    from blender_addon.core.errors import MimoClientError
+    from blender_addon.core.errors import AddonError
 
     t0 = time.monotonic()
     try:
         written = make_dataset(args)
-    except MimoClientError as exc:
+    except AddonError as exc:
         print(f"make_dataset_blender: {exc}", file=sys.stderr)
         return 1
     finally:

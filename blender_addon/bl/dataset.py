@@ -32,7 +32,7 @@ import bpy
 import numpy as np
 
 from ..core import dataset as ds
-from ..core.errors import MimoClientError
+from ..core.errors import AddonError
 from ..core.png import write_png
 from . import rig_builder
 
@@ -73,7 +73,7 @@ def _u8(rgb: np.ndarray) -> np.ndarray:
 
 
 class DatasetWriter:
-    """Checks everything before the first render (raises :class:`MimoClientError`), then
+    """Checks everything before the first render (raises :class:`AddonError`), then
     :meth:`steps` renders and writes, yielding ``(fraction done, status line)`` between frames."""
 
     def __init__(self, scene: bpy.types.Scene, options: DatasetOptions):
@@ -83,47 +83,47 @@ class DatasetWriter:
         try:
             ds.check_size(options.width, options.height)
         except ValueError as exc:
-            raise MimoClientError(str(exc)) from None
+            raise AddonError(str(exc)) from None
         if options.engine not in ENGINES:
-            raise MimoClientError(f"engine: expected one of {ENGINES}, got {options.engine!r}")
+            raise AddonError(f"engine: expected one of {ENGINES}, got {options.engine!r}")
         if options.cameras not in CAMERAS:
-            raise MimoClientError(f"cameras: expected one of {CAMERAS}, got {options.cameras!r}")
+            raise AddonError(f"cameras: expected one of {CAMERAS}, got {options.cameras!r}")
         if options.frames < 0:
-            raise MimoClientError(f"frames: expected 0 (all) or more, got {options.frames}")
+            raise AddonError(f"frames: expected 0 (all) or more, got {options.frames}")
         rigs = scene_rigs(scene)
         if len(rigs) != 1:
-            raise MimoClientError(f"a training dataset needs exactly one MIMO body in the scene (its character "
+            raise AddonError(f"a training dataset needs exactly one MIMO body in the scene (its character "
                                   f"skinned to it), found {len(rigs)}")
         self.rig = rigs[0]
         if not [o for o in self.rig.children_recursive if o.type == "MESH" and not o.hide_render]:
-            raise MimoClientError(f"{self.rig.name}: no rendered mesh is parented to the rig (the character)")
+            raise AddonError(f"{self.rig.name}: no rendered mesh is parented to the rig (the character)")
         for m in options.motions:
             if not os.path.isfile(m):
-                raise MimoClientError(f"motions: {m} does not exist")
+                raise AddonError(f"motions: {m} does not exist")
         if not options.out_dir:
-            raise MimoClientError("output folder: choose where the dataset goes")
+            raise AddonError("output folder: choose where the dataset goes")
         if os.path.exists(options.out_dir) and not os.path.isdir(options.out_dir):
-            raise MimoClientError(f"output folder: {options.out_dir} exists and is not a folder")
+            raise AddonError(f"output folder: {options.out_dir} exists and is not a folder")
         self.cameras = self._cameras()
         names = [c.name for c in self.cameras] if self.cameras else \
             [f"ring{k:02d}" for k in range(options.ring_count)]
         try:
             self.plans = ds.plan_clips(list(options.motions), names)
         except ValueError as exc:
-            raise MimoClientError(str(exc)) from None
+            raise AddonError(str(exc)) from None
         if os.path.isdir(options.out_dir) and not options.overwrite:
             clash = ds.existing_clips(options.out_dir, self.plans)
             if clash:
                 more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
-                raise MimoClientError(f"{os.path.join(options.out_dir, clash[0])}{more} already exist: tick "
+                raise AddonError(f"{os.path.join(options.out_dir, clash[0])}{more} already exist: tick "
                                       "Overwrite to replace them, or choose another folder")
         if options.python and not os.path.isfile(options.python):
-            raise MimoClientError(f"Library Python: {options.python} is not a file")
+            raise AddonError(f"Library Python: {options.python} is not a file")
         if not options.python:
             from ..core.dataset_codes import library_available
 
             if not library_available():
-                raise MimoClientError("Library Python: Blender's Python has no mimo library to render the motion "
+                raise AddonError("Library Python: Blender's Python has no mimo library to render the motion "
                                       "codes; set it to a Python where mimo-blender is installed "
                                       "(e.g. <repository>/.venv/bin/python)")
         self.cancelled = False
@@ -136,20 +136,20 @@ class DatasetWriter:
         scene, mode = self.scene, self.o.cameras
         if mode == "RING":
             if self.o.ring_count < 1:
-                raise MimoClientError(f"ring cameras: expected at least 1, got {self.o.ring_count}")
+                raise AddonError(f"ring cameras: expected at least 1, got {self.o.ring_count}")
             return []
         if mode == "SHOT":
             cams = [scene.mimo.camera or scene.camera]
             if cams[0] is None:
-                raise MimoClientError("no camera: pick one in the Camera panel, set the scene camera, or use "
+                raise AddonError("no camera: pick one in the Camera panel, set the scene camera, or use "
                                       "a ring of cameras")
         else:
             cams = sorted((o for o in scene.objects if o.type == "CAMERA"), key=lambda o: o.name)
             if not cams:
-                raise MimoClientError("the scene has no camera: add one, or use a ring of cameras")
+                raise AddonError("the scene has no camera: add one, or use a ring of cameras")
         for c in cams:
             if c.type != "CAMERA" or c.data.type != "PERSP":
-                raise MimoClientError(f"{c.name}: a dataset camera must be a perspective camera")
+                raise AddonError(f"{c.name}: a dataset camera must be a perspective camera")
         return cams
 
     # ------------------------------------------------------------------------------- the run
@@ -217,7 +217,7 @@ class DatasetWriter:
                     self.written.append(ds.finish_clip(o.out_dir, plan.name, meta, o.overwrite,
                                                        ["character_0.png"] if reference is not None else []))
                 except ValueError as exc:
-                    raise MimoClientError(str(exc)) from None
+                    raise AddonError(str(exc)) from None
                 current = None
                 yield (n + 1) / len(self.plans), f"wrote {plan.name} ({n + 1}/{len(self.plans)} clips)"
         except _Cancelled:
@@ -262,7 +262,7 @@ class DatasetWriter:
             clip = motion_io.read_motion(motion, rest_joints=joints, fps=fps)
             aa, transl = motion_io.clip_to_rig(clip, fps)
         except (ValueError, OSError) as exc:
-            raise MimoClientError(f"{os.path.basename(motion)}: {exc}") from None
+            raise AddonError(f"{os.path.basename(motion)}: {exc}") from None
         aa, transl = aa[:limit], transl[:limit]
         transl = transl - np.array([0.0, float(rig.get(FLOOR_KEY, 0.0)), 0.0])
         rig.animation_data_create()
@@ -375,7 +375,7 @@ class DatasetWriter:
                                   "right_hand_pose") if k in p}
         track = camera_track(scene, cam, frames)
         if (track["width"], track["height"]) != (o.width, o.height):
-            raise MimoClientError(f"{cam.name}: the camera track is {track['width']}x{track['height']}, "
+            raise AddonError(f"{cam.name}: the camera track is {track['width']}x{track['height']}, "
                                   f"not {o.width}x{o.height}")
         kind = rig_builder.rig_data(self.rig["mimo_rig_data"]).kind
         with open(os.path.join(folder, "motion.npz"), "wb") as f:
@@ -412,7 +412,7 @@ class DatasetWriter:
             dataset_codes.write_codes(os.path.join(folder, "motion.npz"), os.path.join(folder, "codes.npy"),
                                       python=o.python)
         except ValueError as exc:
-            raise MimoClientError(str(exc)) from None
+            raise AddonError(str(exc)) from None
         codes = np.load(os.path.join(folder, "codes.npy"), mmap_mode="r")
         self.overlap = ds.character_overlap(gt, plate, np.asarray(codes), occ if o.occlusion else None)
         yield 1.0, "codes done"

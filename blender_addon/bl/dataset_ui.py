@@ -8,7 +8,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ..core.errors import MimoClientError
+from ..core.errors import AddonError
 
 #: the running writer and what the panel shows (Python state: undo cannot hide a running job)
 STATE: dict = {"writer": None, "fraction": 0.0, "status": "", "error": "", "folder": ""}
@@ -95,7 +95,7 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
             motions = motion_files(";".join(bpy.path.abspath(p.strip()) for p in self.motions.split(";")
                                             if p.strip()))
         except ValueError as exc:
-            raise MimoClientError(str(exc)) from None
+            raise AddonError(str(exc)) from None
         return DatasetOptions(out_dir=bpy.path.abspath(self.directory), motions=motions, cameras=self.cameras,
                               ring_count=self.ring_count, ring_elevation=self.ring_elevation, frames=self.frames,
                               width=self.width, height=self.height, engine=self.engine, samples=self.samples,
@@ -109,7 +109,7 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
         STATE.update(error="", status="", fraction=0.0)
         try:
             writer = DatasetWriter(context.scene, self.dataset_options())
-        except MimoClientError as exc:
+        except AddonError as exc:
             return _fail(self, exc)
         STATE.update(writer=writer, folder=writer.o.out_dir, status="starting")
         self._steps = writer.steps()

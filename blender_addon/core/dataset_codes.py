@@ -38,7 +38,7 @@ def render_motion_codes(motion_path: str, device: str = "cpu"):
     Shapes: -> codes (F, H, W, 3) uint8
     """
     from mimo.body import load_body
-    from mimo.codes.clip import render_clip
+    from mimo.codes.render import render_clip
     from mimo.motion import load_npz
 
     clip, camera = load_npz(motion_path)
