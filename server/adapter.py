@@ -18,7 +18,7 @@ import numpy as np
 
 from mimo.errors import FieldError
 from mimo.pipeline.job import GenerationJob, JobLimits
-from mimo.pipeline.prepare import ClipMotion, CodeFrames, JobSettings, prepare_job
+from mimo.pipeline.prepare import ClipMotion, CodeFrames, JobSettings, prepare_job, render_motion
 
 from .protocol import BodyParams, CameraParams, GenerateRequest
 
@@ -95,6 +95,21 @@ def request_camera(cam: CameraParams, fps: float):
                        width=int(cam.width), height=int(cam.height), fps=float(fps))
 
 
+def request_motion(req: GenerateRequest, device: str | None = None) -> ClipMotion:
+    """The bodies and camera of ``req`` as the library's :class:`~mimo.pipeline.prepare.ClipMotion`."""
+    body = load_body_cached(req.body_model, device)
+    return ClipMotion(clip=request_clip(req), body=body, camera=request_camera(req.camera, req.fps))
+
+
+def render_request_codes(req: GenerateRequest, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The motion codes the server renders for ``req`` (bodies + camera) at its output size, by
+    the job builder's rule (:func:`mimo.pipeline.prepare.render_motion`).
+
+    Shapes: -> codes (F, H, W, 3) uint8, mask (F, H, W) bool
+    """
+    return render_motion(request_motion(req, device), (req.width, req.height), device)
+
+
 def request_settings(req: GenerateRequest) -> JobSettings:
     return JobSettings(mode=req.mode, steps=req.steps, cfg=float(req.cfg), seed=req.seed, context=req.context,
                        overlap=req.overlap, roi_size=req.roi_size, fps=float(req.fps), raw=req.raw,
@@ -112,8 +127,7 @@ def build_job(req: GenerateRequest, device: str | None = None, limits: dict | Jo
     if req.codes is not None:
         motion = CodeFrames(codes=np.array(req.codes), fps=float(req.fps))
     else:
-        body = load_body_cached(req.body_model, device)
-        motion = ClipMotion(clip=request_clip(req), body=body, camera=request_camera(req.camera, req.fps))
+        motion = request_motion(req, device)
     copy = lambda a: None if a is None else np.array(a)  # noqa: E731
     try:
         return prepare_job(req.character, motion, request_settings(req), scene=copy(req.scene),

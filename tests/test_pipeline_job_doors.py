@@ -79,6 +79,9 @@ def test_cli_and_wire_build_the_same_job(tmp_path):
     P.validate_request(req, modes=PRESETS)
     wire = build_wire_job(req, device="cpu")
     _same_job(cli, wire)
+    from server.adapter import render_request_codes
+
+    np.testing.assert_array_equal(render_request_codes(req, "cpu")[0], wire.codes)
     assert cli.code_mask.any() and cli.codes.shape == (F, H, W, 3)
     # the settings nobody gave are the mode's, on both doors
     fast = PRESETS["fast"]

@@ -151,6 +151,19 @@ def prepare_job(character, motion: Motion, settings: JobSettings | None = None, 
     return job
 
 
+def render_motion(motion: ClipMotion, size: tuple[int, int], device=None,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The motion codes of a :class:`ClipMotion` at ``size`` (width, height), by the front ends'
+    hand rule (a hand without a pose is left out).
+
+    Shapes: -> codes (F, H, W, 3) uint8, mask (F, H, W) bool
+    """
+    from mimo.codes.render import render_clip
+
+    return render_clip(motion.clip, motion.camera, motion.body, remove_hands="auto", size=size, device=device,
+                       progress=progress)
+
+
 def _check_size(size: tuple[int, int], limits: JobLimits, raw: bool) -> None:
     W, H = size
     lo, hi = limits.min_side, limits.max_side
@@ -172,8 +185,6 @@ def _motion_codes(motion, settings: JobSettings, limits: JobLimits, device, prog
     from .template import Template
 
     if isinstance(motion, ClipMotion):
-        from mimo.codes.render import render_clip
-
         _check_frames(motion.clip.num_frames, limits)
         size = settings.size
         if size is None:
@@ -181,8 +192,7 @@ def _motion_codes(motion, settings: JobSettings, limits: JobLimits, device, prog
                 raise FieldError("size", "expected (width, height) with the official camera, got None")
             size = (motion.camera.width, motion.camera.height)
         _check_size(size, limits, settings.raw)
-        codes, mask = render_clip(motion.clip, motion.camera, motion.body, remove_hands="auto", size=size,
-                                  device=device, progress=progress)
+        codes, mask = render_motion(motion, size, device, progress)
         return codes, mask, motion.clip.fps, {}
     if isinstance(motion, Template):
         codes, fps = motion.codes, motion.fps

@@ -3,7 +3,7 @@ two ring cameras (in front of the body and behind it), 3 frames at 96x96, Workbe
 
 Checked against independent references: the layout reader and ``mimo dataset check`` (the
 library), the codes against the server's own rendering of the same request
-(``server/build.render_request_codes``, in the project's venv), Blender's rendered silhouette
+(``server/adapter.render_request_codes``, in the project's venv), Blender's rendered silhouette
 against the codes' body mask, the plate against the frames away from the body, and the
 occlusion mask against where the pillar crosses in front of the body.
 """
@@ -72,7 +72,7 @@ from mimo.data.dataset import MimoDataset
 from mimo.data.layout import list_clips, read_clip
 from mimo.motion import load_npz
 from server import protocol as P
-from server.build import render_request_codes
+from server.adapter import render_request_codes
 
 out = {}
 for folder in list_clips(sys.argv[1]):
@@ -82,7 +82,7 @@ for folder in list_clips(sys.argv[1]):
     req = P.GenerateRequest(character=b"", body_model=b.model, width=cam.width, height=cam.height,
         bodies=[P.BodyParams(global_orient=b.global_orient, body_pose=b.body_pose, transl=b.transl, betas=b.betas,
                              left_hand_pose=b.left_hand_pose, right_hand_pose=b.right_hand_pose)],
-        camera=P.CameraTrack(K=cam.K, R=cam.R, t=cam.t, width=cam.width, height=cam.height))
+        camera=P.CameraParams(K=cam.K, R=cam.R, t=cam.t, width=cam.width, height=cam.height))
     server, _ = render_request_codes(req, "cpu")
     ours = np.asarray(clip.codes)
     diff = np.abs(server.astype(int) - ours.astype(int)).max(-1)
