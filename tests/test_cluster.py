@@ -13,8 +13,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from mimo.pipeline.character import prepare_character as decode_character  # noqa: E402
 from server import protocol as P  # noqa: E402
-from server.build import decode_character  # noqa: E402
 from server.client import Client  # noqa: E402
 from server.cluster import RayExecutor, cluster_status, format_rows  # noqa: E402
 from server.core import Server  # noqa: E402
