@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with compiled blocks, compile them at start for SIZE² jobs (default 784, the "
                             "ROI size of Blender jobs) in exact and fast mode, so the first job does not "
                             "wait; jobs sent meanwhile queue")
+    serve.add_argument("--low-memory", action="store_true",
+                       help="for 8 GB cards: the networks used once per job leave the GPU between uses and "
+                            "windows shrink to fit (slower; mimo/pipeline/memory.py)")
     serve.add_argument("--curve", metavar="DIR", help="CurveZMQ key folder (mimo-server keys generate)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback --bind without CurveZMQ (trusted networks only)")
@@ -186,6 +189,9 @@ def _executor(args, names: list[str]):
     if args.warmup is not None:
         raise ValueError("warmup: not available with --gpus/--cluster yet (each worker compiles at its "
                          "first job of a size; later jobs of that size prefer it)")
+    if args.low_memory:
+        raise ValueError("low-memory: not available with --gpus/--cluster yet (the workers load the "
+                         "networks on their GPUs; run one mimo-server per 8 GB card instead)")
     from mimo.pipeline.backends import COMPILE_CHOICES
 
     from .cluster import RayExecutor
@@ -243,7 +249,7 @@ def _serve(args) -> int:
     for name in dict.fromkeys(names) if executor is None else ():
         logging.getLogger("mimo.server").info("loading backend %s", name)
         backends[name] = load_backend(name, weights=args.weights, device=device, dtype=args.dtype,
-                                      compile=COMPILE_CHOICES[args.compile])
+                                      compile=COMPILE_CHOICES[args.compile], low_memory=args.low_memory)
     limits = {}
     if args.max_jobs_per_client is not None:
         limits["max_jobs_per_client"] = args.max_jobs_per_client

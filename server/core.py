@@ -1,7 +1,9 @@
-"""The ZeroMQ server: one I/O thread owns the ROUTER socket, one worker thread owns the GPU.
+"""The ZeroMQ server: one I/O thread owns the ROUTER socket, worker threads run the jobs: one that
+owns the GPU (the classic server), or one per Ray worker slot with ``--gpus``/``--cluster``
+(server/workers.py, server/cluster.py).
 (Where the server sits among the layers, and one job's path: docs/ARCHITECTURE.md.)
 
-    client DEALER ──► ROUTER (I/O thread) ── queue (FIFO, per-client limit) ──► worker thread
+    client DEALER ──► ROUTER (I/O thread) ── queue (FIFO, per-client limit) ──► worker thread(s)
                          ▲                                                         │
                          └──────── inproc PULL ◄── PUSH: progress / frame / done ──┘
 

@@ -165,6 +165,22 @@ def test_cli_compile_choice_reaches_the_backend(tiny_weights, monkeypatch, choic
     monkeypatch.setattr(backends, "load_backend", lambda name, **kw: seen.update(kw) or "backend")
     monkeypatch.setattr("mimo.models.compile.can_compile", lambda device: (True, ""))
     args = argparse.Namespace(preview=False, weights=str(tiny_weights), compile=choice, device="cpu",
-                              dtype=None, mode="exact")
+                              dtype=None, mode="exact", low_memory=False)
     assert cli.load(args, frame_steps) == "backend" and seen["compile"] is want
-    assert seen["compile_vae"] is vae
+    assert seen["compile_vae"] is vae and seen["low_memory"] is False
+
+
+def test_cli_low_memory_reaches_the_pipeline(tiny_weights):
+    """--low-memory loads the MIMO backend with the offloading pipeline (mimo/pipeline/memory.py)."""
+    import argparse
+
+    from mimo.pipeline import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--weights", str(tiny_weights), "--motion", "x.npz", "--character",
+                                    "c.png", "--out", "o.mp4", "--device", "cpu", "--low-memory"])
+    backend = cli.load(args, 1)
+    assert backend.pipeline.low_memory is True
+    args.low_memory = False
+    assert cli.load(args, 1).pipeline.low_memory is False

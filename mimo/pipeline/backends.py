@@ -21,7 +21,8 @@ from .job import Backend, GenerationJob, JobEvents
 
 @dataclasses.dataclass(frozen=True)
 class BackendKind:
-    """A registered backend: ``factory(weights, device, dtype, compile, compile_vae)`` makes one."""
+    """A registered backend: ``factory(weights, device, dtype, compile, compile_vae, low_memory)``
+    makes one (backends without a low-memory mode ignore the flag)."""
 
     name: str
     summary: str
@@ -29,14 +30,15 @@ class BackendKind:
     factory: Callable[..., Backend]
 
 
-def _preview(weights, device, dtype, compile, compile_vae) -> Backend:
+def _preview(weights, device, dtype, compile, compile_vae, low_memory) -> Backend:
     return PreviewBackend()
 
 
-def _mimo(weights, device, dtype, compile, compile_vae) -> Backend:
+def _mimo(weights, device, dtype, compile, compile_vae, low_memory) -> Backend:
     from .mimo_backend import MimoBackend
 
-    return MimoBackend(weights, device=device, dtype=dtype, compile=compile, compile_vae=compile_vae)
+    return MimoBackend(weights, device=device, dtype=dtype, compile=compile, compile_vae=compile_vae,
+                       low_memory=low_memory)
 
 
 BACKENDS: dict[str, BackendKind] = {k.name: k for k in (
@@ -49,14 +51,15 @@ COMPILE_CHOICES = {"auto": None, "on": True, "off": False}
 
 def load_backend(name: str, weights: str | None = None, device: str | None = None,
                  dtype: str | None = None, compile: bool | None = None,
-                 compile_vae: bool = True) -> Backend:
+                 compile_vae: bool = True, low_memory: bool = False) -> Backend:
     """Create a registered backend by name (:data:`BACKENDS`): ``"preview"`` (weight-free) or
     ``"mimo"`` (needs ``weights``).
 
     ``device`` is a torch device string (default: cuda when available, else cpu); ``dtype`` one of
     ``"fp16"``, ``"bf16"``, ``"fp32"`` (default fp16 on CUDA, fp32 on CPU); ``compile`` whether to
     compile the denoising UNet's blocks (None: where it can run, see ``MimoPipeline.from_pretrained``),
-    ``compile_vae`` whether compiling also covers the VAE.
+    ``compile_vae`` whether compiling also covers the VAE, ``low_memory`` whether networks used once
+    per job leave the GPU between uses and windows shrink to about 8 GB (mimo/pipeline/memory.py).
     """
     kind = BACKENDS.get(name) if isinstance(name, str) else None
     if kind is None:
@@ -64,7 +67,7 @@ def load_backend(name: str, weights: str | None = None, device: str | None = Non
     if kind.needs_weights and weights is None:
         raise ValueError(f"weights: the {name!r} backend needs a weights folder "
                          "(run `mimo weights download`, or `mimo weights make-tiny` for tests)")
-    return kind.factory(weights, device, dtype, compile, compile_vae)
+    return kind.factory(weights, device, dtype, compile, compile_vae, low_memory)
 
 
 def composite_preview(codes: np.ndarray, code_mask: np.ndarray | None = None,

@@ -56,7 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         + " (mimo/pipeline/presets.py; mimo/pipeline/fast.py lists how fast differs)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None,
-                   help="default: fp16 on CUDA (bf16 with --mode fast), fp32 on CPU")
+                   help="default: fp16 on CUDA (bf16 for the modes other than exact), fp32 on CPU")
+    p.add_argument("--low-memory", action="store_true",
+                   help="for 8 GB cards: the networks used once per job leave the GPU between uses and "
+                        "windows shrink to fit (slower; mimo/pipeline/memory.py)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the denoising UNet's blocks (CUDA): ~20%% faster UNet calls, after "
                         "about 1.5 minutes of compiling per new size (~20 s once cached on disk); auto: "
@@ -228,7 +231,7 @@ def load(args, frame_steps: int = 0):
         if compile is None and frame_steps < AUTO_COMPILE_FRAME_STEPS:
             compile = False
         return load_backend("mimo", weights=str(weights), device=args.device, dtype=dtype,
-                            compile=compile, compile_vae=compile is True)
+                            compile=compile, compile_vae=compile is True, low_memory=args.low_memory)
     except ValueError as e:  # mimo.models.WeightsError lists every missing or misshaped file
         raise UsageError("--weights", f"{e} (get the official weights with `mimo weights download {weights}`)") from e
 
