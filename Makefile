@@ -62,6 +62,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(BPY42_STAMP)
 	@$(MAKE) --no-print-directory syslibs SYSLIBS="$(TEST_SYSLIBS)"
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(BPY42)/bin/python -m pytest tests/blender -p no:cacheprovider
 

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimo.body import load_body  # noqa: E402
-from mimo.motion import MotionClip  # noqa: E402
+from mimo.body import load_body
+from mimo.motion import MotionClip
 
 WALK = Path(__file__).resolve().parents[1] / "examples" / "motions" / "walk.npz"
 

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimo.pipeline.pipeline import _device_name  # noqa: E402
+from mimo.pipeline.pipeline import _device_name
 
 HEADS, HEAD_DIM = 8, 40
 

@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimo.pipeline.pipeline import MimoPipeline, _device_name, resolve_device_dtype  # noqa: E402
-from mimo.pipeline.presets import PRESETS  # noqa: E402
+from mimo.pipeline.pipeline import MimoPipeline, _device_name, resolve_device_dtype
+from mimo.pipeline.presets import PRESETS
 
 OFFICIAL_H200 = {32: 1.44, 150: 1.25}  # s/frame, official code, random weights, one H200
 

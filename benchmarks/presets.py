@@ -48,10 +48,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pipeline as bench  # noqa: E402  (benchmarks/pipeline.py)
+import pipeline as bench
 
-from mimo.pipeline.pipeline import MimoPipeline, _device_name  # noqa: E402
-from mimo.pipeline.presets import PRESETS, Preset, Shortcuts  # noqa: E402
+from mimo.pipeline.pipeline import MimoPipeline, _device_name
+from mimo.pipeline.presets import PRESETS, Preset, Shortcuts
 
 SOLVER_STEPS = 12
 

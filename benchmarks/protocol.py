@@ -25,8 +25,8 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from server import protocol as P  # noqa: E402
-from server.client import Client  # noqa: E402
+from server import protocol as P
+from server.client import Client
 
 
 def device_name(device: str) -> str:

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimo.train.objective import MimoTrainNet, enable_gradient_checkpointing, trainable_parameters  # noqa: E402
+from mimo.train.objective import MimoTrainNet, enable_gradient_checkpointing, trainable_parameters
 
 
 def build(device, tiny: bool) -> MimoTrainNet:

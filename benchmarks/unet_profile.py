@@ -27,10 +27,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimo.models import SD15_UNET, TINY_UNET, DenoisingUNet, ReferenceUNet  # noqa: E402
-from mimo.models.blocks import MotionModule, SpatialTransformer  # noqa: E402
-from mimo.models.compile import compile_blocks  # noqa: E402
-from mimo.pipeline.pipeline import _device_name  # noqa: E402
+from mimo.models import SD15_UNET, TINY_UNET, DenoisingUNet, ReferenceUNet
+from mimo.models.blocks import MotionModule, SpatialTransformer
+from mimo.models.compile import compile_blocks
+from mimo.pipeline.pipeline import _device_name
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimo.models import SD15_UNET, TINY_UNET, DenoisingUNet, ReferenceUNet  # noqa: E402
-from mimo.models.compile import compile_blocks, uncompile_blocks  # noqa: E402
-from mimo.pipeline.pipeline import _device_name  # noqa: E402
+from mimo.models import SD15_UNET, TINY_UNET, DenoisingUNet, ReferenceUNet
+from mimo.models.compile import compile_blocks, uncompile_blocks
+from mimo.pipeline.pipeline import _device_name
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 

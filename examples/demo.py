@@ -92,7 +92,7 @@ def addon_zip() -> pathlib.Path:
     try:
         return pathlib.Path(build.build(str(ROOT / "dist"), str(ROOT / "build" / "addon-wheels")))
     except build.WheelFetchError as exc:
-        raise SystemExit(f"demo: cannot build the add-on zip (`make addon` needs PyPI once): {exc}")
+        raise SystemExit(f"demo: cannot build the add-on zip (`make addon` needs PyPI once): {exc}") from exc
 
 
 def start_server(backend: str, weights: str | None, log_path: pathlib.Path):

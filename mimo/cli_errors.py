@@ -22,8 +22,8 @@ import re
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 #: seconds between two progress lines in a log
 LOG_INTERVAL = 5.0
@@ -59,7 +60,7 @@ class Progress:
         elif not self.quiet and self._printed_n != self.n:
             self._line(self.clock())
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

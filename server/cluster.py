@@ -71,9 +71,9 @@ class MimoWorker:
 
     def __init__(self, name: str, backends: list[str], weights: str | None = None,
                  dtype: str | None = None, compile: bool | None = None):
-        from mimo.pipeline.backends import load_backend
-
         import torch
+
+        from mimo.pipeline.backends import load_backend
 
         self.name = name
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -93,14 +93,14 @@ class MimoWorker:
             import ray
 
             gpus = [str(g) for g in ray.get_gpu_ids()]
-        except Exception:  # noqa: BLE001 - outside Ray (tests of the class itself)
+        except Exception:
             pass
         node = ""
         try:
             import ray
 
             node = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         return {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(), "node": node,
                 "device": self.device_name + (f" (GPU {','.join(gpus)})" if gpus else ""),
@@ -182,7 +182,7 @@ class MimoWorker:
                 end = ("error", "cancelled", "cancelled")
             except ValueError as exc:
                 end = ("error", "value", str(exc))
-            except Exception as exc:  # noqa: BLE001 - reported to the server as the job's failure
+            except Exception as exc:
                 oom = "out of memory" in str(exc).lower() or isinstance(exc, MemoryError)
                 end = ("error", "oom" if oom else "other", f"{type(exc).__name__}: {exc}")
             while True:  # the end always goes out, even past a full queue
@@ -232,7 +232,7 @@ class RayExecutor(Executor):
         self._actors: list = []
         self._owns_ray = False
 
-    def start(self) -> "RayExecutor":
+    def start(self) -> RayExecutor:
         ray = _import_ray()
         if not ray.is_initialized():
             if self.address is None:
@@ -242,7 +242,7 @@ class RayExecutor(Executor):
             else:
                 try:
                     ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False)
-                except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...
+                except Exception as exc:
                     raise ValueError(f"cluster: cannot connect to the Ray cluster at {self.address!r}: "
                                      f"{exc}") from None
         gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -279,7 +279,7 @@ class RayExecutor(Executor):
         for actor in self._actors:
             try:
                 ray.kill(actor)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         self._actors.clear()
         if self._owns_ray:
@@ -374,7 +374,7 @@ class RayExecutor(Executor):
                 for a in actors:
                     try:
                         a.cancel.remote(job_id)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         pass
             raise
 
@@ -386,7 +386,7 @@ class RayExecutor(Executor):
             if i != failed and len(slots) > 1:
                 try:
                     ray.kill(self._actors[s.index], no_restart=False)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             self._revive(s)
 
@@ -400,7 +400,7 @@ class RayExecutor(Executor):
             while self._actors:
                 try:
                     info = ray.get(self._actors[slot.index].info.remote(), timeout=60)
-                except Exception:  # noqa: BLE001 - still restarting
+                except Exception:
                     time.sleep(0.5)
                     continue
                 slot.host, slot.device, slot.alive = info["host"], info["device"], True
@@ -425,7 +425,7 @@ def worker_rows(actors: list, slots: list[Slot] | None = None, timeout_s: float 
             try:
                 rows.append(dict(ray.get(ref), alive=True))
                 continue
-            except Exception:  # noqa: BLE001 - died meanwhile
+            except Exception:
                 pass
         s = slots[i] if slots else None
         rows.append({"worker": s.name if s else f"{ACTOR_PREFIX}{i}", "host": s.host if s else "?",
@@ -440,7 +440,7 @@ def cluster_status(address: str, timeout_s: float = 5.0) -> list[dict]:
     ray = _import_ray()
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ValueError(f"cluster: cannot connect to the Ray cluster at {address!r}: {exc}") from None
     try:
         names = sorted((a["name"] for a in ray.util.list_named_actors(all_namespaces=True)

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import msgpack
 import numpy as np
@@ -139,7 +139,7 @@ class Server:
         self._workers_left = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def start(self) -> "Server":
+    def start(self) -> Server:
         from .security import check_bound
 
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -212,7 +212,7 @@ class Server:
         finally:
             self.stop()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -340,9 +340,9 @@ class Server:
                                         message=f"{msg.TYPE!r} is not a client-to-server message"))
 
     def capabilities(self) -> P.Capabilities:
-        from . import __version__
-
         from mimo.pipeline.backends import BACKENDS
+
+        from . import __version__
 
         return P.Capabilities(server=__version__, backends=sorted(self.backends),
                               body_models=self.body_models, limits=dict(self.limits),
@@ -594,7 +594,7 @@ class Server:
         except JobCancelled:
             why = "server shutting down" if self._stopping else job.cancel_reason or "cancelled"
             self._send(job, P.Error(code="cancelled", message=why, job_id=job.job_id))
-        except Exception as exc:  # noqa: BLE001 - every failure ends the job, never the server
+        except Exception as exc:
             self._send(job, _job_error(job.job_id, exc))
 
 
@@ -626,7 +626,7 @@ def _peek_tag(header_frame) -> str:
         header = msgpack.unpackb(header_frame.buffer, raw=False)
         tag = header.get("tag", "") if isinstance(header, dict) else ""
         return tag if isinstance(tag, str) else ""
-    except Exception:  # noqa: BLE001 - garbage has no tag
+    except Exception:
         return ""
 
 
@@ -636,7 +636,7 @@ def _job_error(job_id: str, exc: Exception) -> P.Error:
             import torch
 
             torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         log.warning("job %s: out of memory: %s", job_id, exc)
         return P.Error(code="oom", message=f"out of memory: {exc}"[:2000], job_id=job_id)
@@ -656,7 +656,7 @@ def _is_oom(exc: Exception) -> bool:
 
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 

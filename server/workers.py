@@ -51,10 +51,10 @@ class Executor(abc.ABC):
     backends: list[str]
     device_name: str = ""
 
-    def start(self) -> "Executor":
+    def start(self) -> Executor:
         return self
 
-    def stop(self) -> None:
+    def stop(self) -> None:  # noqa: B027 (optional hook: executors without resources keep this)
         pass
 
     def choose(self, key: str, idle: list[Slot], spread: bool = False) -> list[Slot]:

@@ -16,8 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from blender_addon.core import axes, camera, frames, motion_io, png, rig  # noqa: E402
-from blender_addon.vendor import rotations as rot  # noqa: E402  (the add-on uses the vendored ones)
 from blender_addon.core.smplh import JOINT_NAMES, PARENTS  # noqa: E402
+from blender_addon.vendor import rotations as rot  # noqa: E402  (the add-on uses the vendored ones)
 
 CORE = ROOT / "blender_addon" / "core"
 

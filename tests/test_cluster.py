@@ -13,13 +13,13 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from test_server import codes_request, expected_preview, png  # noqa: E402
+
 from mimo.pipeline.character import prepare_character as decode_character  # noqa: E402
 from server import protocol as P  # noqa: E402
 from server.client import Client  # noqa: E402
 from server.cluster import RayExecutor, cluster_status, format_rows  # noqa: E402
 from server.core import Server  # noqa: E402
-
-from test_server import codes_request, expected_preview, png  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_concurrent_jobs_of_several_clients_all_complete_in_order(cluster):
                     events = []
                     frames, _ = c.generate(req, on_event=events.append, credit=2)
                     results[(k, j)] = (req, frames, [e.index for e in events if isinstance(e, P.Frame)])
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(3)]
@@ -167,7 +167,7 @@ def test_killing_a_worker_mid_job_fails_only_that_job(cluster):
         def run_b():
             try:
                 other["frames"], _ = b.generate(req, credit=2)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 other["error"] = exc
             done.set()
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from mimo.body import load_body
-from mimo.codes import FRONT_VIEW, auto_camera, default_code_table, remove_hands, render_codes
-from mimo.codes import opengl
+from mimo.codes import FRONT_VIEW, auto_camera, default_code_table, opengl, remove_hands, render_codes
 
 
 @pytest.fixture(scope="module")

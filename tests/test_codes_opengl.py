@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimo.codes import FRONT_VIEW, official_intrinsics, quantize, render_codes
-from mimo.codes import opengl
+from mimo.codes import FRONT_VIEW, official_intrinsics, opengl, quantize, render_codes
 from mimo.codes.shapes import figure
 
 if not opengl.available():

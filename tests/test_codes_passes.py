@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mimo.body import load_body
-from mimo.codes.render import auto_camera_track
 from mimo.codes.keypoints import BODY_25
 from mimo.codes.passes import render_passes
+from mimo.codes.render import auto_camera_track
 from mimo.motion import load_npz
 
 WALK = "examples/motions/walk.npz"

@@ -273,7 +273,8 @@ def brute_force(P, faces, colors, K, w, h, near=0.05):
     return col, best, ambiguous
 
 
-from hypothesis import example, given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 
 @settings(max_examples=25, deadline=None)

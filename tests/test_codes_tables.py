@@ -7,8 +7,17 @@ import pickle
 import numpy as np
 import pytest
 
-from mimo.codes import (FRONT_VIEW, auto_camera, default_code_table, load_sdc_table, official_camera,
-                        official_intrinsics, quantize, remove_faces, remove_hands)
+from mimo.codes import (
+    FRONT_VIEW,
+    auto_camera,
+    default_code_table,
+    load_sdc_table,
+    official_camera,
+    official_intrinsics,
+    quantize,
+    remove_faces,
+    remove_hands,
+)
 
 
 def test_default_table_normalises_each_axis():

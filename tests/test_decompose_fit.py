@@ -15,7 +15,6 @@ from mimo.decompose.fit import FitOptions, depth_points, fit_clip, to_motion
 from mimo.decompose.skeleton import BodyRig, body_keypoints, keypoint_sources
 from mimo.motion import CameraTrack, MotionClip
 
-
 WALK = Path(__file__).parents[1] / "examples" / "motions" / "walk.npz"
 FRAMES, W, H = 12, 256, 256
 UP = np.array([0.0, 1.0, 0.0])

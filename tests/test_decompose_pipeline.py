@@ -54,8 +54,9 @@ def test_the_template_generates_with_the_preview_backend(decomposed, tmp_path):
 def test_fit_scene_and_occlusion_match_the_synthetic_truth(decomposed):
     out, obs, _ = decomposed
     motion, camera = load_npz(out / "motion.npz")
-    from mimo.body import load_body
     import torch
+
+    from mimo.body import load_body
 
     body = load_body("open")
     p = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in motion.bodies[0].params().items()}

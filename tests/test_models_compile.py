@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers.models.resnet import ResnetBlock2D
+from test_models_math import randomise
 
 from mimo.models import TINY_UNET, DenoisingUNet, ReferenceUNet
 from mimo.models.blocks import ResnetBlock, TemporalAttention, attention
 from mimo.models.compile import BLOCK_TYPES, can_compile, compile_blocks, is_compiled, run_compiled, uncompile_blocks
-from test_models_math import randomise
 
 
 @pytest.mark.parametrize("cin,cout", [(16, 16), (16, 24)])

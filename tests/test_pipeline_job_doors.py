@@ -127,9 +127,8 @@ def test_a_hand_without_a_pose_is_left_out_on_both_doors(tmp_path):
 
 def test_the_servers_max_frames_is_the_jobs_max_frames():
     """Drift: ``mimo-server --max-frames 5000`` passed the wire check, then the job refused at 2000."""
-    from server.core import Server
-
     from mimo.pipeline.backends import load_backend
+    from server.core import Server
 
     codes = np.zeros((2001, 8, 8, 3), np.uint8)
     req = P.GenerateRequest(character=_character_png(), codes=codes, width=8, height=8)
@@ -200,9 +199,8 @@ def test_job_errors_reach_the_client_field_without_parsing_text():
 
 def test_modes_come_from_the_presets_everywhere():
     from mimo.cli import build_parser
-    from server.core import Server
-
     from mimo.pipeline.backends import load_backend
+    from server.core import Server
 
     gen = build_parser()._subparsers._group_actions[0].choices["generate"]
     mode = next(a for a in gen._actions if a.dest == "mode")

@@ -9,7 +9,6 @@ from mimo.pipeline.composite import composite_clips, feather_mask, paste_frame
 from mimo.pipeline.roi import RoiClip, crop_character, frame_box, human_mask, pad_square, roi_clips
 from mimo.pipeline.schedule import context_windows, ddim_step_reference, make_scheduler
 
-
 # --- scheduler -------------------------------------------------------------------------------
 
 def test_scheduler_figures_of_the_spec():

@@ -111,7 +111,6 @@ def test_turned_z_up_centimetre_source():
 
 def test_scaling_by_leg_length_keeps_feet_on_the_floor():
     big = REST * 1.5
-    pose = np.zeros((1, 52, 3))
     floor = REST[:, 1].min()
     src = SourceSkeleton(SMPLH_JOINTS, PARENTS, big - [0, 1.5 * floor, 0],
                          np.broadcast_to(np.eye(3), (1, 52, 3, 3)).copy(),

@@ -14,6 +14,8 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from test_protocol_fuzz import _seed_messages, _structured_inputs
+from test_server import ROOT, codes_request, png
 
 from mimo.errors import FieldError
 from mimo.pipeline.backends import load_backend
@@ -21,9 +23,6 @@ from server import cli
 from server import protocol as P
 from server.client import Client, MimoClientError
 from server.core import Server, _job_error
-
-from test_protocol_fuzz import _seed_messages, _structured_inputs
-from test_server import ROOT, codes_request, png
 
 
 def _server(**kw) -> Server:

@@ -117,7 +117,7 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
             try:
                 for fraction, status in self._steps:
                     STATE.update(fraction=fraction, status=status)
-            except Exception as exc:  # noqa: BLE001 - whatever it was, the run ends and says so
+            except Exception as exc:
                 return self._end(context, exc)
             return self._end(context)
         wm = context.window_manager
@@ -139,7 +139,7 @@ class MIMO_OT_make_dataset(bpy.types.Operator):
             fraction, status = next(self._steps)
         except StopIteration:
             return self._end(context)
-        except Exception as exc:  # noqa: BLE001 - whatever it was, the run ends and says so
+        except Exception as exc:
             return self._end(context, exc)
         STATE.update(fraction=fraction, status=status)
         context.window_manager.progress_update(int(1000 * fraction))

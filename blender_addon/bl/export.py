@@ -31,8 +31,8 @@ import numpy as np
 
 from ..core import axes
 from ..core.frames import frame_path
-from ..vendor.keypoints import openpose_frame
 from ..core.png import write_png
+from ..vendor.keypoints import openpose_frame
 
 
 def _joints(scene: bpy.types.Scene, rigs: list, frames: list[int]) -> list[list[dict]]:

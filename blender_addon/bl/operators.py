@@ -5,14 +5,13 @@ import os
 
 import bpy
 import numpy as np
-from mathutils import Vector
 from bpy.props import EnumProperty, StringProperty
+from mathutils import Vector
 
 from ..core.errors import AddonError
 from ..core.frames import FrameRange, new_job_dir
 from ..core.request import GenerateSettings, build_request, is_loopback
 from . import prefs, props, rig_builder
-
 
 #: custom property of a rig placed by Add Body: height (m) of its origin above its floor
 FLOOR_KEY = "mimo_floor_offset"

@@ -47,7 +47,7 @@ class MIMO_AP_preferences(bpy.types.AddonPreferences):
             self.layout.label(text=f"Empty: {default_output_dir()}")
 
 
-def preferences() -> "MIMO_AP_preferences | None":
+def preferences() -> MIMO_AP_preferences | None:
     addon = bpy.context.preferences.addons.get(ADDON_ID)
     return addon.preferences if addon is not None else None
 

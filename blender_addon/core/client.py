@@ -38,7 +38,7 @@ class JobClient:
                  cancel_grace_s: float = 2.0, client_name: str = "blender"):
         self.address, self.request, self.job_dir = address, request, job_dir
         self.timeout, self.cancel_grace_s, self.client_name = timeout, cancel_grace_s, client_name
-        self.events: "queue.Queue[Event]" = queue.Queue()
+        self.events: queue.Queue[Event] = queue.Queue()
         self.job_id = ""
         self._cancel = threading.Event()
         self._client = None
@@ -50,7 +50,7 @@ class JobClient:
         self.files: list[str] = []
         self.finished = threading.Event()
 
-    def start(self) -> "JobClient":
+    def start(self) -> JobClient:
         self._thread.start()
         return self
 

@@ -34,7 +34,7 @@ class CompositeClient:
         self.address, self.requests, self.job_dir, self.masks = address, requests, job_dir, np.asarray(masks)
         self.timeout, self.cancel_grace_s = timeout, cancel_grace_s
         self.request = requests[0]
-        self.events: "queue.Queue[Event]" = queue.Queue()
+        self.events: queue.Queue[Event] = queue.Queue()
         self.files: list[str] = []
         self.job_id = ""
         self._cancel = threading.Event()
@@ -43,7 +43,7 @@ class CompositeClient:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mimo-composite", daemon=True)
 
-    def start(self) -> "CompositeClient":
+    def start(self) -> CompositeClient:
         self._thread.start()
         return self
 

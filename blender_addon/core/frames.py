@@ -29,7 +29,7 @@ class FrameRange:
 
     @classmethod
     def from_scene_values(cls, frame_start: int, frame_end: int, frame_step: int, fps: int,
-                          fps_base: float) -> "FrameRange":
+                          fps_base: float) -> FrameRange:
         return cls(int(frame_start), int(frame_end), int(frame_step), fps / fps_base / max(1, frame_step))
 
     @property

@@ -69,7 +69,7 @@ def read_bvh(path: str | os.PathLike) -> BVH:
     Shapes:
         -> BVH with offsets (N, 3), motion (F, C)
     """
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read()
     return parse_bvh(text, source=os.fspath(path))
 

@@ -26,14 +26,32 @@ import logging
 import os
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import zmq
 
 from .protocol import (
-    Accepted, Cancel, Capabilities, Credit, Done, Error, Frame, GenerateRequest, Heartbeat, Hello,
-    Preview, Progress, ProtocolError, Status, StatusReply, Submit, decode, encode, validate_request)
+    Accepted,
+    Cancel,
+    Capabilities,
+    Credit,
+    Done,
+    Error,
+    Frame,
+    GenerateRequest,
+    Heartbeat,
+    Hello,
+    Preview,
+    Progress,
+    ProtocolError,
+    Status,
+    StatusReply,
+    Submit,
+    decode,
+    encode,
+    validate_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +272,7 @@ class Client:
         with self._lock:
             self._sock.close(linger=0)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -103,7 +103,7 @@ class ProtocolError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.code, self.message, self.field = code, message, field
 
-    def to_error(self, job_id: str = "") -> "Error":
+    def to_error(self, job_id: str = "") -> Error:
         return Error(code=self.code, message=self.message, field=self.field, job_id=job_id)
 
 

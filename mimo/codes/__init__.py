@@ -7,8 +7,8 @@ tables (:func:`default_code_table`, :func:`load_sdc_table`, :func:`remove_hands`
 camera (:func:`official_camera`).
 """
 from mimo.codes.camera import FRONT_VIEW, auto_camera, official_camera, official_intrinsics
-from mimo.codes.render import auto_camera_track, render_clip
 from mimo.codes.raster import DEFAULT_NEAR, concat_meshes, render_codes
+from mimo.codes.render import auto_camera_track, render_clip
 from mimo.codes.tables import default_code_table, load_sdc_table, quantize, remove_faces, remove_hands
 
 __all__ = [

@@ -16,8 +16,17 @@ import argparse
 import logging
 import sys
 
-from mimo.cli_errors import (NPZ, UsageError, argument, check_device, frames_type, input_file, output_path,
-                             save_frames, size_type)
+from mimo.cli_errors import (
+    NPZ,
+    UsageError,
+    argument,
+    check_device,
+    frames_type,
+    input_file,
+    output_path,
+    save_frames,
+    size_type,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_SIZE = (784, 784)

@@ -24,8 +24,10 @@ def available() -> bool:
     if os.environ["PYOPENGL_PLATFORM"] != "osmesa":
         return False
     try:
-        from OpenGL import osmesa  # noqa: F401
-        from OpenGL import GL  # noqa: F401
+        from OpenGL import (
+            GL,  # noqa: F401
+            osmesa,  # noqa: F401
+        )
     except Exception:  # ImportError, or OpenGL's own errors when libOSMesa is missing
         return False
     return True

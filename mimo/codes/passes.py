@@ -10,13 +10,13 @@ are the bodies' vertex normals interpolated across each triangle, carried throug
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from mimo.codes.render import FRAMES_PER_CHUNK, _camera_arrays, _per_body
 from mimo.codes.raster import render_codes
+from mimo.codes.render import FRAMES_PER_CHUNK, _camera_arrays, _per_body
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

@@ -6,14 +6,15 @@ Errors name the clip's parts as the wire request does (``bodies[0].betas``, ``ca
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from mimo.codes.camera import auto_camera, official_camera
 from mimo.codes.raster import render_codes
-from mimo.codes.tables import default_code_table, remove_hands as _remove_hands
+from mimo.codes.tables import default_code_table
+from mimo.codes.tables import remove_hands as _remove_hands
 from mimo.errors import FieldError
 
 FRAMES_PER_CHUNK = 64

@@ -58,7 +58,7 @@ def _load_npy_object(path: Path):
             shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
         else:
             shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        if dtype != object:
+        if not dtype.hasobject:
             fh.seek(0)
             return np.load(fh)
         obj = _NumpyOnlyUnpickler(io.BytesIO(fh.read()), encoding="latin1").load()

@@ -122,7 +122,7 @@ def read_clip(folder: str | Path, mmap: bool = True) -> Clip:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ClipError(f"{meta_path}: expected \"format\": \"{FORMAT}\"")
     arrays = {}
-    for name, ndim in ARRAYS.items():
+    for name in ARRAYS:
         path = folder / f"{name}.npy"
         if not path.is_file():
             if name == "occlusion":
@@ -152,7 +152,7 @@ def _read_png(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB")).copy()
     except FileNotFoundError:
         raise ClipError(f"{path}: missing (listed in meta.json characters)") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt files
+    except Exception as exc:
         raise ClipError(f"{path}: not a readable image ({type(exc).__name__})") from None
 
 

@@ -27,7 +27,7 @@ CameraTrack (world-to-camera R, t), the motion a MotionClip.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -393,7 +393,8 @@ def to_motion(body, fit: FitResult, fps: float, width: int, height: int):
     Shapes: -> MotionClip (F frames), CameraTrack (F frames, K of ``fit``)
     """
     from mimo.motion import BodyTrack, CameraTrack, MotionClip
-    from mimo.motion.rotations import axis_angle_to_matrix as aa2m, matrix_to_axis_angle
+    from mimo.motion.rotations import axis_angle_to_matrix as aa2m
+    from mimo.motion.rotations import matrix_to_axis_angle
 
     C, c0 = fit.world_from_camera[:, :3], fit.world_from_camera[:, 3]
     betas = fit.betas

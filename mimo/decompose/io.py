@@ -2,8 +2,8 @@
 chunks (twice if a stage needs all frames first) and written frame by frame."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

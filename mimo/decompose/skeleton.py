@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
 COCO17 = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",

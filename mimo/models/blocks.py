@@ -111,11 +111,11 @@ class ReferenceBank:
 
     tensors: dict[str, torch.Tensor]
 
-    def to(self, *args, **kwargs) -> "ReferenceBank":
+    def to(self, *args, **kwargs) -> ReferenceBank:
         """Cast/move every tensor (the official pipeline casts the bank to fp16)."""
         return ReferenceBank({k: v.to(*args, **kwargs) for k, v in self.tensors.items()})
 
-    def select_rows(self, index: torch.Tensor | list[int]) -> "ReferenceBank":
+    def select_rows(self, index: torch.Tensor | list[int]) -> ReferenceBank:
         """A bank whose row ``i`` is this bank's row ``index[i]`` (to lay out batched windows).
 
         Shapes:

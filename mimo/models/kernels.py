@@ -27,7 +27,7 @@ BACKENDS = {"sdpa": None, "fa3": ("fa3_fwd_interface", "fa3-fwd"), "fa4": ("flas
 MAX_HEAD_DIM = 256
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _module(name: str):
     module, _ = BACKENDS[name]
     return importlib.import_module(module)

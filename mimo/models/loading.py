@@ -60,7 +60,7 @@ _MAX_LISTED = 25
 class WeightsError(ValueError):
     """A weights folder that cannot be loaded strictly; ``report`` lists every problem."""
 
-    def __init__(self, report: "WeightsReport"):
+    def __init__(self, report: WeightsReport):
         self.report = report
         lines = report.problems[:_MAX_LISTED]
         more = len(report.problems) - len(lines)
@@ -150,7 +150,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             if "mmap" not in str(e):
                 raise
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+    except Exception as e:
         raise ValueError(f"{path}: cannot be read as a weights_only torch file ({_torch_load_reason(e)})") from e
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         keys = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
@@ -319,7 +319,7 @@ def _plan(weights_dir: str | Path) -> tuple[WeightsReport, dict]:
             continue
         try:
             net = build(cfg)
-        except Exception as e:  # noqa: BLE001 - config errors from diffusers/transformers
+        except Exception as e:
             report.problems.append(f"{LAYOUT[cfg_key]}: cannot build the network ({e})")
             continue
         plan[cfg_key] = cfg

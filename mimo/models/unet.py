@@ -18,8 +18,17 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
-from .blocks import (DeepCacheSlot, MotionModule, ReferenceBank, RefContext, ResnetBlock,
-                     SpatialTransformer, TransformerBlock, active_chunk_tokens, row_runs)
+from .blocks import (
+    DeepCacheSlot,
+    MotionModule,
+    RefContext,
+    ReferenceBank,
+    ResnetBlock,
+    SpatialTransformer,
+    TransformerBlock,
+    active_chunk_tokens,
+    row_runs,
+)
 from .config import DENOISING_IN_CHANNELS, POSE_GUIDER_CHANNELS, UNetConfig
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mimo.cli_errors import (NPZ, UsageError, argument, frames_type, input_file, output_path, positive_float,
-                             size_type)
+from mimo.cli_errors import NPZ, UsageError, argument, frames_type, input_file, output_path, positive_float, size_type
 
 KINDS = ("auto", "clip", "amass", "hmr2", "bvh")
 PRESETS = ("mixamo", "rigify", "cmu_bvh", "smpl")

@@ -94,7 +94,7 @@ class BodyTrack:
     def num_frames(self) -> int:
         return int(np.shape(self.global_orient)[0])
 
-    def validate(self, prefix: str = "body") -> "BodyTrack":
+    def validate(self, prefix: str = "body") -> BodyTrack:
         """Check and normalise (float64) every field in place; returns self."""
         if self.model not in BODY_MODELS:
             raise ValueError(f"{prefix}.model: expected one of {BODY_MODELS}, got {self.model!r}")
@@ -152,7 +152,7 @@ class MotionClip:
         """Seconds from the first to the last frame."""
         return (self.num_frames - 1) / self.fps
 
-    def validate(self) -> "MotionClip":
+    def validate(self) -> MotionClip:
         fps = float(np.asarray(self.fps))
         if not (np.isfinite(fps) and 0 < fps <= 1000):
             raise ValueError(f"fps: expected a number in (0, 1000], got {self.fps!r}")
@@ -166,17 +166,17 @@ class MotionClip:
                                  f"frames like body0, got {body.num_frames}")
         return self
 
-    def save(self, path: str | os.PathLike, camera: "CameraTrack | None" = None) -> None:
+    def save(self, path: str | os.PathLike, camera: CameraTrack | None = None) -> None:
         save_npz(path, clip=self, camera=camera)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MotionClip":
+    def load(cls, path: str | os.PathLike) -> MotionClip:
         clip, _ = load_npz(path)
         if clip is None:
             raise ValueError(f"path: {os.fspath(path)} holds no motion clip (no 'clip.*' keys)")
         return clip
 
-    def resample(self, fps: float) -> "MotionClip":
+    def resample(self, fps: float) -> MotionClip:
         """Resample to ``fps``: rotations by slerp, translations linearly, over the same duration
         (frames at k / fps for k = 0, 1, ... while within the clip); betas are kept.
 
@@ -217,7 +217,7 @@ class CameraTrack:
     def num_frames(self) -> int:
         return int(np.shape(self.K)[0])
 
-    def validate(self) -> "CameraTrack":
+    def validate(self) -> CameraTrack:
         self.K = _arr("camera.K", self.K, (None, 3, 3))
         F = self.num_frames
         if F < 1:
@@ -244,7 +244,7 @@ class CameraTrack:
 
     @classmethod
     def static(cls, K, R, t, width: int, height: int, num_frames: int, fps: float = 30.0
-               ) -> "CameraTrack":
+               ) -> CameraTrack:
         """One camera repeated over ``num_frames``.
 
         Shapes:
@@ -255,7 +255,7 @@ class CameraTrack:
 
     @classmethod
     def look_at(cls, eye, target, width: int, height: int, num_frames: int = 1,
-                fov_y_deg: float = 40.0, up=(0.0, 1.0, 0.0), fps: float = 30.0) -> "CameraTrack":
+                fov_y_deg: float = 40.0, up=(0.0, 1.0, 0.0), fps: float = 30.0) -> CameraTrack:
         """A static camera at ``eye`` looking at ``target`` (world Y up), square pixels,
         principal point at the image centre (W/2, H/2).
 
@@ -289,13 +289,13 @@ class CameraTrack:
         save_npz(path, camera=self)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CameraTrack":
+    def load(cls, path: str | os.PathLike) -> CameraTrack:
         _, camera = load_npz(path)
         if camera is None:
             raise ValueError(f"path: {os.fspath(path)} holds no camera track (no 'camera.*' keys)")
         return camera
 
-    def resample(self, fps: float) -> "CameraTrack":
+    def resample(self, fps: float) -> CameraTrack:
         """Rotations by slerp, translations and intrinsics linearly.
 
         Shapes:

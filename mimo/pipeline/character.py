@@ -81,5 +81,5 @@ def _decode(source, field: str, mode: str = "RGBA") -> tuple[np.ndarray, bool]:
         raise
     except FileNotFoundError:
         raise FieldError(field, f"file {os.fspath(source)!r} not found") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt data
+    except Exception as exc:
         raise FieldError(field, f"not a decodable image ({type(exc).__name__}: {exc})") from None

@@ -12,12 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-from mimo.cli_errors import (CommandFailed, UsageError, argument, check_device, input_file, int_range,
-                             output_path, positive_float, save_frames, size_type)
+from mimo.cli_errors import (
+    CommandFailed,
+    UsageError,
+    argument,
+    check_device,
+    input_file,
+    int_range,
+    output_path,
+    positive_float,
+    save_frames,
+    size_type,
+)
 from mimo.codes.cli import add_motion_arguments, choose_camera, load_body_arg, load_motion
 
-from .presets import PRESETS, preset
 from .prepare import ROI_SIZE
+from .presets import PRESETS, preset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

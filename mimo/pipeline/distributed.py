@@ -34,7 +34,7 @@ import datetime
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -7,7 +7,7 @@ bank written from [zeros; CLIP] rows and rounded to fp16, window sums and averag
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -32,7 +32,7 @@ this is fast mode; implemented in :mod:`mimo.pipeline.shortcuts` and :mod:`mimo.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -116,7 +116,7 @@ class FastSchedule(Schedule):
             bank = pool_bank(bank, ref_latent.shape[-2:], self.shortcuts.kv_pool)
         return bank
 
-    def pose(self, pipe, codes, width, height) -> "FeatureStore":
+    def pose(self, pipe, codes, width, height) -> FeatureStore:
         store = FeatureStore(len(codes), (pipe.pose_guider.embedding_channels, height // 8, width // 8),
                              pipe.dtype, pipe.device)
         encode_pose(pipe, frame_chunks(codes, width, height, False, 16), store)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class JobLimits:
     max_side: int = 2048
 
     @classmethod
-    def from_mapping(cls, limits: dict | None) -> "JobLimits":
+    def from_mapping(cls, limits: dict | None) -> JobLimits:
         """The fields of this class found in ``limits`` (e.g. a server's limit table)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: int(v) for k, v in (limits or {}).items() if k in names})

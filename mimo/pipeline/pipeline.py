@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -113,7 +113,7 @@ class MimoPipeline:
     @classmethod
     def from_pretrained(cls, weights_dir: str | Path, device: str | torch.device | None = None,
                         dtype: str | torch.dtype | None = None, compile: bool | None = None,
-                        compile_vae: bool = True, low_memory: bool = False) -> "MimoPipeline":
+                        compile_vae: bool = True, low_memory: bool = False) -> MimoPipeline:
         """Load every network from a weights folder in the official layout (strict, loud on gaps).
 
         compile: compile the denoising UNet's blocks (:meth:`compile_blocks`); None = where it can
@@ -282,7 +282,7 @@ class MimoPipeline:
         context_frames: int | None = None,
         context_overlap: int | None = None,
         mode: str | Preset = "exact",
-        callback_on_step_end: Callable[["MimoPipeline", int, int, dict], None] | None = None,
+        callback_on_step_end: Callable[[MimoPipeline, int, int, dict], None] | None = None,
         frame_callback: Callable[[int, np.ndarray], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         windows_per_call: int | None = None,

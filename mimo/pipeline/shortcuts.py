@@ -66,7 +66,7 @@ class FeatureCache:
         self.interval = interval
         self.slots: dict[object, tuple[bool, DeepCacheSlot]] = {}  # per window group (and CFG half)
 
-    def mode(self, step: int, guided: bool) -> "_StepCache | None":
+    def mode(self, step: int, guided: bool) -> _StepCache | None:
         """What the UNet calls of ``step`` do (None: reuse is off)."""
         return None if self.interval <= 1 else _StepCache(self, step % self.interval == 0, guided)
 

@@ -8,7 +8,8 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from blender_addon.core import axes, camera as cam
+from blender_addon.core import axes
+from blender_addon.core import camera as cam
 
 CASES = [  # res_x, res_y, percentage, fit, sensor (w, h), shift (x, y), pixel aspect (x, y), lens
     (1920, 1080, 100, "AUTO", (36, 24), (0.0, 0.0), (1, 1), 50),

@@ -7,7 +7,6 @@ import os
 
 import bpy
 import numpy as np
-
 from shot_helpers import _pump, _strips, addon_timers
 
 

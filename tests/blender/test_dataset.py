@@ -17,7 +17,6 @@ import subprocess
 import bpy
 import numpy as np
 import pytest
-
 from shot_helpers import ROOT
 
 LIB_PYTHON = ROOT / ".venv" / "bin" / "python"  # torch + mimo: the project's main venv

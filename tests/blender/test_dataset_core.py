@@ -9,7 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from blender_addon.core import axes, camera as cam
+from blender_addon.core import axes
+from blender_addon.core import camera as cam
 from blender_addon.core import dataset as ds
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from blender_addon.core import axes, rig as rigmath
-from blender_addon.vendor import rotations as rot
+from blender_addon.core import axes
+from blender_addon.core import rig as rigmath
 from blender_addon.core.smplh import JOINT_NAMES, PARENTS
+from blender_addon.vendor import rotations as rot
 
 
 def _shot(tmp_path):

@@ -7,7 +7,8 @@ import os
 import bpy
 import numpy as np
 
-from blender_addon.core import axes, camera as cam
+from blender_addon.core import axes
+from blender_addon.core import camera as cam
 
 
 def _scene(tmp_path):

@@ -11,7 +11,6 @@ import time
 import bpy
 import numpy as np
 import pytest
-
 from shot_helpers import _pump, _shot, _strips, addon_timers
 
 
@@ -190,7 +189,7 @@ def test_generate_with_scene_plate_and_occlusion(addon, server, tmp_path):
 def test_remote_server_needs_online_access(addon, tmp_path):
     if bpy.app.online_access:
         pytest.skip("online access is on in this Blender")
-    scene = _shot(tmp_path, "tcp://10.255.255.1:5555", frames=2)
+    _shot(tmp_path, "tcp://10.255.255.1:5555", frames=2)
     with pytest.raises(RuntimeError, match="online access"):
         bpy.ops.mimo.generate()
     with pytest.raises(RuntimeError, match="online access"):

@@ -13,7 +13,6 @@ import time
 
 import bpy
 import pytest
-
 from shot_helpers import SERVER, _pump, _shot, _strips, addon_timers
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from blender_addon.core import axes, camera as cam
+from blender_addon.core import axes
+from blender_addon.core import camera as cam
 
 
 def _scene_with_body_and_box(box_y):
-    from blender_addon.bl import rig_builder
     from blender_addon.bl.camera import camera_track
 
     scene = bpy.context.scene

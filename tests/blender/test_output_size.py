@@ -6,7 +6,8 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.core import axes, camera as cam
+from blender_addon.core import axes
+from blender_addon.core import camera as cam
 
 
 def _scene(tmp_path):

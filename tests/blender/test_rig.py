@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from blender_addon.core import axes
-from blender_addon.vendor import rotations as rot
 from blender_addon.core.smplh import JOINT_NAMES, PARENTS
+from blender_addon.vendor import rotations as rot
 
 
 def _lbs_wire(arr, aa, transl, betas=None):
@@ -25,11 +25,10 @@ def _lbs_wire(arr, aa, transl, betas=None):
         R = rot.axis_angle_to_matrix(aa[f])
         G = [None] * len(PARENTS)
         T = np.zeros((len(PARENTS), 3, 4))
+        Gpos = {}
         for j, p in enumerate(PARENTS):
             G[j] = R[j] if p < 0 else G[p] @ R[j]
             pos = j0[j] if p < 0 else Gpos[p] + G[p] @ (j0[j] - j0[p])
-            if p < 0:
-                Gpos = {}
             Gpos[j] = pos
             T[j, :, :3] = G[j]
             T[j, :, 3] = pos - G[j] @ j0[j]
