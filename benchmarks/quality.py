@@ -67,9 +67,11 @@ from mimo.data.synth import synth_dataset  # noqa: E402
 from mimo.pipeline.pipeline import MimoPipeline  # noqa: E402
 from mimo.train.trainer import TrainConfig, train  # noqa: E402
 
-STAGES = (("vae", 0.20, dict(lr=2e-4, batch=16, frames=1)),
-          ("image", 0.45, dict(lr=1e-4, batch=16, frames=1, train_image_encoder=True)),
-          ("motion", 0.35, dict(lr=1e-4, batch=4, frames=16)))
+#: (stage, share of the training time, settings). Batches are prepared on the GPU (``preload``).
+STAGES = (("vae", 0.20, dict(lr=3e-4, batch=32, frames=1)),
+          ("image", 0.55, dict(lr=2e-4, batch=64, frames=1, warmup=100, train_image_encoder=True)),
+          ("motion", 0.25, dict(lr=1e-4, batch=8, frames=16, warmup=50)))
+EVALS = ("trained", "untrained", "trivial", "fast", "steps10", "steps5", "window32")
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:
@@ -192,23 +194,57 @@ def make_split(out: Path, split: str, clips: int, args) -> None:
     shutil.rmtree(tmp)
 
 
+def export_fp16(src: Path, dst: Path) -> Path:
+    """The weights folder ``src`` again in float16 (official layout, what ships as
+    ``examples/tiny_mimo``)."""
+    from mimo.models import load_mimo
+    from mimo.models.tiny import write_official_layout
+
+    m = load_mimo(src)
+    half = lambda net: {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}  # noqa: E731
+    return write_official_layout(dst, half(m.denoising_unet), half(m.reference_unet), half(m.pose_guider),
+                                 half(m.vae), half(m.image_encoder), m.unet_config, m.vae_config,
+                                 m.image_encoder_config)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/yardstick")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--minutes", type=float, default=12.0, help="training time, all stages")
+    p.add_argument("--minutes", type=float, default=9.0, help="training time, all stages")
+    p.add_argument("--fit-in", type=float, metavar="MIN",
+                   help="instead of --minutes: train for what is left of MIN minutes after making the "
+                        "datasets, keeping --eval-reserve minutes for the evaluation")
+    p.add_argument("--eval-reserve", type=float, default=1.5, help="minutes kept for --fit-in's evaluation")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--frames", type=int, default=48)
-    p.add_argument("--train-clips", type=int, default=96)
+    p.add_argument("--train-clips", type=int, default=64)
     p.add_argument("--test-clips", type=int, default=8)
     p.add_argument("--eval-frames", type=int, default=48)
+    p.add_argument("--widths", default="32,48,56,56",
+                   help="UNet block widths of the tiny MIMO (default: ~18 MB in fp16)")
+    p.add_argument("--batches", help="batch sizes of the three stages, e.g. 2,2,1 for a CPU smoke run "
+                                     f"(default {','.join(str(s[2]['batch']) for s in STAGES)})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=4, help="data loader processes")
+    p.add_argument("--no-preload", action="store_true",
+                   help="prepare items in data loader processes (MimoDataset) instead of on the device")
+    p.add_argument("--workers", type=int, default=4, help="data loader processes (with --no-preload)")
     p.add_argument("--synth-workers", type=int, default=8, help="processes making the datasets")
-    p.add_argument("--skip-ablations", action="store_true")
+    p.add_argument("--trained", help="evaluate this weights folder as the trained model (no training)")
+    p.add_argument("--evals", default=",".join(EVALS),
+                   help=f"what to measure, comma-separated from {','.join(EVALS)} (default: all)")
+    p.add_argument("--skip-ablations", action="store_true", help="only trained, untrained, trivial")
+    p.add_argument("--export", help="also write the trained weights in fp16 to this folder")
     p.add_argument("--stop-after", choices=[s[0] for s in STAGES],
                    help="end after this training stage (the same command later continues)")
     args = p.parse_args()
+    t_start = time.perf_counter()
+    evals = [e for e in args.evals.split(",") if e]
+    if args.skip_ablations:
+        evals = [e for e in evals if e in EVALS[:3]]
+    bad = [e for e in evals if e not in EVALS]
+    if bad:
+        p.error(f"--evals: unknown {bad[0]!r}; expected some of {','.join(EVALS)}")
     out = Path(args.out)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -216,30 +252,56 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for split, n in (("train", args.train_clips), ("test", args.test_clips)):
+        if split == "train" and args.trained:
+            continue
         if not (out / split).is_dir():
             make_split(out, split, n, args)
     report["synth_s"] = time.perf_counter() - t0
     print(f"[{name}] datasets ready in {report['synth_s']:.0f} s", flush=True)
+    if args.fit_in:
+        args.minutes = args.fit_in - args.eval_reserve - (time.perf_counter() - t_start) / 60
+        if args.minutes <= 0:
+            p.error(f"--fit-in {args.fit_in}: no time left to train after {time.perf_counter() - t_start:.0f} s")
+        print(f"[{name}] training for {args.minutes:.2f} min (--fit-in {args.fit_in})", flush=True)
 
-    weights = None
+    from mimo.models import make_tiny
+    from mimo.models.config import UNetConfig
+
+    widths = tuple(int(w) for w in args.widths.split(","))
+    init = out / "init"
+    if not (init / "denoising_unet.pth").is_file():
+        make_tiny(init, seed=args.seed, unet_config=UNetConfig(block_out_channels=widths, cross_attention_dim=32,
+                                                               norm_num_groups=8))
+    weights = args.trained
     report["training"] = {}
-    for stage, share, kw in STAGES:
-        run = out / stage
-        cfg = TrainConfig(data=str(out / "train"), out=str(run), stage=stage, weights=weights,
-                          size=args.size, steps=10**7, max_minutes=args.minutes * share,
-                          log_every=50, seed=args.seed, workers=args.workers, device=args.device,
-                          ema=0.0, **kw)
-        t = time.perf_counter()
-        if not (run / "final").is_dir():
-            train(cfg, log=lambda s: print(f"[{name}] {stage}: {s}", flush=True))
-        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-        last = [r for r in log if "loss" in r][-1]
-        report["training"][stage] = {"steps": last["step"], "loss": last["loss"],
-                                     "seconds": time.perf_counter() - t}
-        weights = str(run / "final")
-        if stage == args.stop_after:
-            print(f"[{name}] stopping after stage {stage} (--stop-after); run again to continue")
-            return
+    if weights is None:
+        weights = str(init)
+        batches = [int(b) for b in args.batches.split(",")] if args.batches else [s[2]["batch"] for s in STAGES]
+        for (stage, share, kw), batch in zip(STAGES, batches):
+            kw = {**kw, "batch": batch}
+            run = out / stage
+            cfg = TrainConfig(data=str(out / "train"), out=str(run), stage=stage, weights=weights,
+                              size=args.size, steps=10**7, max_minutes=args.minutes * share,
+                              log_every=100, seed=args.seed, workers=args.workers, device=args.device,
+                              preload=not args.no_preload, ema=0.0, **kw)
+            t = time.perf_counter()
+            if not (run / "final").is_dir():
+                train(cfg, log=lambda s: print(f"[{name}] {stage}: {s}", flush=True))
+            log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+            last = [r for r in log if "loss" in r][-1]
+            report["training"][stage] = {"steps": last["step"], "loss": last["loss"],
+                                         "seconds": time.perf_counter() - t,
+                                         "it_s": last["step"] / max(last["seconds"], 1e-9),
+                                         "batch": kw["batch"]}
+            print(f"[{name}] {stage}: {last['step']} steps of {kw['batch']} in {last['seconds']:.0f} s "
+                  f"({report['training'][stage]['it_s']:.1f} it/s)", flush=True)
+            weights = str(run / "final")
+            if stage == args.stop_after:
+                print(f"[{name}] stopping after stage {stage} (--stop-after); run again to continue")
+                return
+    if args.export:
+        export_fp16(Path(weights), Path(args.export))
+        print(f"[{name}] wrote {args.export} (fp16)", flush=True)
 
     windows = test_windows(out / "test", args.size, args.eval_frames, args.seed)
     results, pictures = {}, {}
@@ -252,35 +314,42 @@ def main() -> None:
         pictures[label] = outs[0]
         r = results[label]
         print(f"[{name}] {label:>22}: PSNR {r['psnr']:.2f} dB, body {r['psnr_body']:.2f} dB, "
-              f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f}", flush=True)
+              f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f} ({r['seconds']:.0f} s)",
+              flush=True)
 
-    evaluate("trained", weights)
-    evaluate("untrained", str(out / "vae" / "init"))
-    outs = [trivial(w) for w in windows]
-    results["trivial"] = score(windows, outs)
-    pictures["trivial"] = outs[0]
-    r = results["trivial"]
-    print(f"[{name}] {'trivial (paste)':>22}: PSNR {r['psnr']:.2f} dB, body {r['psnr_body']:.2f} dB, "
-          f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f}", flush=True)
-    if not args.skip_ablations:
-        evaluate("trained, fast mode", weights, mode="fast")
-        evaluate("trained, 10 steps", weights, steps=10)
-        evaluate("trained, 5 steps", weights, steps=5)
-        evaluate("trained, 32-frame win", weights, context=32)
-        base = results["trained"]
-        for label in [k for k in results if k.startswith("trained,")]:
-            d = results[label]["psnr"] - base["psnr"]
-            print(f"[{name}] {label}: {d:+.2f} dB whole frame, "
-                  f"{results[label]['psnr_body'] - base['psnr_body']:+.2f} dB body vs exact/25/24", flush=True)
+    if "trained" in evals or any(e in evals for e in EVALS[3:]):
+        evaluate("trained", weights)
+    if "untrained" in evals:
+        evaluate("untrained", str(init))
+    if "trivial" in evals:
+        outs = [trivial(w) for w in windows]
+        results["trivial"] = score(windows, outs)
+        pictures["trivial"] = outs[0]
+        r = results["trivial"]
+        print(f"[{name}] {'trivial (paste)':>22}: PSNR {r['psnr']:.2f} dB, body {r['psnr_body']:.2f} dB, "
+              f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f}", flush=True)
+    for key, label, kw in (("fast", "trained, fast mode", dict(mode="fast")),
+                           ("steps10", "trained, 10 steps", dict(steps=10)),
+                           ("steps5", "trained, 5 steps", dict(steps=5)),
+                           ("window32", "trained, 32-frame win", dict(context=32))):
+        if key in evals:
+            evaluate(label, weights, **kw)
+    base = results.get("trained")
+    for label in [k for k in results if k.startswith("trained,")]:
+        print(f"[{name}] {label}: {results[label]['psnr'] - base['psnr']:+.2f} dB whole frame, "
+              f"{results[label]['psnr_body'] - base['psnr_body']:+.2f} dB body, "
+              f"SSIM {results[label]['ssim'] - base['ssim']:+.3f} vs exact/25/24", flush=True)
     report["results"] = results
     (out / "quality.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     from PIL import Image
 
+    shown = [k for k in ("trained", "untrained", "trivial") if k in pictures]
     picks = np.linspace(0, len(windows[0]["truth"]) - 1, min(6, len(windows[0]["truth"]))).astype(int)
-    rows = [windows[0]["truth"]] + [pictures[k] for k in ("trained", "untrained", "trivial")]
+    rows = [windows[0]["truth"]] + [pictures[k] for k in shown]
     sheet = np.concatenate([np.concatenate(list(r[picks]), 1) for r in rows], 0)
     Image.fromarray(sheet).save(out / "quality.png")
-    print(f"[{name}] wrote {out / 'quality.json'} and {out / 'quality.png'}", flush=True)
+    print(f"[{name}] wrote {out / 'quality.json'} and {out / 'quality.png'} (rows: truth, "
+          f"{', '.join(shown)})", flush=True)
 
 
 if __name__ == "__main__":

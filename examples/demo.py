@@ -1,18 +1,22 @@
 """`make demo`: the product end to end on embedded defaults, no weights and no GPU needed.
 
-1. Starts `mimo-server` on 127.0.0.1 (a free port) with the preview backend, or the MIMO backend
-   when MIMO_WEIGHTS=DIR is set.
+1. Starts `mimo-server` on 127.0.0.1 (a free port) with the preview backend and, on the CPU, the
+   MIMO backend with the shipped tiny model (examples/tiny_mimo: a MIMO trained from scratch on
+   synthetic data, see its README); or only the MIMO backend when MIMO_WEIGHTS=DIR is set.
 2. Runs headless Blender (the `bpy` wheel) in its own process (examples/demo_blender.py): the
    add-on is installed from its built zip (dist/, built when missing or stale) into a temporary
    user folder; a scene (ground, a pillar that crosses in front of the body, a sun) gets the open
    body, the example walk (Import Motion), an animated camera and the example character; scene
    plate and occlusion are on; Generate streams the shot to the server and the frames come back
-   into the sequencer of demo_out/demo.blend.
+   into the sequencer of demo_out/demo.blend. With the tiny model, Generate runs a second time on
+   the MIMO backend (a few steps, small ROI crops): a real generation, a second strip.
 3. Renders the motion codes of exactly that request (its bodies and camera, saved as shot.npz)
    with `mimo codes`, and the example walk from the CLI alone with `mimo generate` (cli.mp4).
-4. Writes a contact sheet: motion codes / scene plate with the occlusion mask / returned frames.
+4. Writes a contact sheet: motion codes / scene plate with the occlusion mask / returned frames
+   (/ the tiny MIMO's frames).
 
     python examples/demo.py [--out DIR] [--size PX] [--frames N] [--step S] [--steps N]
+                            [--mimo-steps N] [--mimo-roi PX] [--no-mimo]
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+TINY_MIMO = EXAMPLES / "tiny_mimo"
 BIN = pathlib.Path(sys.executable).parent
 MARKER = ".mimo-demo-output"
 SERVER_START_S = 120  # loading MIMO weights can take a while; the preview backend starts in ~2 s
@@ -65,7 +70,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=0, help="first N frames of the walk (0: all 39)")
     p.add_argument("--step", type=int, default=1, help="generate every S-th scene frame")
     p.add_argument("--steps", type=int, default=25, help="sampling steps of the MIMO backend")
+    p.add_argument("--mimo-steps", type=int, default=4,
+                   help="sampling steps of the second Generate, on the tiny MIMO (default 4)")
+    p.add_argument("--mimo-roi", type=int, default=128,
+                   help="ROI crop side of that job (default 128, the tiny model's training size)")
+    p.add_argument("--no-mimo", action="store_true", help="skip the tiny MIMO's Generate")
     a = p.parse_args(argv)
+    if a.mimo_steps < 1:
+        p.error(f"--mimo-steps: expected at least 1, got {a.mimo_steps}")
+    if a.mimo_roi < 64 or a.mimo_roi % 8:
+        p.error(f"--mimo-roi: expected a multiple of 8, at least 64, got {a.mimo_roi}")
     if a.size < 16 or a.size % 8:
         p.error(f"--size: expected a multiple of 8, at least 16, got {a.size}")
     if a.frames < 0:
@@ -95,11 +109,15 @@ def addon_zip() -> pathlib.Path:
         raise SystemExit(f"demo: cannot build the add-on zip (`make addon` needs PyPI once): {exc}") from exc
 
 
-def start_server(backend: str, weights: str | None, log_path: pathlib.Path):
+def start_server(backends: list[str], weights: str | None, log_path: pathlib.Path, device: str | None = None):
     """mimo-server on 127.0.0.1, port chosen by the OS; returns (process, address)."""
-    cmd = [str(BIN / "mimo-server"), "serve", "--bind", "tcp://127.0.0.1:0", "--backend", backend]
+    cmd = [str(BIN / "mimo-server"), "serve", "--bind", "tcp://127.0.0.1:0"]
+    for backend in backends:
+        cmd += ["--backend", backend]
     if weights:
         cmd += ["--weights", weights]
+    if device:
+        cmd += ["--device", device]
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     first: list[str] = []  # "mimo-server listening on tcp://127.0.0.1:PORT"
@@ -115,7 +133,8 @@ def start_server(backend: str, weights: str | None, log_path: pathlib.Path):
     return proc, m.group(0)
 
 
-def run_blender(args, address: str, zpath: pathlib.Path, out: pathlib.Path, backend: str) -> dict:
+def run_blender(args, address: str, zpath: pathlib.Path, out: pathlib.Path, backend: str,
+                tiny: bool = False) -> dict:
     """examples/demo_blender.py in a fresh process with a throw-away Blender user folder."""
     with tempfile.TemporaryDirectory(prefix="mimo-demo-blender-") as res:
         env = {**os.environ, "BLENDER_USER_RESOURCES": res}
@@ -124,6 +143,8 @@ def run_blender(args, address: str, zpath: pathlib.Path, out: pathlib.Path, back
                "--out", str(out), "--size", str(args.size), "--frames", str(args.frames),
                "--step", str(args.step), "--steps", str(args.steps), "--backend", backend,
                "--timeout", "7200" if backend == "mimo" else "900"]  # MIMO on a CPU takes long
+        if tiny:
+            cmd += ["--mimo-steps", str(args.mimo_steps), "--mimo-roi", str(args.mimo_roi)]
         with open(out / "blender.log", "w") as log:
             proc = subprocess.Popen(cmd, env=env, cwd=str(out), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
@@ -189,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     st = Stages()
     weights = os.environ.get("MIMO_WEIGHTS")
     backend = "mimo" if weights else "preview"
+    tiny = not weights and not args.no_mimo and (TINY_MIMO / "denoising_unet.pth").is_file()
     out = pathlib.Path(args.out).resolve()
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise SystemExit(f"demo: {out} is not empty and was not written by the demo; "
@@ -196,20 +218,28 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     (out / MARKER).write_text("written by examples/demo.py; the next demo run replaces this folder\n")
-    print(f"mimo-blender demo ({backend} backend, {args.size}x{args.size}) -> {out}", flush=True)
+    also = f" + tiny MIMO on the CPU ({args.mimo_steps} steps, ROI {args.mimo_roi}²)" if tiny else ""
+    print(f"mimo-blender demo ({backend} backend{also}, {args.size}x{args.size}) -> {out}", flush=True)
 
     zpath = addon_zip()
     st.done(f"add-on zip {zpath.relative_to(ROOT)}")
-    server, address = start_server(backend, weights, out / "server.log")
+    backends = ["preview", "mimo"] if tiny else [backend]
+    server, address = start_server(backends, str(TINY_MIMO) if tiny else weights, out / "server.log",
+                                   device="cpu" if tiny else None)
     try:
-        st.done(f"mimo-server ({backend}) listening on {address}")
-        result = run_blender(args, address, zpath, out, backend)
-        st.done(f"Blender: add-on installed, shot built, Generate -> {result['num_frames']} frames "
-                f"-> demo.blend")
+        st.done(f"mimo-server ({' + '.join(backends)}) listening on {address}")
+        result = run_blender(args, address, zpath, out, backend, tiny)
+        mimo_note = f", then {len(result['mimo']['files'])} from the tiny MIMO" if tiny else ""
+        st.done(f"Blender: add-on installed, shot built, Generate -> {result['num_frames']} frames"
+                f"{mimo_note} -> demo.blend")
 
         frames = read_frames(result["job_dir"])
         fps = 30.0 / args.step
         write_frames(out / "demo.mp4", frames, fps=fps)
+        mimo_frames = None
+        if tiny:
+            mimo_frames = read_frames(result["mimo"]["job_dir"])
+            write_frames(out / "demo_mimo.mp4", mimo_frames, fps=fps)
         req = save_shot(out / "request.npz", out / "shot.npz")
         subprocess.run([str(BIN / "mimo"), "codes", "--motion", str(out / "shot.npz"), "--device", "cpu",
                         "--out", str(out / "codes")], check=True)  # the camera (and size) stored in shot.npz
@@ -233,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     plate, occ = req["scene"], req["occlusion"]
     body = np.any(codes != 0, axis=-1)
     hidden = (body & (occ > 0)).sum(axis=(1, 2))
-    contact_sheet([codes, tinted(plate, occ), frames], out / "contact_sheet.png", must_show=int(hidden.argmax()))
-    st.done(f"contact_sheet.png (rows: motion codes / plate + occlusion in magenta / returned frames); "
+    rows = [codes, tinted(plate, occ), frames] + ([mimo_frames] if mimo_frames is not None else [])
+    contact_sheet(rows, out / "contact_sheet.png", must_show=int(hidden.argmax()))
+    st.done(f"contact_sheet.png (rows: motion codes / plate + occlusion in magenta / returned frames"
+            f"{' / tiny MIMO frames' if tiny else ''}); "
             f"body covers {body.mean():.0%} of the frame on average, the pillar hides up to "
             f"{hidden.max()} body pixels (frame {hidden.argmax()})")
 
@@ -242,10 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, secs in st.rows:
         print(f"  {secs:7.1f} s  {name}")
     print(f"  {time.perf_counter() - st.t0:7.1f} s  total\n\noutputs in {out}:")
-    for name in ("demo.blend", "demo.mp4", "mimo/demo/", "codes/", "codes.mp4", "cli.mp4",
-                 "contact_sheet.png", "shot.npz", "request.npz", "server.log", "blender.log"):
+    names = ["demo.blend", "demo.mp4", "mimo/demo/"] + (["demo_mimo.mp4", "mimo/demo_mimo/"] if tiny else [])
+    for name in names + ["codes/", "codes.mp4", "cli.mp4", "contact_sheet.png", "shot.npz", "request.npz",
+                         "server.log", "blender.log"]:
         print(f"  {name}")
-    print(f"open demo.blend in Blender 4.2+ (Video Sequencer shows strip {result['strip']!r})")
+    strips = repr(result["strip"]) + (f" and {result['mimo']['strip']!r}" if tiny else "")
+    print(f"open demo.blend in Blender 4.2+ (Video Sequencer shows strip {strips})")
     return 0
 
 

@@ -7,14 +7,16 @@ What a user would do in the UI, done through the add-on's own operators:
  3. Add Body (open body), Import Motion (examples/motions/walk.npz), Add Camera (then a dolly);
  4. set the character image, the server, Scene plate + Occlusion (Workbench);
  5. Generate, and pump the add-on's timer drain (timers never fire in module mode) until done;
- 6. save demo.blend (the sequencer strip points at //mimo/demo/frame_*.png).
+ 6. save demo.blend (the sequencer strip points at //mimo/demo/frame_*.png);
+ 7. with ``--mimo-steps N``: Generate the same shot again on the server's MIMO backend (job
+    ``demo_mimo``, N sampling steps), a second strip from //mimo/demo_mimo/.
 
 Also writes request.npz: the exact arrays of the request the add-on sent (bodies, camera, scene
 plate, occlusion), and blender_result.json (files, strip, stage timings) for demo.py.
 
     python examples/demo_blender.py --zip Z.zip --server tcp://127.0.0.1:PORT \
         --character IMG --motion CLIP.npz --out DIR [--frames N] [--step S] [--size PX] \
-        [--backend preview|mimo] [--steps N]
+        [--backend preview|mimo] [--steps N] [--mimo-steps N --mimo-roi PX]
 """
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--step", type=int, default=1, help="scene frame step (generate every S-th frame)")
     p.add_argument("--backend", default="preview", choices=("preview", "mimo"))
     p.add_argument("--steps", type=int, default=25, help="sampling steps (MIMO backend)")
+    p.add_argument("--mimo-steps", type=int, default=0,
+                   help="then Generate again on the MIMO backend with N steps (0: no second job)")
+    p.add_argument("--mimo-roi", type=int, default=0,
+                   help="ROI side of that MIMO job (0: the add-on's own, 784)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the whole job")
     a = p.parse_args(argv)
     if a.size < 16 or a.size % 8:
@@ -169,6 +175,36 @@ def save_request(path: str, req) -> None:
                         **{k: v for k, v in arrays.items() if v is not None})
 
 
+def generate_mimo(a, scene, timers, vse, clock) -> dict:
+    """The same shot again, on the MIMO backend: a second Generate, a second strip.
+
+    The add-on asks every MIMO job for 784² ROI crops (it has no ROI-size control); a small model
+    on a CPU needs small crops, so with ``--mimo-roi`` this wraps the add-on's request builder to
+    ask for that side instead. Everything else is the add-on's own request."""
+    s = scene.mimo
+    if a.mimo_roi:
+        import dataclasses
+
+        operators = importlib.import_module(MODULE + ".bl.operators")
+        build = operators.build_request
+        operators.build_request = lambda *args, **kw: dataclasses.replace(build(*args, **kw), roi_size=a.mimo_roi)
+    s.backend, s.job_name, s.steps, s.connect_timeout = "mimo", "demo_mimo", a.mimo_steps, 120.0
+    if bpy.ops.mimo.generate() != {"FINISHED"}:
+        raise SystemExit(f"demo_blender: Generate (MIMO backend) failed: {s.last_error}")
+    clock.stage(f"Generate on the MIMO backend: {timers.active(scene).client.request.num_frames} frames, "
+                f"{a.mimo_steps} steps, ROI {a.mimo_roi or 784}²")
+    job, state = pump(timers, scene, a.timeout)
+    if state != "done":
+        raise SystemExit(f"demo_blender: the MIMO job ended {state}: {s.last_error}")
+    strips = [st for st in vse.all_strips(scene) if st.type == "IMAGE"]
+    if len(strips) != 2:
+        raise SystemExit(f"demo_blender: expected two image strips, got {len(strips)}")
+    bpy.ops.wm.save_mainfile()
+    clock.stage(f"received {job.received} MIMO frames into {s.job_dir}; saved demo.blend")
+    mine = [st for st in strips if "demo_mimo" in bpy.path.abspath(st.directory)]
+    return {"job_dir": s.job_dir, "files": sorted(os.listdir(s.job_dir)), "strip": mine[0].name if mine else ""}
+
+
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
     clock = Clock()
@@ -230,6 +266,9 @@ def main(argv: list[str]) -> int:
         result = {"blend": blend, "job_dir": s.job_dir, "files": sorted(os.listdir(s.job_dir)),
                   "strip": strips[0].name, "strip_frames": len(strips[0].elements),
                   "num_frames": request.num_frames, "stages": clock.stages, **path}
+        if a.mimo_steps:
+            result["mimo"] = generate_mimo(a, scene, timers, vse, clock)
+            result["stages"] = clock.stages
         with open(os.path.join(out, "blender_result.json"), "w") as f:
             json.dump(result, f, indent=1)
     finally:

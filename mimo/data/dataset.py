@@ -70,29 +70,48 @@ class MimoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self._len:
             raise IndexError(index)
-        rng = np.random.default_rng([self.seed, index])
-        k = int(rng.integers(len(self.clips)))
+        k, start, ref = self.draw(index)
         clip = self.clips[k]
-        start = int(rng.integers(self._starts[k]))
         window = np.arange(start, start + self.num_frames)
         try:
-            return self.prepare(clip, window, self._reference(clip, window, rng))
+            return self.prepare(clip, window, self.reference_image(clip, ref))
         except ClipError:
             raise
         except Exception as exc:  # noqa: BLE001 - name the clip and frames that failed
             raise ClipError(f"{clip.path}: frames {start}..{start + self.num_frames - 1} could not be "
                             f"prepared ({type(exc).__name__}: {exc})") from exc
 
-    def _reference(self, clip: Clip, window: np.ndarray, rng) -> np.ndarray:
+    def draw(self, index: int) -> tuple[int, int, tuple[str, int]]:
+        """The random choices of item ``index``: (clip, first frame of the window, reference),
+        the reference being ``("character", j)`` or ``("frame", i)`` of that clip. Every path
+        that serves items (this one, :class:`mimo.data.preload.PreloadedData`) draws through here."""
+        rng = np.random.default_rng([self.seed, index])
+        k = int(rng.integers(len(self.clips)))
+        start = int(rng.integers(self._starts[k]))
+        return k, start, self._draw_reference(self.clips[k], start, rng)
+
+    def _draw_reference(self, clip: Clip, start: int, rng) -> tuple[str, int]:
         if clip.characters:
-            return clip.characters[int(rng.integers(len(clip.characters)))]
-        far = [i for i in range(clip.num_frames) if abs(i - window[0]) >= self.num_frames]
-        candidates = far or [i for i in range(clip.num_frames) if i not in set(window.tolist())] \
+            return "character", int(rng.integers(len(clip.characters)))
+        window = set(range(start, start + self.num_frames))
+        far = [i for i in range(clip.num_frames) if abs(i - start) >= self.num_frames]
+        candidates = far or [i for i in range(clip.num_frames) if i not in window] \
             or list(range(clip.num_frames))
-        i = int(candidates[int(rng.integers(len(candidates)))])
+        return "frame", int(candidates[int(rng.integers(len(candidates)))])
+
+    @staticmethod
+    def reference_image(clip: Clip, ref: tuple[str, int]) -> np.ndarray:
+        """The reference before padding: a character image, or a frame cropped to its own box."""
+        kind, i = ref
+        if kind == "character":
+            return clip.characters[i]
         box = frame_box(human_mask(np.asarray(clip.codes[i:i + 1]))[0])
         frame = np.asarray(clip.frames[i])
         return crop(frame, box) if box is not None else frame
+
+    def _reference(self, clip: Clip, window: np.ndarray, rng) -> np.ndarray:
+        """A reference for ``window`` drawn from ``rng`` (validation and the yardstick use it)."""
+        return self.reference_image(clip, self._draw_reference(clip, int(window[0]), rng))
 
     def prepare(self, clip: Clip, window: np.ndarray, reference: np.ndarray) -> dict:
         """Crop, pad and resize one window and its reference (see the module docstring)."""

@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--preload", action="store_true",
+                   help="read the whole dataset into device memory once and prepare each batch there "
+                        "(the same items, much faster for a small dataset; clips of one frame size)")
     p.add_argument("--device", help="torch device (default: cuda if available)")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop and save after this many minutes of training (default: no limit)")

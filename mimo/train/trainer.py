@@ -61,6 +61,7 @@ class TrainConfig:
     val_steps: int = 10                 # denoising steps of the validation generation
     seed: int = 0
     workers: int = 0
+    preload: bool = False               # whole dataset in device memory, batches prepared there
     device: str | None = None
     max_minutes: float = 0.0            # stop (and save) after this much training time (0: no limit)
 
@@ -148,13 +149,24 @@ def train(cfg: TrainConfig, log=print) -> Path:
             net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)  # a batch whose rows all drop the reference skips its UNet
     indices = list(range(step * cfg.batch * world + rank, cfg.steps * cfg.batch * world, world))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch, sampler=indices,
-                                         num_workers=cfg.workers, drop_last=True)
+    if cfg.preload:  # the same items, prepared on the device a batch at a time
+        from mimo.data.preload import PreloadedData
+
+        data = PreloadedData(dataset, device)
+        loader = (data.batch(indices[i:i + cfg.batch])
+                  for i in range(0, len(indices) - cfg.batch + 1, cfg.batch))
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch, sampler=indices,
+                                             num_workers=cfg.workers, drop_last=True)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     generator = torch.Generator()  # noise, timesteps and dropout: seeded per step and rank
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     logfile = open(out / "log.jsonl", "a") if rank == 0 else None
     start, last = time.perf_counter(), time.perf_counter()
-    last_step = step
+    last_step = first_step = step
     try:
         for batch in loader:
             for group in optimizer.param_groups:
@@ -163,7 +175,9 @@ def train(cfg: TrainConfig, log=print) -> Path:
             with autocast:
                 result = model(batch, cfg.stage, generator)
             loss = result["loss"]
-            if not torch.isfinite(loss):
+            # no host sync per step: the first step's loss is checked at once, later ones where
+            # they are logged (a non-finite loss poisons every later one)
+            if step == first_step and not torch.isfinite(loss):
                 raise FloatingPointError(f"step {step}: the loss is {float(loss)}; lower --lr or use fp32")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -187,6 +201,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 continue
             now = time.perf_counter()
             if step % cfg.log_every == 0 or step == cfg.steps or over:
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"step {step}: the loss is {float(loss)}; lower --lr or use fp32")
                 row = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
                        "it_s": (step - last_step) / max(now - last, 1e-9), "seconds": now - start,
                        **{k: v for k, v in result.items() if k != "loss"}}
@@ -226,7 +242,8 @@ def _optimizer(cfg: TrainConfig, params: list):
             raise ValueError("adam8bit: needs the bitsandbytes package (pip install bitsandbytes; "
                              "CUDA only)") from None
         return bnb.optim.AdamW8bit(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fused = all(p.is_cuda for p in params)  # one kernel for the whole update on a GPU
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def _save(net, names, ema, optimizer, cfg: TrainConfig, step: int, models, folder: Path) -> None:
