@@ -1,21 +1,26 @@
 """The yardstick: train a tiny MIMO from scratch on synthetic data and measure generated frames
 against ground truth in dB. Nothing is asserted; every figure is printed with the device.
 
-    python benchmarks/quality.py --device cuda --out runs/yardstick --minutes 12
-    python benchmarks/quality.py --device cpu --out /tmp/ys --minutes 1 --train-clips 4 \\
-        --test-clips 2 --frames 16 --size 64 --eval-frames 8           # smoke run
+    python benchmarks/quality.py --device cuda --out runs/yardstick --minutes 9
+    python benchmarks/quality.py --out runs/ys --fit-in 8.9 --export runs/ys/tiny_mimo  # one 10-min call
+    python benchmarks/quality.py --out runs/ys --trained DIR --evals trained,fast       # measure DIR only
+    python benchmarks/quality.py --device cpu --out /tmp/ys --minutes 0.6 --train-clips 2 \
+        --test-clips 1 --frames 16 --size 64 --eval-frames 8 --batches 2,2,1   # smoke run
 
 Recipe (deterministic from ``--seed``; the same command reproduces the figure up to GPU
 non-determinism in training):
 
 1. ``mimo dataset synth`` train split (``--train-clips`` clips of ``--frames`` frames at
-   ``--size``², made in ``--synth-workers`` parts of seed ``1000 * seed + k`` with 8 characters
-   each) and test split (``--test-clips`` clips: new characters, motions and camera views from
-   held-out yaw bins).
-2. ``mimo train`` from random tiny networks (the ``make_tiny`` configs: the real module tree at
-   small widths), on one GPU, the training time split over three stages: ``vae`` 20 %
-   (the tiny VAE as an autoencoder), ``image`` 45 % (stage 1, single frames, CLIP tower trained
-   too), ``motion`` 35 % (stage 2, 16-frame windows).
+   ``--size``², made in ``--synth-workers`` parts of seed ``1000 * seed + k``, each part with its
+   own characters, up to 8) and test split (``--test-clips`` clips: new characters, motions and
+   camera views from held-out yaw bins).
+2. ``mimo train --preload`` from random tiny networks (``make_tiny`` with UNet widths
+   ``--widths``, 32/48/56/56 by default: the real module tree, 18 MB in fp16), on one GPU, every
+   clip in GPU memory and each batch prepared there (:mod:`mimo.data.preload`: the same items as
+   ``MimoDataset``, bit for bit). The training time (``--minutes``, or what ``--fit-in`` leaves)
+   is split over three stages (:data:`STAGES`): ``vae`` 20 % (the tiny VAE as an autoencoder,
+   batch 32, lr 3e-4), ``image`` 55 % (stage 1, single frames, CLIP tower trained too, batch 64,
+   lr 2e-4), ``motion`` 25 % (stage 2, 16-frame windows, batch 8, lr 1e-4).
 3. On the first ``--eval-frames`` frames of every test clip, prepared as training prepares them
    (crop to the window's body box, padded square, resized), generate with the inference pipeline
    (25 DDIM steps, CFG 3.5, exact mode, 24-frame windows with overlap 4), composite the
@@ -31,22 +36,27 @@ non-determinism in training):
 Writes ``OUT/quality.json`` and ``OUT/quality.png`` (rows: ground truth, trained, untrained,
 trivial; a few frames of the first test clip).
 
-Measured on one NVIDIA H100 (torch 2.11, fp32; the README's table and picture):
+Measured on one NVIDIA H100 80GB HBM3 (torch 2.11, fp32; the README's table and picture; the
+trained weights ship as ``examples/tiny_mimo``), one 6.7-minute device call:
 
-    python benchmarks/quality.py --out runs/ys --minutes 10 --synth-workers 14 --workers 8
-        # vae 2 min (3335 steps), image 4.5 min (943 steps), motion 3.5 min (720 steps):
-        # trained 17.40 dB (body 12.05), SSIM 0.610, temporal 29.2; untrained 10.56 dB;
-        # paste 13.80 dB (body 6.79), SSIM 0.741. Fast mode -0.00 dB, 10 steps +0.13 dB,
-        # 5 steps +0.19 dB, 32-frame windows -0.50 dB (an undertrained model: fewer steps
-        # scoring higher says the yardstick cannot yet see what sampling steps buy).
-    mimo train runs/ys/train --out runs/ys/image --stage image --weights runs/ys/vae/final \
-        --size 128 --batch 48 --steps 10000000 --train-image-encoder --workers 12 --max-minutes 4.2
-        # stage 1 continued to step 1458
-    mimo train runs/ys/train --out runs/ys/motion2 --stage motion --weights runs/ys/image/final \
-        --size 128 --batch 8 --frames 16 --steps 10000000 --workers 12 --max-minutes 1.8
-    mv runs/ys/motion runs/ys/motion_short; mv runs/ys/motion2 runs/ys/motion
-    python benchmarks/quality.py --out runs/ys --skip-ablations
-        # trained 18.07 dB (body 12.27), SSIM 0.687, temporal 22.2
+    python benchmarks/quality.py --out runs/ys --fit-in 6.0 --eval-reserve 1.4 --train-clips 48 \
+        --synth-workers 16 --export runs/ys/tiny_mimo
+        # datasets 33 s; training 4.06 min: vae 1334 steps of 32 (49 s, 40 it/s), image 299 steps
+        # of 64 (134 s, 2.2-2.6 it/s), motion 311 steps of 8x16 frames (61 s, 5.8 it/s);
+        # trained 15.32 dB (body 12.48), SSIM 0.578, temporal 32.5 (35 s to evaluate);
+        # untrained 10.38 dB (body 9.52), SSIM 0.155, temporal 59.3;
+        # paste 13.80 dB (body 6.79), SSIM 0.741, temporal 26.4. No time was left for the
+        # ablations (they run only while --fit-in allows).
+
+Not yet measured: the ablations of this model, owed (a warm GPU, about 3 minutes):
+
+    python benchmarks/quality.py --out runs/ys --trained examples/tiny_mimo --evals trained,fast,steps10,steps5,window32
+
+Earlier, a wider model (``--widths 32,48,64,64``), items prepared by 12 loader processes, 16
+minutes of training in all (stage 1 at 3.5 it/s, batch 48): trained 18.07 dB (body 12.27),
+SSIM 0.687, temporal 22.2; its ablations: fast mode -0.00 dB, 10 steps +0.13 dB, 5 steps
++0.19 dB, 32-frame windows -0.50 dB (fewer steps scoring higher: the yardstick cannot yet see
+what sampling steps buy in an undertrained model).
 """
 from __future__ import annotations
 
@@ -306,6 +316,18 @@ def main() -> None:
     windows = test_windows(out / "test", args.size, args.eval_frames, args.seed)
     results, pictures = {}, {}
 
+    def save() -> list[str]:  # after every evaluation: a run cut short keeps what it measured
+        from PIL import Image
+
+        report["results"] = results
+        (out / "quality.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+        shown = [k for k in ("trained", "untrained", "trivial") if k in pictures]
+        picks = np.linspace(0, len(windows[0]["truth"]) - 1, min(6, len(windows[0]["truth"]))).astype(int)
+        rows = [windows[0]["truth"]] + [pictures[k] for k in shown]
+        sheet = np.concatenate([np.concatenate(list(r[picks]), 1) for r in rows], 0)
+        Image.fromarray(sheet).save(out / "quality.png")
+        return shown
+
     def evaluate(label, folder, steps=25, mode="exact", context=24):
         pipe = MimoPipeline.from_pretrained(folder, device=device, dtype=torch.float32, compile=False)
         t = time.perf_counter()
@@ -316,6 +338,7 @@ def main() -> None:
         print(f"[{name}] {label:>22}: PSNR {r['psnr']:.2f} dB, body {r['psnr_body']:.2f} dB, "
               f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f} ({r['seconds']:.0f} s)",
               flush=True)
+        save()
 
     if "trained" in evals or any(e in evals for e in EVALS[3:]):
         evaluate("trained", weights)
@@ -325,6 +348,7 @@ def main() -> None:
         outs = [trivial(w) for w in windows]
         results["trivial"] = score(windows, outs)
         pictures["trivial"] = outs[0]
+        save()
         r = results["trivial"]
         print(f"[{name}] {'trivial (paste)':>22}: PSNR {r['psnr']:.2f} dB, body {r['psnr_body']:.2f} dB, "
               f"SSIM {r['ssim']:.3f}, temporal error {r['temporal_error']:.2f}", flush=True)
@@ -332,22 +356,18 @@ def main() -> None:
                            ("steps10", "trained, 10 steps", dict(steps=10)),
                            ("steps5", "trained, 5 steps", dict(steps=5)),
                            ("window32", "trained, 32-frame win", dict(context=32))):
-        if key in evals:
-            evaluate(label, weights, **kw)
+        if key not in evals:
+            continue
+        if args.fit_in and time.perf_counter() - t_start + 1.2 * results["trained"]["seconds"] > 60 * args.fit_in:
+            print(f"[{name}] {label}: skipped, it would not end within --fit-in {args.fit_in} min", flush=True)
+            continue
+        evaluate(label, weights, **kw)
     base = results.get("trained")
     for label in [k for k in results if k.startswith("trained,")]:
         print(f"[{name}] {label}: {results[label]['psnr'] - base['psnr']:+.2f} dB whole frame, "
               f"{results[label]['psnr_body'] - base['psnr_body']:+.2f} dB body, "
               f"SSIM {results[label]['ssim'] - base['ssim']:+.3f} vs exact/25/24", flush=True)
-    report["results"] = results
-    (out / "quality.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
-    from PIL import Image
-
-    shown = [k for k in ("trained", "untrained", "trivial") if k in pictures]
-    picks = np.linspace(0, len(windows[0]["truth"]) - 1, min(6, len(windows[0]["truth"]))).astype(int)
-    rows = [windows[0]["truth"]] + [pictures[k] for k in shown]
-    sheet = np.concatenate([np.concatenate(list(r[picks]), 1) for r in rows], 0)
-    Image.fromarray(sheet).save(out / "quality.png")
+    shown = save()
     print(f"[{name}] wrote {out / 'quality.json'} and {out / 'quality.png'} (rows: truth, "
           f"{', '.join(shown)})", flush=True)
 

@@ -116,6 +116,10 @@ class MimoTrainNet(nn.Module):
         ref = self._encode(batch["reference"].to(dev, dtype))                         # (B, 4, s, s)
         clip = self.image_encoder(pixel_values=batch["clip"].to(dev, dtype)).image_embeds[:, None]
         keep = torch.rand(B, generator=generator, device="cpu") >= self.drop            # (B,) bool
+        # the dropped rows go last: the denoising UNet reads the bank one contiguous run of rows at
+        # a time (an attention call per run and layer), and the items of a batch are independent
+        # draws, so which rows drop does not matter -- only how many
+        keep = torch.arange(B) < int(keep.sum())
         clip = clip * keep.to(dev, clip.dtype).view(B, 1, 1)
         bank = self.reference_unet.write(ref, 0, clip)
         pose = self.pose_guider(batch["codes"].to(dev, dtype))                        # (B, C0, N, s, s)
