@@ -72,10 +72,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimo.data.dataset import MimoDataset  # noqa: E402
-from mimo.data.synth import synth_dataset  # noqa: E402
-from mimo.pipeline.pipeline import MimoPipeline  # noqa: E402
-from mimo.train.trainer import TrainConfig, train  # noqa: E402
+from mimo.data.dataset import MimoDataset
+from mimo.data.synth import synth_dataset
+from mimo.pipeline.pipeline import MimoPipeline
+from mimo.train.trainer import TrainConfig, train
 
 #: (stage, share of the training time, settings). Batches are prepared on the GPU (``preload``).
 STAGES = (("vae", 0.20, dict(lr=3e-4, batch=32, frames=1)),

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from mimo.codes import concat_meshes, render_codes
 
@@ -273,8 +275,6 @@ def brute_force(P, faces, colors, K, w, h, near=0.05):
     return col, best, ambiguous
 
 
-from hypothesis import example, given, settings  # noqa: E402
-from hypothesis import strategies as st
 
 
 @settings(max_examples=25, deadline=None)

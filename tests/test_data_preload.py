@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_train import _clip
 
 from mimo.data.dataset import MimoDataset
 from mimo.data.layout import write_clip
 from mimo.data.preload import PreloadedData, resample_matrix
 from mimo.train.trainer import TrainConfig, train
-
-from test_train import _clip
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ class MimoDataset(torch.utils.data.Dataset):
             return self.prepare(clip, window, self.reference_image(clip, ref))
         except ClipError:
             raise
-        except Exception as exc:  # noqa: BLE001 - name the clip and frames that failed
+        except Exception as exc:
             raise ClipError(f"{clip.path}: frames {start}..{start + self.num_frames - 1} could not be "
                             f"prepared ({type(exc).__name__}: {exc})") from exc
 

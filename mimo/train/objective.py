@@ -52,7 +52,7 @@ def noisy_and_target(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
     return sa * x0 + sb * noise, sa * noise - sb * x0
 
 
-def trainable_parameters(net: "MimoTrainNet", stage: str, train_image_encoder: bool = False) -> list:
+def trainable_parameters(net: MimoTrainNet, stage: str, train_image_encoder: bool = False) -> list:
     """Set ``requires_grad`` for ``stage`` (see the module docstring) and return what trains."""
     if stage not in STAGES:
         raise ValueError(f"stage: expected one of {STAGES}, got {stage!r}")
