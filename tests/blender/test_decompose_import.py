@@ -9,7 +9,7 @@ import pathlib
 import bpy
 import numpy as np
 
-from blender_addon.core import rotations as rot
+from blender_addon.vendor import rotations as rot
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "decomposed_synth.npz"
 
