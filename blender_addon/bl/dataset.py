@@ -329,7 +329,7 @@ class DatasetWriter:
     def _reference(self) -> np.ndarray:
         """The character in its rest pose (the armature's Rest Position), seen from the front at
         the clip size, alone on white. Shapes: -> (H, W, 3) uint8"""
-        from .layers import _saved, body_objects
+        from .layers import _saved, body_objects, render_rgba
 
         scene, r = self.scene, self.scene.render
         bodies = {ob.name for ob in body_objects([self.rig])}
@@ -346,7 +346,7 @@ class DatasetWriter:
             with _saved(*settings):
                 cams = self._ring(None, count=1, elevation=0.0, margin=0.05)
                 scene.camera = cams[0]
-                rgba = _render_rgba(scene, os.path.join(tmp, "reference.png"))
+                rgba = render_rgba(scene, os.path.join(tmp, "reference.png"))
         finally:
             _remove_cameras(cams)
             os.rmdir(tmp) if not os.listdir(tmp) else None
@@ -427,21 +427,6 @@ def _remove_cameras(cams: list) -> None:
         if d.users == 0:
             bpy.data.cameras.remove(d)
     cams.clear()
-
-
-def _render_rgba(scene: bpy.types.Scene, path: str) -> np.ndarray:
-    """Render the current frame to ``path``; RGBA float (H, W, 4), top row first."""
-    scene.render.filepath = path
-    bpy.ops.render.render(write_still=True)
-    img = bpy.data.images.load(path)
-    try:
-        w, h = img.size
-        px = np.empty(w * h * 4, np.float32)
-        img.pixels.foreach_get(px)
-    finally:
-        bpy.data.images.remove(img)
-    os.remove(path)
-    return px.reshape(h, w, 4)[::-1]
 
 
 class _Cancelled(Exception):

@@ -54,8 +54,8 @@ def _saved(*pairs):
             setattr(owner, attr, value)
 
 
-def _render(scene: bpy.types.Scene, path: str) -> np.ndarray:
-    """Render the current frame to ``path`` and return RGB float (H, W, 3), top row first."""
+def render_rgba(scene: bpy.types.Scene, path: str) -> np.ndarray:
+    """Render the current frame to ``path`` (removed afterwards); RGBA float (H, W, 4), top row first."""
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True)
     img = bpy.data.images.load(path)
@@ -66,7 +66,12 @@ def _render(scene: bpy.types.Scene, path: str) -> np.ndarray:
     finally:
         bpy.data.images.remove(img)
     os.remove(path)
-    return px.reshape(h, w, 4)[::-1, :, :3]
+    return px.reshape(h, w, 4)[::-1]
+
+
+def _render(scene: bpy.types.Scene, path: str) -> np.ndarray:
+    """Render the current frame to ``path`` and return RGB float (H, W, 3), top row first."""
+    return render_rgba(scene, path)[:, :, :3]
 
 
 def _fit(a: np.ndarray, width: int, height: int, crop: bool) -> np.ndarray:

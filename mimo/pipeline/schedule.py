@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Callable
@@ -108,7 +109,7 @@ class DenoiseInputs:
     bank: object
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """A denoising schedule of :class:`~mimo.pipeline.pipeline.MimoPipeline`: everything that
     differs between the official numerics (:class:`mimo.pipeline.exact.ExactSchedule`) and fast
     mode with its shortcuts (:class:`mimo.pipeline.fast.FastSchedule`). The pipeline calls, in
@@ -122,23 +123,28 @@ class Schedule:
     #: frames per window when the caller gives none
     default_context = 24
 
+    @abc.abstractmethod
     def latent_dtype(self, pipe) -> torch.dtype:
         """dtype of the initial noise, the latents and the sampler."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def plan(self, pipe, num_frames: int, height: int, width: int, context: int, overlap: int,
              windows_per_call: int | None) -> Plan:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def reference(self, pipe, ref_latent: torch.Tensor, clip: torch.Tensor):
         """The reference bank from the reference latent (1, 4, h, w) and CLIP token (1, 1, D)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def pose(self, pipe, codes, width: int, height: int):
         """Pose-guider features of every code frame, in the form :meth:`denoise` reads."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def denoise(self, pipe, inputs: DenoiseInputs, plan: Plan, steps: int, guidance_scale: float,
                 on_step: Callable, check_cancel: Callable) -> torch.Tensor:
         """Run the sampler; returns the final latents (1, 4, F, h, w)."""
-        raise NotImplementedError
+        ...
