@@ -103,7 +103,16 @@ def time_row(pipe: MimoPipeline, preset: Preset, frames: int, size: int, steps: 
     _sync(pipe.device)
     seconds = time.perf_counter() - t0
     return {"s_per_frame": seconds / frames, "peak_gb": out.stats.get("peak_memory_gb", float("nan")),
-            "windows": out.stats["windows"], "steps": out.stats["steps"]}
+            "windows": out.stats["windows"], "steps": out.stats["steps"],
+            "stage_ms_per_frame": {k: 1000 * v / frames for k, v in out.stats["seconds"].items()},
+            "peak_gb_after": dict(out.stats.get("peak_memory_gb_after", {}))}
+
+
+def stages(r: dict) -> str:
+    """Where the time went (ms per frame by stage) and the peak so far after each stage (GiB)."""
+    ms = " ".join(f"{k} {v:.0f}" for k, v in r["stage_ms_per_frame"].items())
+    peaks = " ".join(f"{k} {v:.1f}" for k, v in r["peak_gb_after"].items())
+    return f"  ms/frame: {ms}" + (f"; peak GiB after: {peaks}" if peaks else "")
 
 
 def speed(args, table: dict, device, tiny: bool) -> None:
@@ -128,6 +137,7 @@ def speed(args, table: dict, device, tiny: bool) -> None:
             print(f"{name:>14} {frames:4d} frames {args.size}²: {r['s_per_frame']:.3f} s/frame{gain}, "
                   f"{r['steps']} steps, {r['windows']} windows, peak {r['peak_gb']:.2f} GiB "
                   f"[{_device_name(device)}, {str(pipe.dtype).replace('torch.', '')}]", flush=True)
+            print(stages(r), flush=True)
     del pipes
 
 
@@ -146,6 +156,7 @@ def memory(args, table: dict, device, tiny: bool) -> None:
             print(f"{name + ' low-memory':>22} {frames:4d} frames {args.size}²: {r['s_per_frame']:.3f} s/frame, "
                   f"{r['windows']} windows, peak {r['peak_gb']:.2f} GiB (target 8 GB = 7.45 GiB) "
                   f"[{_device_name(device)}, {str(dtype).replace('torch.', '')}]", flush=True)
+            print(stages(r), flush=True)
 
 
 def quality(args, table: dict, device) -> None:
