@@ -156,11 +156,14 @@ def _finish(scene: bpy.types.Scene, job: ActiveJob, kind: str, data: tuple) -> N
         job.show(scene, status=f"cancelled; {kept}" if kept else "cancelled")
 
 
-def _add_strip(scene: bpy.types.Scene, job: ActiveJob, files: list[str], name: str) -> bool:
+def _add_strip(scene: bpy.types.Scene, job: ActiveJob, files: list[str], name: str, folder: str = "") -> bool:
+    """Add ``files`` (in ``folder``, default the job's) as a strip at the job's start frame, with an
+    undo step; False (and the error shown) when the sequencer refused it."""
+    folder = folder or job.job_dir
     try:
-        strip = vse.add_image_strip(scene, job.job_dir, files, job.start_frame, name=name, hold=job.hold)
+        strip = vse.add_image_strip(scene, folder, files, job.start_frame, name=name, hold=job.hold)
     except (RuntimeError, ValueError) as exc:  # the frames are safe on disk either way
-        job.show(scene, error=f"the frames are in {job.job_dir}, but the sequencer strip failed: {exc}")
+        job.show(scene, error=f"the frames are in {folder}, but the sequencer strip failed: {exc}")
         return False
     job.strip_name = strip.name
     try:  # an undo step that holds the strip: Ctrl+Z then removes only the strip, redo restores it
@@ -172,8 +175,13 @@ def _add_strip(scene: bpy.types.Scene, job: ActiveJob, files: list[str], name: s
 
 def _keep_partial(scene: bpy.types.Scene, job: ActiveJob) -> str:
     """A job that ended early keeps the frames written so far as a strip named "... (partial)";
-    returns what was kept, in words ("" when nothing had arrived: the empty folder is removed)."""
+    returns what was kept, in words ("" when nothing had arrived: the empty folder is removed).
+    Several characters: the frames every body has arrived for are composited (the same partial
+    strip); before that, each character's pass that has frames becomes a strip of its own."""
     files = list(job.client.files)  # complete files only (written under a temporary name first)
+    passes = list(getattr(job.client, "kept_passes", ()))
+    if not files and passes:
+        return _keep_passes(scene, job, passes)
     if not files:
         try:
             os.rmdir(job.job_dir)
@@ -187,6 +195,21 @@ def _keep_partial(scene: bpy.types.Scene, job: ActiveJob) -> str:
     if _add_strip(scene, job, files, name):
         return f"{len(files)} of {total} frames kept as strip '{job.strip_name}' ({job.job_dir})"
     return f"{len(files)} of {total} frames are in {job.job_dir}"
+
+
+def _keep_passes(scene: bpy.types.Scene, job: ActiveJob, passes: list) -> str:
+    """Several characters, ended before every body had a frame: one strip per character pass
+    that has frames, named "<job> character <k> (partial)"; returns what was kept, in words."""
+    base, total = os.path.basename(job.job_dir), job.total
+    said = []
+    for k, folder, files in passes:
+        n = max(total, len(files))
+        name = f"{base} character {k + 1}" + (" (partial)" if len(files) < n else "")
+        if _add_strip(scene, job, files, name, folder):
+            said.append(f"character {k + 1}: {len(files)} of {n} frames kept as strip '{job.strip_name}'")
+        else:
+            said.append(f"character {k + 1}: {len(files)} of {n} frames are in {folder}")
+    return ("not every character had frames, nothing composited; " + ", ".join(said) + f" ({job.job_dir})")
 
 
 def _show_preview(settings, image: np.ndarray) -> None:

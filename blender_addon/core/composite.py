@@ -7,7 +7,10 @@ same way. It runs the bodies' jobs one after another, each into ``<job>/pass_<k>
 their status and previews; then it writes ``<job>/frame_<i>.png``: at every pixel the pass of the
 body that ``masks`` say is seen there (Blender's own depth test rendered them: a body in front of
 another wins), and the first pass where no body is seen (the background they share).
-A job that ends early keeps its pass folders; only complete composites are frames of the job.
+A job that ends early (cancel, a server death) keeps what arrived: when every body's pass has
+frames, the frames they all have are composited (``files``: the partial strip, as for one
+character); otherwise ``kept_passes`` lists each pass folder that has frames (a strip per
+character), and empty pass folders are removed.
 
 Shapes: masks (N, F, H, W) uint8, nonzero where body k is seen at frame f
 """
@@ -36,6 +39,9 @@ class CompositeClient:
         self.request = requests[0]
         self.events: queue.Queue[Event] = queue.Queue()
         self.files: list[str] = []
+        #: after an early end with no composite: (body index, pass folder, frame names) of each
+        #: pass that has frames
+        self.kept_passes: list[tuple[int, str, list[str]]] = []
         self.job_id = ""
         self._cancel = threading.Event()
         self._current: JobClient | None = None
@@ -78,6 +84,7 @@ class CompositeClient:
         passes = []
         for k, req in enumerate(self.requests):
             if self._cancel.is_set():
+                self._keep(passes)
                 return self._put("cancelled")
             folder = os.path.join(self.job_dir, f"pass_{k}")
             os.mkdir(folder)
@@ -102,23 +109,50 @@ class CompositeClient:
                     passes.append((folder, ev.data[2]))
                     break
                 elif ev.kind == "error":
+                    self._keep(passes + [(folder, list(sub.files))])
                     return self._put("error", f"{who}: {ev.data[0]}", ev.data[1])
                 elif ev.kind == "cancelled":
+                    self._keep(passes + [(folder, list(sub.files))])
                     return self._put("cancelled")
                 else:  # capabilities, progress
                     self._put(ev.kind, *ev.data)
-        F = min(len(files) for _, files in passes)
-        for i in range(F):
+        for i in range(min(len(files) for _, files in passes)):
             if self._cancel.is_set():
                 return self._put("cancelled")
-            images = [read_png(os.path.join(folder, files[i])) for folder, files in passes]
-            out = images[0].copy()
-            for k in range(N):
-                seen = self.masks[k, i] > 0
-                out[seen] = images[k][seen]
-            path = frame_path(self.job_dir, i)
-            write_png(path, out)
-            self.files.append(FRAME_NAME.format(i))
+            path, out = self._composite(passes, i)
             step = max(1, -(-max(out.shape[:2]) // PREVIEW_SIDE))
             self._put("frame", i, path, out[::step, ::step])
         self._put("done", len(self.files), {}, list(self.files))
+
+    def _composite(self, passes: list[tuple[str, list[str]]], i: int) -> tuple[str, np.ndarray]:
+        """Write composite frame ``i`` from the passes (one per body, in order); returns its path
+        and pixels."""
+        images = [read_png(os.path.join(folder, files[i])) for folder, files in passes]
+        out = images[0].copy()
+        for k in range(len(passes)):
+            seen = self.masks[k, i] > 0
+            out[seen] = images[k][seen]
+        path = frame_path(self.job_dir, i)
+        write_png(path, out)
+        self.files.append(FRAME_NAME.format(i))
+        return path, out
+
+    def _keep(self, arrived: list[tuple[str, list[str]]]) -> None:
+        """The job ends early with ``arrived`` (pass folder, complete frame names) for the passes
+        begun: composite the frames every body has, else keep the passes that have frames."""
+        common = min(len(files) for _, files in arrived) if len(arrived) == len(self.requests) else 0
+        try:
+            for i in range(common):
+                self._composite(arrived, i)
+        except (OSError, ValueError):  # a pass frame unreadable: keep what was composited
+            pass
+        if self.files:
+            return
+        for k, (folder, files) in enumerate(arrived):
+            if files:
+                self.kept_passes.append((k, folder, list(files)))
+            else:
+                try:
+                    os.rmdir(folder)
+                except OSError:  # a frame is still being written into it
+                    pass

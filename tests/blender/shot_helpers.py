@@ -2,6 +2,7 @@
 shot (open body raising its arm, a camera, a character image), and what the timer would do."""
 from __future__ import annotations
 
+import os
 import pathlib
 import time
 
@@ -9,7 +10,8 @@ import bpy
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SERVER = ROOT / ".venv" / "bin" / "mimo-server"  # the server needs torch: always the main venv
+# the server needs torch: always the main venv (MIMO_TEST_SERVER: another checkout's, e.g. a worktree's)
+SERVER = pathlib.Path(os.environ.get("MIMO_TEST_SERVER") or ROOT / ".venv" / "bin" / "mimo-server")
 
 
 def _shot(tmp_path, address, frames=4, size=(64, 48), save=True):
