@@ -404,6 +404,22 @@ def test_only_the_preview_backend_goes_without_a_character_image():
         GenerateSettings(backend="mimo", character="").validate()
 
 
+def test_roi_size_rule_is_the_servers_and_a_set_size_is_checked():
+    from blender_addon.core.request import GenerateSettings, auto_roi_size, check_roi_size
+    from mimo.pipeline.prepare import roi_size_for
+
+    for w, h in [(64, 48), (8, 8), (100, 30), (513, 200), (640, 784), (785, 100), (1920, 1080), (2048, 8)]:
+        assert auto_roi_size(w, h) == roi_size_for((w, h)), (w, h)  # what the server picks when unset
+    assert auto_roi_size(1920, 1080) == 784 and auto_roi_size(64, 48) == 64 and auto_roi_size(300, 90) == 304
+    check_roi_size(512)
+    check_roi_size(1024, max_side=1024)
+    for bad, max_side in [(500, 0), (56, 0), (2056, 0), (1032, 1024)]:
+        with pytest.raises(ValueError, match=r"^ROI size: expected a multiple of 8 in 64\.\."):
+            check_roi_size(bad, max_side)
+    with pytest.raises(ValueError, match="^ROI size"):
+        GenerateSettings(roi_size=100).validate()
+
+
 def test_openpose_keypoints_layout_and_what_is_not_seen():
     from blender_addon.vendor import keypoints
 

@@ -10,7 +10,7 @@ from mathutils import Vector
 
 from ..core.errors import AddonError
 from ..core.frames import FrameRange, new_job_dir
-from ..core.request import GenerateSettings, build_request, is_loopback
+from ..core.request import GenerateSettings, auto_roi_size, build_request, check_roi_size, is_loopback
 from . import prefs, props, rig_builder
 
 #: custom property of a rig placed by Add Body: height (m) of its origin above its floor
@@ -26,6 +26,7 @@ def show_capabilities(s, caps: dict) -> None:
     s.server_backends = props.reported_lines({b: summaries.get(b) or props.KNOWN_BACKENDS.get(b, "")
                                               for b in caps["backends"]})
     s.server_modes = props.reported_lines(caps.get("modes") or {})
+    s.server_max_side = int((caps.get("limits") or {}).get("max_side") or 0)
 
 
 def _fail(op: bpy.types.Operator, exc: Exception) -> set[str]:
@@ -50,9 +51,15 @@ def settings_of(scene: bpy.types.Scene) -> GenerateSettings:
         raise AddonError(f"backend: the server offers {', '.join(backends)}, not {backend!r}")
     if modes and s.mode not in modes:
         raise AddonError(f"mode: the server offers {', '.join(modes)}, not {s.mode!r}")
+    if not s.roi_auto:
+        try:
+            check_roi_size(s.roi_size, s.server_max_side)
+        except ValueError as exc:
+            raise AddonError(str(exc)) from None
     return GenerateSettings(server=prefs.server_of(s), timeout=s.connect_timeout, backend=backend, mode=s.mode,
                             character=bpy.path.abspath(s.character) if s.character else "", steps=s.steps,
-                            cfg=s.cfg, seed=s.seed, job_name=s.job_name, fps=frame_range(scene).fps)
+                            cfg=s.cfg, seed=s.seed, job_name=s.job_name, fps=frame_range(scene).fps,
+                            roi_size=None if s.roi_auto else s.roi_size)
 
 
 def output_size(scene: bpy.types.Scene, width: int, height: int) -> tuple[int, int]:
@@ -164,7 +171,16 @@ def shot_summary(scene: bpy.types.Scene) -> str:
     step = f", every {fr.step}" if fr.step > 1 else ""
     backend = prefs.backend_of(s)
     steps = f"{s.steps} steps" if s.steps else "the mode's steps"
-    backend = f"MIMO {s.mode}, {steps}" if backend == "mimo" else backend
+    if backend == "mimo":  # (the ROI is MIMO's: the preview draws the whole frame)
+        if s.roi_auto:
+            roi = f"ROI {auto_roi_size(w, h)} (automatic)"
+        else:
+            try:
+                check_roi_size(s.roi_size, s.server_max_side)
+            except ValueError as exc:
+                return str(exc)
+            roi = f"ROI {s.roi_size}"
+        backend = f"MIMO {s.mode}, {steps}, {roi}"
     from . import timers
 
     last = timers.last(scene)  # the server's capabilities carry no speed: the last job's does

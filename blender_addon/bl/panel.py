@@ -91,6 +91,11 @@ class MIMO_PT_shot(_Sub, bpy.types.Panel):
             row = layout.row(align=True)
             row.prop(s, "steps")
             row.prop(s, "cfg")
+            row = layout.row(align=True)
+            row.prop(s, "roi_auto", text="Auto ROI")
+            sub = row.row(align=True)
+            sub.enabled = not s.roi_auto
+            sub.prop(s, "roi_size")
         layout.prop(s, "seed")
         layout.prop(s, "job_name")
         layout.prop(s, "scene_plate")

@@ -92,6 +92,7 @@ def _character_changed(self, context) -> None:
 def _server_changed(self, context) -> None:
     """Another server: what the last one offered no longer applies."""
     self.server_backends = self.server_modes = self.capabilities = ""
+    self.server_max_side = 0
 
 
 class MIMO_PG_settings(bpy.types.PropertyGroup):
@@ -131,6 +132,15 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=0, min=0, max=1000,
                        description="Denoising steps (0: the mode's default, which the server applies)")
     cfg: FloatProperty(name="CFG", default=3.5, min=0.0, max=50.0)
+    roi_auto: BoolProperty(name="Automatic ROI Size", default=True,
+                           description="Let the server choose the size MIMO generates the character's crop "
+                                       "(ROI) at: 784, or the output's longer side when smaller")
+    roi_size: IntProperty(name="ROI Size", default=784, min=64, max=2048, step=16, subtype="PIXEL",
+                          description="Side of the square MIMO generates the character's crop (ROI) at, "
+                                      "a multiple of 8 up to the server's largest side: larger keeps more "
+                                      "detail of a character that fills the frame, smaller is faster")
+    server_max_side: IntProperty(name="Server max side", default=0, min=0, options={"HIDDEN"},
+                                 description="Largest image side the server last reported (0: not asked)")
     seed: IntProperty(name="Seed", default=42, min=0)
     job_name: StringProperty(name="Job", default="shot", description="Folder name under //mimo/")
     scene_plate: BoolProperty(name="Scene plate", default=False,

@@ -31,10 +31,13 @@ class GenerateSettings:
     job_name: str = "shot"
     fps: float = 30.0
     body_model: str = "open"
+    roi_size: int | None = None  # side of the square MIMO generates each crop at; None: auto_roi_size
 
     def validate(self) -> None:
         if not self.server.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"server: expected an address like tcp://host:port, got {self.server!r}")
+        if self.roi_size is not None:
+            check_roi_size(self.roi_size)
         if not self.character:
             if self.backend == "preview":  # the preview draws the motion codes only
                 return
@@ -42,6 +45,28 @@ class GenerateSettings:
                              "(only the Preview backend works without one)")
         if not os.path.isfile(self.character):
             raise ValueError(f"character: file not found: {self.character}")
+
+
+#: The ROI side a server uses when the request leaves it unset (server/PROTOCOL.md, ``roi_size``).
+AUTO_ROI_SIZE = 784
+
+
+def auto_roi_size(width: int, height: int) -> int:
+    """The ROI side the server picks for an output of ``width`` x ``height`` when the request
+    leaves it unset: 784, or the longer side (rounded up to a multiple of 8, at least 64) when
+    that is smaller."""
+    return int(min(AUTO_ROI_SIZE, max(64, -(-max(width, height) // 8) * 8)))
+
+
+def check_roi_size(size: int, max_side: int = 0) -> None:
+    """``size`` must be what the protocol accepts: a multiple of 8 in 64..``max_side`` (0: the
+    protocol's default limit; a server reports its own in its capabilities' ``limits``)."""
+    if not max_side:
+        from ..vendor.protocol import DEFAULT_LIMITS
+
+        max_side = DEFAULT_LIMITS["max_side"]
+    if not (64 <= size <= max_side and size % 8 == 0):
+        raise ValueError(f"ROI size: expected a multiple of 8 in 64..{max_side}, got {size}")
 
 
 def is_loopback(address: str) -> bool:
@@ -82,8 +107,9 @@ def build_request(settings: GenerateSettings, bodies: list[dict], camera: dict,
         character=character, bodies=body_params, body_model=settings.body_model, camera=cam,
         scene=scene, occlusion=occlusion, width=cam.width, height=cam.height, fps=float(settings.fps),
         steps=None if not settings.steps else int(settings.steps), cfg=float(settings.cfg), seed=int(settings.seed),
-        backend=settings.backend, mode=settings.mode, preview=True, name=settings.job_name)
-    # context, overlap (and steps when unset) stay None: the server applies the mode's defaults
+        backend=settings.backend, mode=settings.mode, roi_size=settings.roi_size, preview=True,
+        name=settings.job_name)
+    # context, overlap (and steps, roi_size when unset) stay None: the server applies its defaults
     P.validate_request(req)
     return req
 

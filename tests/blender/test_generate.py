@@ -225,3 +225,37 @@ def test_regenerate_with_scene_plate_renders_the_scene_not_the_last_result(addon
     assert np.array_equal(plates[1], plates[0])  # the true plate, both times
     assert masks[0].max() == 255 and np.array_equal(masks[1], masks[0])  # and the true occlusion
     assert scene.render.use_sequencer and scene.render.use_compositing  # restored
+
+
+def test_roi_size_is_sent_and_said_before_generate(addon, server, tmp_path):
+    from blender_addon.bl.operators import settings_of, shot_summary
+
+    scene = _shot(tmp_path, server, frames=2, size=(320, 160))
+    s = scene.mimo
+    assert s.roi_auto and "ROI" not in shot_summary(scene)  # the preview draws whole frames
+    s.backend = "mimo"
+    assert shot_summary(scene).endswith(", MIMO exact, the mode's steps, ROI 320 (automatic)")
+    assert settings_of(scene).roi_size is None  # automatic: the server's rule, not a number sent
+    s.roi_auto, s.roi_size = False, 512
+    assert shot_summary(scene).endswith(", MIMO exact, the mode's steps, ROI 512")
+    s.roi_size = 500
+    assert shot_summary(scene) == "ROI size: expected a multiple of 8 in 64..2048, got 500"
+    with pytest.raises(RuntimeError, match="ROI size: expected a multiple of 8"):
+        bpy.ops.mimo.generate()
+
+    s.backend = "preview"  # (the server here has no weights) the request carries the size
+    s.roi_size = 1536
+    assert bpy.ops.mimo.check_server() == {"FINISHED"}
+    assert s.server_max_side == 2048  # what the server reports in its limits
+    s.server_max_side = 1024  # a server that allows less
+    with pytest.raises(RuntimeError, match=r"ROI size: expected a multiple of 8 in 64\.\.1024, got 1536"):
+        bpy.ops.mimo.generate()
+    s.roi_size = 512
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    job = addon_timers().active(scene)
+    assert job.client.request.roi_size == 512
+    assert _pump(scene)[0] == "done", scene.mimo.last_error
+    s.roi_auto = True
+    assert bpy.ops.mimo.generate() == {"FINISHED"}
+    assert addon_timers().active(scene).client.request.roi_size is None
+    assert _pump(scene)[0] == "done", scene.mimo.last_error
