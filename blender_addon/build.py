@@ -45,6 +45,7 @@ VENDOR = {
     "vendor/bvh.py": "mimo/motion/bvh.py",
     "vendor/readers.py": "mimo/motion/readers.py",
     "vendor/keypoints.py": "mimo/codes/keypoints.py",
+    "vendor/pass_images.py": "mimo/codes/pass_images.py",
     "vendor/joints.py": "mimo/body/joints.py",
 }
 #: copied into the staged extension only (a source checkout reads them where they are)

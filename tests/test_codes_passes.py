@@ -84,6 +84,51 @@ def test_keypoints_are_the_projected_joints(shot):
         assert kp[i, 2] == 1.0
 
 
+#: what both mimo export and the add-on's Export Passes write into their folder
+EXPORT_ENTRIES = ["depth", "depth.npy", "keypoints", "mask", "normal", "normal.npy", "shot.npz"]
+
+
+def _check_pass_images(out, depth, normal):
+    """depth/ (16-bit grey, mm) and normal/ (8-bit RGB view-space normal map) read back by PIL."""
+    from PIL import Image
+
+    for i in range(len(depth)):
+        with Image.open(out / "depth" / f"frame_{i:05d}.png") as im:
+            assert im.mode.startswith("I") and im.info.get("transparency") is None
+            mm = np.array(im).astype(np.int64)
+        assert np.array_equal(mm, np.round(depth[i].astype(np.float64) * 1000).astype(np.int64))
+        with Image.open(out / "normal" / f"frame_{i:05d}.png") as im:
+            assert im.mode == "RGB"
+            rgb = np.array(im).astype(np.float64)
+        seen = normal[i].any(axis=-1)
+        assert seen.sum() > 100 and not rgb[~seen].any()  # black where nothing is
+        view = rgb[seen] / 127.5 - 1.0  # x right, y up, z toward the camera
+        np.testing.assert_allclose(view, normal[i][seen] * [1, -1, -1], atol=1 / 127.5)
+        assert np.median(rgb[seen][:, 2]) > 200  # the body faces the camera: blue
+
+
+def test_pass_images_encode_16_bit_depth_and_8_bit_normals(tmp_path):
+    from PIL import Image
+
+    from mimo.codes.pass_images import write_pass_images
+
+    depth = np.array([[[0.0, 1.2344], [70.0, 0.0004]]], np.float32)  # (70 m: beyond 16 bits of mm)
+    normal = np.zeros((1, 2, 2, 3), np.float32)
+    normal[0, 0, 1] = [0, 0, -1]  # facing the camera
+    normal[0, 1, 0] = [1, 0, 0]  # right
+    normal[0, 1, 1] = [0, -1, 0]  # up (OpenCV y points down)
+    assert write_pass_images(str(tmp_path), depth, normal) == 1
+    with Image.open(tmp_path / "depth" / "frame_00000.png") as im:
+        assert np.array(im).tolist() == [[0, 1234], [65535, 0]]
+    with Image.open(tmp_path / "normal" / "frame_00000.png") as im:
+        assert np.array(im).tolist() == [[[0, 0, 0], [128, 128, 255]], [[255, 128, 128], [128, 255, 128]]]
+    with pytest.raises(FileExistsError):  # never over an earlier export unless asked
+        write_pass_images(str(tmp_path), depth, normal)
+    write_pass_images(str(tmp_path), depth * 0, normal, overwrite=True)
+    with Image.open(tmp_path / "depth" / "frame_00000.png") as im:
+        assert not np.array(im).any()
+
+
 def test_export_command_writes_the_passes_and_refuses_a_full_folder(tmp_path, capsys):
     from mimo.cli import main
 
@@ -99,6 +144,9 @@ def test_export_command_writes_the_passes_and_refuses_a_full_folder(tmp_path, ca
     frame = json.loads((out / "keypoints" / "frame_00002.json").read_text())
     assert len(frame["people"][0]["pose_keypoints_2d"]) == 75
     assert sorted(p.name for p in (out / "mask").iterdir()) == [f"frame_0000{i}.png" for i in range(3)]
+    # the add-on's Export Passes writes the same entries (tests/blender/test_export.py)
+    assert sorted(p.name for p in out.iterdir()) == EXPORT_ENTRIES
+    _check_pass_images(out, np.load(out / "depth.npy"), np.load(out / "normal.npy"))
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -5,7 +5,8 @@ Written into a new folder (never over existing files):
 
 * ``shot.npz`` — what Generate would send: per body ``body<i>_global_orient`` (F, 3),
   ``body<i>_body_pose`` (F, 21|23, 3), ``body<i>_left/right_hand_pose`` (F, 15, 3) when the body
-  has hands, ``body<i>_transl`` (F, 3), ``body<i>_betas`` (K,), in the wire's SMPL axes (Y up);
+  has hands, ``body<i>_transl`` (F, 3), ``body<i>_betas`` (F, K) (the same every frame; as
+  ``mimo export`` writes them), in the wire's SMPL axes (Y up);
   ``body_model``; OpenCV cameras ``K`` (F, 3, 3), ``R`` (F, 3, 3), ``t`` (F, 3) with
   ``x_cam = R x_world + t``; ``width``, ``height``, ``fps`` and the scene ``frames`` (F,).
 * ``mask/frame_00000.png`` ... — the body mask: white where a body is seen (in front of
@@ -18,6 +19,9 @@ Written into a new folder (never over existing files):
   unit surface normal in OpenCV camera axes (x right, y down, z forward), 0 where nothing is.
   One ray per pixel through the viewport's evaluated scene (what is hidden in the viewport is
   not hit): exact, but a Python loop — about a second per 100k pixels.
+* ``depth/frame_00000.png`` (16-bit, millimetres) and ``normal/frame_00000.png`` (8-bit RGB
+  normal map) ... — the same as images, written by the vendored ``mimo.codes.pass_images`` that
+  ``mimo export`` uses too (its docstring has the encoding).
 
 Not yet: face keypoints.
 """
@@ -33,6 +37,7 @@ from ..core import axes
 from ..core.frames import frame_path
 from ..core.png import write_png
 from ..vendor.keypoints import openpose_frame
+from ..vendor.pass_images import write_pass_images
 
 
 def _joints(scene: bpy.types.Scene, rigs: list, frames: list[int]) -> list[list[dict]]:
@@ -100,8 +105,12 @@ def export_passes(scene: bpy.types.Scene, folder: str, warnings: list[str] | Non
     arrays = {"body_model": np.array(shot["body_model"]), "fps": np.array(shot["fps"]),
               "frames": np.array(shot["frames"]), "K": track["K"], "R": track["R"], "t": track["t"],
               "width": np.array(track["width"]), "height": np.array(track["height"])}
+    F = len(shot["frames"])
     for i, body in enumerate(shot["bodies"]):
-        arrays.update({f"body{i}_{k}": np.asarray(v, np.float32) for k, v in body.items()})
+        arrays.update({f"body{i}_{k}": np.asarray(v, np.float32) for k, v in body.items() if k != "betas"})
+        betas = np.asarray(body["betas"], np.float32)
+        if betas.size:  # per frame, as mimo export writes a clip's (which may vary)
+            arrays[f"body{i}_betas"] = np.ascontiguousarray(np.broadcast_to(betas, (F, betas.size)))
     masks: list = []
     render_layers(scene, shot["rigs"], shot["frames"], track["width"], track["height"], crop=not shot["sized"],
                   plate=False, occlusion=False, visible=masks)
@@ -119,4 +128,5 @@ def export_passes(scene: bpy.types.Scene, folder: str, warnings: list[str] | Non
     for name, a in (("depth.npy", depth), ("normal.npy", normal)):
         with open(os.path.join(folder, name), "xb") as f:
             np.save(f, a)
+    write_pass_images(folder, depth, normal)
     return {"frames": len(masks), "bodies": len(shot["bodies"]), "width": track["width"], "height": track["height"]}

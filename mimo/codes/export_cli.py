@@ -14,7 +14,9 @@ auto-framing). Written into OUT (a new or empty folder; ``--overwrite`` replaces
 * ``mask/frame_00000.png`` ... — white where a body is seen;
 * ``keypoints/frame_00000.json`` ... — joints as OpenPose JSON (BODY_25 and hands);
 * ``depth.npy`` (F, H, W) float32 metres along the optical axis, 0 where no body;
-  ``normal.npy`` (F, H, W, 3) float32 camera-space unit normals, 0 where no body.
+  ``normal.npy`` (F, H, W, 3) float32 camera-space unit normals, 0 where no body;
+* ``depth/frame_00000.png`` (16-bit, millimetres) and ``normal/frame_00000.png`` (8-bit RGB
+  normal map) ... — the same as images (:mod:`mimo.codes.pass_images`, shared with the add-on).
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from mimo.progress import Progress
 
     from .keypoints import openpose_frame
+    from .pass_images import write_pass_images
     from .passes import render_passes
 
     out = Path(args.out)
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     np.savez(out / "shot.npz", **arrays)
     np.save(out / "depth.npy", p["depth"])
     np.save(out / "normal.npy", p["normal"])
+    write_pass_images(str(out), p["depth"], p["normal"], overwrite=True)  # (--out was checked first)
     print(f"wrote {clip.num_frames} frames of passes ({W}x{H}, {len(clip.bodies)} bodies) to {out}; "
           f"bodies cover {p['mask'].mean():.1%} of pixels")
     return 0

@@ -3,6 +3,7 @@ frame, from the 3D scene, in a new folder."""
 from __future__ import annotations
 
 import os
+import pathlib
 
 import bpy
 import numpy as np
@@ -32,6 +33,29 @@ def _mask(path):
         bpy.data.images.remove(img)
 
 
+def _read_png(path, bits, channels):
+    """An unfiltered PNG of ``bits`` per sample (what the pass images are), decoded here, not by
+    the writer's module. Shapes: -> (H, W, channels) int64"""
+    import struct
+    import zlib
+
+    data = pathlib.Path(path).read_bytes()
+    pos, idat = 8, b""
+    while pos < len(data):
+        n = struct.unpack(">I", data[pos:pos + 4])[0]
+        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if tag == b"IHDR":
+            W, H, depth, kind = struct.unpack(">IIBB", body[:10])
+            assert (depth, kind) == (bits, {1: 0, 3: 2}[channels])
+        elif tag == b"IDAT":
+            idat += body
+        pos += 12 + n
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(H, -1)
+    assert not rows[:, 0].any()
+    samples = rows[:, 1:].copy().view(">u2" if bits == 16 else np.uint8)
+    return samples.reshape(H, W, channels).astype(np.int64)
+
+
 def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path):
     from blender_addon.bl import operators
 
@@ -39,7 +63,9 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
     assert bpy.ops.mimo.export_passes() == {"FINISHED"}
     folder = tmp_path / "mimo" / "shot_passes"
     assert scene.mimo.passes_dir == str(folder)
-    assert sorted(os.listdir(folder)) == ["depth.npy", "keypoints", "mask", "normal.npy", "shot.npz"]
+    # the entries mimo export writes too (tests/test_codes_passes.py)
+    assert sorted(os.listdir(folder)) == ["depth", "depth.npy", "keypoints", "mask", "normal", "normal.npy",
+                                          "shot.npz"]
     assert sorted(os.listdir(folder / "mask")) == ["frame_00000.png", "frame_00001.png"]
     z = np.load(folder / "shot.npz")
     shot = operators.collect_shot(scene)
@@ -47,6 +73,8 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
         assert np.allclose(z[k], shot["track"][k])
     assert (int(z["width"]), int(z["height"])) == (80, 96) and list(z["frames"]) == [1, 2]
     assert str(z["body_model"]) == "open" and z["body0_body_pose"].shape == (2, 21, 3)
+    betas = shot["bodies"][0]["betas"]  # per frame, as mimo export writes a clip's
+    assert z["body0_betas"].shape == (2, len(betas)) and np.allclose(z["body0_betas"], betas)
     assert np.allclose(z["body0_transl"], shot["bodies"][0]["transl"], atol=1e-6)
 
     m = _mask(str(folder / "mask" / "frame_00000.png"))
@@ -79,5 +107,13 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
     assert abs(depth[0, v, u] - 2.85) < 1e-4 and np.allclose(normal[0, v, u], [0, 0, -1], atol=1e-5)
     assert depth[0, 2, 2] == 0.0 and not normal[0, 2, 2].any()  # nothing there
     assert depth[0][m > 0.5].min() > 2.85  # the body is behind the box
+    for f in range(2):  # the same as images: 16-bit millimetres, 8-bit RGB view-space normal map
+        mm = _read_png(folder / "depth" / f"frame_{f:05d}.png", bits=16, channels=1)[..., 0]
+        assert np.array_equal(mm, np.round(depth[f].astype(np.float64) * 1000))
+        rgb = _read_png(folder / "normal" / f"frame_{f:05d}.png", bits=8, channels=3)
+        seen = normal[f].any(axis=-1)
+        assert not rgb[~seen].any()
+        assert np.abs(rgb[seen] / 127.5 - 1 - normal[f][seen] * [1, -1, -1]).max() <= 1 / 127.5
+    assert _read_png(folder / "normal" / "frame_00000.png", 8, 3)[v, u].tolist() == [128, 128, 255]
     assert bpy.ops.mimo.export_passes() == {"FINISHED"}  # again: a new folder, nothing overwritten
     assert (tmp_path / "mimo" / "shot_passes_001" / "shot.npz").exists()
