@@ -23,7 +23,7 @@ Written into a new folder (never over existing files):
   normal map) ... — the same as images, written by the vendored ``mimo.codes.pass_images`` that
   ``mimo export`` uses too (its docstring has the encoding).
 
-Not yet: face keypoints.
+No face keypoints (``face_keypoints_2d`` is empty): vendor/keypoints.py says why.
 """
 from __future__ import annotations
 

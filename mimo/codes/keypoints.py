@@ -4,7 +4,16 @@ Each keypoint is a joint of the body model projected with the shot's OpenCV came
 not a detection. Keypoints the body model has no joint for (nose, eyes, ears, toes, heels,
 fingertips) and joints outside the image or behind the camera get confidence 0 and (0, 0), as
 OpenPose writes an undetected point; the others confidence 1. Coordinates follow OpenPose:
-pixel ``i`` is centred on ``i`` (the cameras put its centre on ``i + 0.5``). There is no face.
+pixel ``i`` is centred on ``i`` (the cameras put its centre on ``i + 0.5``).
+
+No face: ``face_keypoints_2d`` is always ``[]``. OpenPose's 70 face points are 68 facial
+landmarks and the two pupils. The open body defines no landmarks (its 52 joints are SMPL-H's, with
+no jaw or eyes, and nothing names points of its mesh as eyebrow, lip or jaw line). SMPL-X defines
+51 landmarks, and 17 jaw-line points that follow the head's turn, as barycentric points on mesh
+triangles (``lmk_faces_idx``/``lmk_bary_coords``, ``dynamic_lmk_*``), but those tables are inside
+the licensed SMPLX_NEUTRAL model file, not in the ``smplx`` package (its code reads them from
+that file; the vertex indices it ships are for nose, eyes, ears, toes, heels and fingertips), so
+nothing here can be built or tested without that download; and jaw and expression are never posed here (zero), so the mouth would not move.
 
 The Blender add-on vendors a byte-identical copy (``blender_addon/vendor/keypoints.py``); it may
 import only the standard library and numpy.

@@ -92,6 +92,7 @@ def test_export_passes_writes_parameters_cameras_and_body_masks(addon, tmp_path)
     kp = json.loads((folder / "keypoints" / "frame_00001.json").read_text())
     assert (kp["canvas_width"], kp["canvas_height"]) == (80, 96)
     (person,) = kp["people"]
+    assert person["face_keypoints_2d"] == []  # no facial landmarks (vendor/keypoints.py says why)
     body = np.array(person["pose_keypoints_2d"]).reshape(25, 3)
     assert body[0, 2] == 0.0 and body[8, 2] == 1.0  # a nose the body lacks; its pelvis (MidHip)
     scene.frame_set(2)
