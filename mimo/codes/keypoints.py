@@ -13,7 +13,8 @@ no jaw or eyes, and nothing names points of its mesh as eyebrow, lip or jaw line
 triangles (``lmk_faces_idx``/``lmk_bary_coords``, ``dynamic_lmk_*``), but those tables are inside
 the licensed SMPLX_NEUTRAL model file, not in the ``smplx`` package (its code reads them from
 that file; the vertex indices it ships are for nose, eyes, ears, toes, heels and fingertips), so
-nothing here can be built or tested without that download; and jaw and expression are never posed here (zero), so the mouth would not move.
+nothing here can be built or tested without that download; and jaw and expression are never
+posed here (zero), so the mouth would not move.
 
 The Blender add-on vendors a byte-identical copy (``blender_addon/vendor/keypoints.py``); it may
 import only the standard library and numpy.
