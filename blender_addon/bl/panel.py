@@ -8,12 +8,25 @@ import bpy
 
 from . import prefs, rig_builder
 
-WRAP = 44  # characters per line of wrapped status and error text (the sidebar's usual width)
+WRAP = 44  # characters per line of wrapped text where the region's width is unknown
+
+
+def wrap_chars(region_width: int, ui_scale: float) -> int:
+    """Characters per line of wrapped text in a sidebar ``region_width`` pixels wide: the label
+    font averages up to 7 px a character at UI scale 1; margins and the icon take ~52 px."""
+    return max(16, int((region_width - 52 * ui_scale) / (7.0 * ui_scale)))
+
+
+def _line_chars() -> int:
+    region = getattr(bpy.context, "region", None)
+    if region is None or region.type != "UI" or region.width < 64:  # (not drawn in a sidebar)
+        return WRAP
+    return wrap_chars(region.width, bpy.context.preferences.system.ui_scale)
 
 
 def wrapped(layout, text: str, icon: str = "NONE") -> None:
-    """``text`` over as many labels as it needs; the icon on the first line only."""
-    for k, line in enumerate(textwrap.wrap(text, WRAP) or [""]):
+    """``text`` over as many labels as the sidebar's width needs; the icon on the first line only."""
+    for k, line in enumerate(textwrap.wrap(text, _line_chars()) or [""]):
         layout.label(text=line, icon=icon if k == 0 else ("BLANK1" if icon != "NONE" else "NONE"))
 
 
@@ -95,7 +108,7 @@ class MIMO_PT_shot(_Sub, bpy.types.Panel):
             row.prop(s, "roi_auto", text="Auto ROI")
             sub = row.row(align=True)
             sub.enabled = not s.roi_auto
-            sub.prop(s, "roi_size")
+            sub.prop(s, "roi_size", text="")
         layout.prop(s, "seed")
         layout.prop(s, "job_name")
         layout.prop(s, "scene_plate")

@@ -74,6 +74,10 @@ def test_panel_lists_the_controls(addon, rig_file, draw_panels, tmp_path):
             break
         errors.append(k["text"])
     assert len(errors) > 1 and all(len(t) <= panel.WRAP for t in errors)  # wrapped, not cut
+    # in a sidebar, lines as long as its width holds: Blender's default width (~230 px) holds
+    # about 25 characters of the label font; a wider one more, a narrow one no fewer than 16
+    assert panel.wrap_chars(229, 1.0) == 25 and panel.wrap_chars(458, 2.0) == 25
+    assert panel.wrap_chars(500, 1.0) == 64 and panel.wrap_chars(60, 1.0) == 16
     assert " ".join(errors) == scene.mimo.last_error
     # a thumbnail of the character image
     path = tmp_path / "me.png"
