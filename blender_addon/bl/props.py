@@ -135,7 +135,7 @@ class MIMO_PG_settings(bpy.types.PropertyGroup):
     roi_auto: BoolProperty(name="Automatic ROI Size", default=True,
                            description="Let the server choose the size MIMO generates the character's crop "
                                        "(ROI) at: 784, or the output's longer side when smaller")
-    roi_size: IntProperty(name="ROI Size", default=784, min=64, max=2048, step=16, subtype="PIXEL",
+    roi_size: IntProperty(name="ROI Size", default=784, min=64, max=8192, step=16, subtype="PIXEL",
                           description="Side of the square MIMO generates the character's crop (ROI) at, "
                                       "a multiple of 8 up to the server's largest side: larger keeps more "
                                       "detail of a character that fills the frame, smaller is faster")
