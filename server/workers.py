@@ -5,10 +5,11 @@ one job at a time on each.
 * :class:`server.cluster.RayExecutor`: one slot per Ray actor, each a long-lived process holding
   its own loaded models on one GPU of a Ray cluster (``mimo-server --cluster`` / ``--gpus``).
 
-The server (:mod:`server.core`) runs one worker thread per slot. The thread takes the queue's head
-job when the executor picks its slot for it (:meth:`Executor.choose`: an idle slot, preferring one
-that already compiled the job's frame size; or, for a MIMO job with nothing queued behind it, every
-slot of a host whose slots are all idle, led by this one), builds the job, and calls
+The server (:mod:`server.core`; the threads' code is :mod:`server.jobs`) runs one worker thread
+per slot. The thread takes the queue's head job when the executor picks its slot for it
+(:meth:`Executor.choose`: an idle slot, preferring one that already compiled the job's frame size;
+or, for a MIMO job with nothing queued behind it, every slot of a host whose slots are all idle,
+led by this one), builds the job, and calls
 :meth:`Executor.run`, which reports through the same :class:`~mimo.pipeline.job.JobEvents` as a
 local backend: progress, previews and frames in order (each frame waits for the client's credit in
 the calling thread).

@@ -177,7 +177,7 @@ def test_the_wire_can_leave_context_and_overlap_to_the_mode():
 
 def test_job_errors_reach_the_client_field_without_parsing_text():
     """Drift: the server found ``field`` by splitting ``"field: msg"`` out of ValueError text."""
-    from server.core import _job_error
+    from server.jobs import _job_error
 
     err = _job_error("j1", FieldError("bodies[0].betas", "too many"))
     assert (err.code, err.field, err.message) == ("invalid_field", "bodies[0].betas", "too many")

@@ -492,7 +492,7 @@ def test_gpu_body_codes_match_cpu_and_real_oom_fails_only_that_job():
 
 def test_blocking_previews_are_at_most_256_pixels():
     from mimo.pipeline.job import GenerationJob
-    from server.core import _preview_frames
+    from server.jobs import _preview_frames
 
     codes = np.zeros((2, 520, 600, 3), np.uint8)
     codes[:, 100:200, 300:330] = 77

@@ -22,7 +22,8 @@ from mimo.pipeline.backends import load_backend
 from server import cli
 from server import protocol as P
 from server.client import Client, MimoClientError
-from server.core import Server, _job_error
+from server.core import Server
+from server.jobs import _job_error
 
 
 def _server(**kw) -> Server:
