@@ -38,6 +38,9 @@ ROOT = os.path.dirname(HERE)
 #: tests/test_protocol.py, tests/test_retarget.py) all read it; a source that moved fails them.
 VENDOR = {
     "vendor/protocol.py": "server/protocol.py",
+    "vendor/protocol_messages.py": "server/protocol_messages.py",
+    "vendor/protocol_wire.py": "server/protocol_wire.py",
+    "vendor/protocol_checks.py": "server/protocol_checks.py",
     "vendor/client.py": "server/client.py",
     "vendor/retarget.py": "mimo/motion/retarget.py",
     "vendor/rotations.py": "mimo/motion/rotations.py",

@@ -272,7 +272,10 @@ def test_codes_must_match_the_output_size():
 
 
 # --- the vendoring constraint and the docs ------------------------------------------------------
-@pytest.mark.parametrize("name", ["protocol.py", "client.py"])
+PROTOCOL_PARTS = ["protocol.py", "protocol_messages.py", "protocol_wire.py", "protocol_checks.py"]
+
+
+@pytest.mark.parametrize("name", [*PROTOCOL_PARTS, "client.py"])
 def test_vendored_modules_import_only_stdlib_zmq_msgpack_numpy(name):
     import sys
 
@@ -282,8 +285,8 @@ def test_vendored_modules_import_only_stdlib_zmq_msgpack_numpy(name):
         if isinstance(node, ast.Import):
             roots = {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: only the sibling protocol module
-                assert node.module == "protocol", ast.dump(node)
+            if node.level:  # relative: only the sibling protocol modules
+                assert node.level == 1 and f"{node.module}.py" in PROTOCOL_PARTS, ast.dump(node)
                 continue
             roots = {node.module.split(".")[0]}
         else:
@@ -292,10 +295,12 @@ def test_vendored_modules_import_only_stdlib_zmq_msgpack_numpy(name):
 
 
 def test_vendored_copies_in_the_addon_are_byte_identical():
-    """Any copy of protocol.py / client.py inside the add-on must equal the source byte for byte."""
+    """Any copy of the protocol's files / client.py inside the add-on must equal the source byte for
+    byte."""
     # a copy is recognised by the source's first line (its docstring's title)
     sources = {(ROOT / "server" / n).read_text().splitlines()[0]: ROOT / "server" / n
-               for n in ("protocol.py", "client.py")}
+               for n in (*PROTOCOL_PARTS, "client.py")}
+    assert len(sources) == len(PROTOCOL_PARTS) + 1, "each source needs its own first line"
     for path in (ROOT / "blender_addon").rglob("*.py"):
         text = path.read_text(errors="replace")
         for marker, source in sources.items():

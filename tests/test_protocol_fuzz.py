@@ -10,7 +10,7 @@ unexpected exceptions cannot hide a missing check.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import pathlib
 import random
 import sys
@@ -51,12 +51,10 @@ EXTRA_BUFFERS = [b"", b"\x00" * 12, b"\x3f\x80\x00\x00" * 9]
 
 
 def _load_vendored():
-    path = ROOT / "blender_addon" / "vendor" / "protocol.py"
-    spec = importlib.util.spec_from_file_location("mimo_vendored_protocol", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
+    """The add-on's copy (blender_addon/vendor/protocol.py and its sibling parts), imported as the
+    add-on imports it."""
+    sys.path.insert(0, str(ROOT))
+    return importlib.import_module("blender_addon.vendor.protocol")
 
 
 def _seed_messages() -> list[list[bytes]]:
