@@ -195,7 +195,7 @@ def test_backend_roi_job_composites_into_full_frames(pipe, inputs):
     stats = MimoBackend(None, pipeline=pipe).generate(job, _events(store))
     frames = np.stack([f for _, f in store["frames"]])
     assert [i for i, _ in store["frames"]] == list(range(Fr)) and frames.shape == (Fr, Hf, Wf, 3)
-    assert stats["roi_clips"] == 1 and store["raw"].shape == (Fr, 64, 64, 3)
+    assert stats["roi_spans"] == 1 and store["raw"].shape == (Fr, 64, 64, 3)
     # box: mask rows 31..70, cols 51..74 -> margins y 27..75, x 50..76 -> square 48: x 39..87, y 27..75
     outside = np.ones((Hf, Wf), bool)
     outside[27:75, 39:87] = False
@@ -246,20 +246,20 @@ def test_backend_roi_job_streams_frames_while_it_decodes(pipe, inputs):
     assert decoded == [0, 8]                  # the second chunk was decoded after 8 frames had left
 
 
-def test_backend_roi_job_with_two_clips(pipe, inputs):
+def test_backend_roi_job_with_two_spans(pipe, inputs):
     char = inputs[0]
     codes = np.zeros((8, 96, 96, 3), np.uint8)
-    codes[:4, 40:60, 40:52] = (180, 90, 40)   # small body, then a much bigger one: a new clip
+    codes[:4, 40:60, 40:52] = (180, 90, 40)   # small body, then a much bigger one: a new span
     codes[4:, 8:90, 10:80] = (180, 90, 40)
     job = GenerationJob(character=char, codes=codes, steps=1, context=8, overlap=2, roi_size=64)
     store = {}
     stats = MimoBackend(None, pipeline=pipe).generate(job, _events(store))
-    assert stats["roi_clips"] == 2
-    assert len(store["raw"]) == 8 + 4  # the second clip starts 4 frames early (crossfaded)
+    assert stats["roi_spans"] == 2
+    assert len(store["raw"]) == 8 + 4  # the second span starts 4 frames early (crossfaded)
     assert [i for i, _ in store["frames"]] == list(range(8))
     frames = np.stack([f for _, f in store["frames"]])
     assert frames.shape == (8, 96, 96, 3)
-    # frame 0 = 0.8 x clip 1 (white scene above its box) + 0.2 x clip 2 (full frame), truncated
+    # frame 0 = 0.8 x span 1 (white scene above its box) + 0.2 x span 2 (full frame), truncated
     assert (frames[0, :20] >= 204).all() and (frames[0, :20] < 255).any()
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mimo.pipeline.composite import composite_clips, feather_mask, paste_frame
-from mimo.pipeline.roi import RoiClip, crop_character, frame_box, human_mask, pad_square, roi_clips
+from mimo.pipeline.composite import composite_spans, feather_mask, paste_frame
+from mimo.pipeline.roi import RoiSpan, crop_character, frame_box, human_mask, pad_square, roi_spans
 from mimo.pipeline.schedule import context_windows, ddim_step_reference, make_scheduler
 
 # --- scheduler -------------------------------------------------------------------------------
@@ -128,14 +128,14 @@ def test_box_clamped_at_border_and_empty_frame():
     assert frame_box(human_mask(codes)[1]) is None
 
 
-def test_roi_clips_split_when_box_grows():
+def test_roi_spans_split_when_box_grows():
     rects = [(40, 80, 50, 70)] * 6 + [(10, 120, 10, 110)] * 4
-    clips = roi_clips(_codes(10, 128, 128, rects))
-    assert [(c.first, c.start, c.stop) for c in clips] == [(0, 0, 6), (2, 6, 10)]
-    assert clips[0].box == (37, 85, 37, 85)
-    # a still body never splits; a body-less video is one whole-frame clip
-    assert len(roi_clips(_codes(5, 128, 128, [(40, 80, 50, 70)] * 5))) == 1
-    assert roi_clips(np.zeros((3, 16, 32, 3), np.uint8)) == [RoiClip((0, 32, 0, 16), 0, 0, 3)]
+    spans = roi_spans(_codes(10, 128, 128, rects))
+    assert [(c.first, c.start, c.stop) for c in spans] == [(0, 0, 6), (2, 6, 10)]
+    assert spans[0].box == (37, 85, 37, 85)
+    # a still body never splits; a body-less video is one whole-frame span
+    assert len(roi_spans(_codes(5, 128, 128, [(40, 80, 50, 70)] * 5))) == 1
+    assert roi_spans(np.zeros((3, 16, 32, 3), np.uint8)) == [RoiSpan((0, 32, 0, 16), 0, 0, 3)]
 
 
 def test_pad_square():
@@ -175,12 +175,12 @@ def test_paste_frame_full_box_is_identity_and_inner_box_blends():
     assert (res[16, 16] == 9).all() and res[16, 17, 0] == 127
 
 
-def test_composite_clips_crossfade_and_order():
+def test_composite_spans_crossfade_and_order():
     F, H, W = 6, 16, 16
-    clips = [RoiClip((0, W, 0, H), 0, 0, 4), RoiClip((0, W, 0, H), 2, 4, 6)]
+    spans = [RoiSpan((0, W, 0, H), 0, 0, 4), RoiSpan((0, W, 0, H), 2, 4, 6)]
     gen = np.concatenate([np.full((4, H, W, 3), 0.2), np.full((4, H, W, 3), 0.8)])
     scene = np.zeros((F, H, W, 3), np.uint8)
-    out = list(composite_clips(gen, clips, [(16, (0, 0, 0, 0))] * 2, scene))
+    out = list(composite_spans(gen, spans, [(16, (0, 0, 0, 0))] * 2, scene))
     assert [i for i, _ in out] == list(range(F))
     a, b = int(0.2 * 255), int(0.8 * 255)
     vals = [img[0, 0, 0] for _, img in out]

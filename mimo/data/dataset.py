@@ -145,7 +145,7 @@ class MimoDataset(torch.utils.data.Dataset):
 
 
 def clip_pixels(image: np.ndarray) -> torch.Tensor:
-    """The CLIP input of :meth:`mimo.pipeline.MimoPipeline.encode_clip` for one image.
+    """The CLIP input of :meth:`mimo.pipeline.MimoPipeline.encode_image` for one image.
 
     Shapes: image (H, W, 3) uint8 -> (3, 224, 224) float32
     """

@@ -11,14 +11,14 @@ Per frame (float arithmetic, one truncation to uint8 at the end, as the official
     canvas = white frame with ``crop`` pasted at the box
     res    = canvas · m + scene · (1 − m)
     res    = res · (1 − o) + occluder_source · o           (o = occlusion / 255, when given)
-    res    = old · (1 − f) + res · f, f = (j + 1) / 5       (j-th overlap frame with the previous clip)
+    res    = old · (1 − f) + res · f, f = (j + 1) / 5       (j-th overlap frame with the previous span)
 """
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from .roi import Box, RoiClip
+from .roi import Box, RoiSpan
 
 FEATHER_FRACTION = 0.08
 
@@ -48,7 +48,7 @@ def box_feather_sides(box: Box, H: int, W: int) -> tuple[bool, bool, bool, bool]
 def paste_frame(generated: np.ndarray, box: Box, padded_side: int, pads: tuple[int, int, int, int],
                 scene: np.ndarray, occlusion: np.ndarray | None = None,
                 occluder_source: np.ndarray | None = None) -> np.ndarray:
-    """Composite one generated crop into its full frame (before any clip crossfade).
+    """Composite one generated crop into its full frame (before any span crossfade).
 
     Shapes:
         generated (S', S', 3) float in [0, 1]; scene, occluder_source (H, W, 3) uint8;
@@ -75,39 +75,39 @@ def paste_frame(generated: np.ndarray, box: Box, padded_side: int, pads: tuple[i
     return res
 
 
-class ClipCompositor:
-    """Push-based :func:`composite_clips`: feed generated frames in order as they are decoded,
-    get back every output frame as soon as it is final (a frame in a clip overlap waits for the
-    next clip's crossfade), so a caller can stream while the rest decode.
+class SpanCompositor:
+    """Push-based :func:`composite_spans`: feed generated frames in order as they are decoded,
+    get back every output frame as soon as it is final (a frame in a span overlap waits for the
+    next span's crossfade), so a caller can stream while the rest decode.
 
     ``push(generated_frame)`` -> list of ``(frame_index, (H, W, 3) uint8)``; each source frame is
     returned exactly once, in order, over all pushes.
     """
 
-    def __init__(self, clips: list[RoiClip], layout: list[tuple[int, tuple]], scene: np.ndarray,
+    def __init__(self, spans: list[RoiSpan], layout: list[tuple[int, tuple]], scene: np.ndarray,
                  occlusion: np.ndarray | None = None, occluder_source: np.ndarray | None = None):
-        self.clips, self.layout, self.scene = clips, layout, scene
+        self.spans, self.layout, self.scene = spans, layout, scene
         self.occlusion, self.occluder_source = occlusion, occluder_source
         self.pending: dict[int, np.ndarray] = {}
-        self.k = self.j = 0  # clip index, frame index within the clip
+        self.k = self.j = 0  # span index, frame index within the span
 
     def push(self, generated: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        if self.k >= len(self.clips):
-            raise ValueError("generated: more frames pushed than the clips hold")
-        clip = self.clips[self.k]
+        if self.k >= len(self.spans):
+            raise ValueError("generated: more frames pushed than the spans hold")
+        span = self.spans[self.k]
         side, pads = self.layout[self.k]
-        i = clip.frames[self.j]
-        res = paste_frame(generated, clip.box, side, pads, self.scene[i],
+        i = span.frames[self.j]
+        res = paste_frame(generated, span.box, side, pads, self.scene[i],
                           None if self.occlusion is None else self.occlusion[i],
                           None if self.occluder_source is None else self.occluder_source[i])
-        if i in self.pending:  # overlap with the previous clip: crossfade into its result
+        if i in self.pending:  # overlap with the previous span: crossfade into its result
             f = (self.j + 1) / 5.0
             res = self.pending.pop(i).astype(np.float32) * (1.0 - f) + res * f
         res = np.clip(res, 0, 255).astype(np.uint8)
-        # frames from the next clip's early start on wait for its crossfade; the others are final
-        nxt = self.clips[self.k + 1].first if self.k + 1 < len(self.clips) else clip.stop
+        # frames from the next span's early start on wait for its crossfade; the others are final
+        nxt = self.spans[self.k + 1].first if self.k + 1 < len(self.spans) else span.stop
         self.j += 1
-        if self.j == len(clip.frames):
+        if self.j == len(span.frames):
             self.k, self.j = self.k + 1, 0
         if i >= nxt:
             self.pending[i] = res
@@ -115,19 +115,19 @@ class ClipCompositor:
         return [(i, res)]
 
 
-def composite_clips(generated: np.ndarray, clips: list[RoiClip], layout: list[tuple[int, tuple]],
+def composite_spans(generated: np.ndarray, spans: list[RoiSpan], layout: list[tuple[int, tuple]],
                     scene: np.ndarray, occlusion: np.ndarray | None = None,
                     occluder_source: np.ndarray | None = None):
     """Yield ``(frame_index, (H, W, 3) uint8)`` for every source frame, in order, each once.
 
-    ``generated`` holds the pipeline output for the concatenated clip sequence (clip k's frames
-    ``clips[k].frames`` in order); ``layout[k] = (padded_side, pads)`` of clip k. Overlap frames
-    are crossfaded with the previous clip's result.
+    ``generated`` holds the pipeline output for the concatenated span sequence (span k's frames
+    ``spans[k].frames`` in order); ``layout[k] = (padded_side, pads)`` of span k. Overlap frames
+    are crossfaded with the previous span's result.
 
     Shapes:
         generated (L, S', S', 3) float in [0, 1]; scene, occluder_source (F, H, W, 3) uint8;
         occlusion (F, H, W) uint8
     """
-    compositor = ClipCompositor(clips, layout, scene, occlusion, occluder_source)
+    compositor = SpanCompositor(spans, layout, scene, occlusion, occluder_source)
     for frame in generated:
         yield from compositor.push(frame)

@@ -180,7 +180,7 @@ class JobEvents:
     frame(index, image)            final frames, in order, each exactly once; image (H, W, 3) uint8
     preview(index, image)          optional low-cost previews while denoising; image (h, w, 3) uint8
     raw_frames(frames)             the synthesis output before quantisation and compositing,
-                                   (L, S, S, 3) float32 in [0, 1] (L = F plus ROI clip overlaps)
+                                   (L, S, S, 3) float32 in [0, 1] (L = F plus ROI span overlaps)
     cancelled() -> bool            polled between steps; True makes the backend raise JobCancelled
     """
 

@@ -3,10 +3,10 @@
 The character is padded to a centred white square (side a multiple of 16) as the official scripts
 do, so it keeps its aspect ratio when resized. Raw jobs (``job.raw``) run the pipeline at the codes' own size and return its frames (uint8 by
 truncation, as the official scripts). Other jobs follow the editing scripts (docs/MIMO.md §8.3–§8.4): split
-into human ROI clips, crop and pad each clip to a square (codes black, scene white), generate at
+into human ROI spans, crop and pad each span to a square (codes black, scene white), generate at
 ``job.roi_size``², and paste every crop back into its full frame with a feather mask, the occlusion
-layer on top and a crossfade over clip overlaps. Frames go out as soon as they are decoded and
-composited (a frame in a clip overlap waits for the next clip), not after the whole job.
+layer on top and a crossfade over span overlaps. Frames go out as soon as they are decoded and
+composited (a frame in a span overlap waits for the next span), not after the whole job.
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import time
 import numpy as np
 import torch
 
-from .composite import ClipCompositor
+from .composite import SpanCompositor
 from .job import Backend, GenerationJob, JobEvents
 from .pipeline import MimoPipeline
 from .presets import PRESETS
-from .roi import crop, pad_square, roi_clips
+from .roi import crop, pad_square, roi_spans
 
 
 class MimoBackend(Backend):
@@ -40,7 +40,7 @@ class MimoBackend(Backend):
 
         Runs one 1-step generation per mode (a PRESETS name) on blank inputs, one full window
         long (the preset's context: 24 frames exact, 32 fast), which is the call layout of any
-        clip of at least a window at that size (the ROI size, 784 by default, for jobs from
+        job of at least a window at that size (the ROI size, 784 by default, for jobs from
         Blender). Returns seconds per mode; nothing when the blocks are not compiled (there is
         nothing to warm). ``log(message)`` reports.
         """
@@ -71,15 +71,15 @@ class MimoBackend(Backend):
                 raise ValueError(f"codes: raw mode generates at the input size, which must be a "
                                  f"multiple of 8 on both sides, got {W}x{H}")
             codes_in, scene_in, size = job.codes, scene, (H, W)
-            clips = layout = None
+            spans = layout = None
         else:
-            clips = roi_clips(job.codes)
+            spans = roi_spans(job.codes)
             codes_in, scene_in, layout = [], [], []
-            for clip in clips:
+            for span in spans:
                 pads = None
-                for i in clip.frames:
-                    c, pads = pad_square(crop(job.codes[i], clip.box), 0)
-                    s, _ = pad_square(crop(scene[i], clip.box), 255)
+                for i in span.frames:
+                    c, pads = pad_square(crop(job.codes[i], span.box), 0)
+                    s, _ = pad_square(crop(scene[i], span.box), 255)
                     codes_in.append(c)
                     scene_in.append(s)
                 layout.append((codes_in[-1].shape[0], pads))
@@ -92,7 +92,7 @@ class MimoBackend(Backend):
         def on_step(pipe, step, timestep, info):
             events.progress("denoise", step + 1, steps)
 
-        compositor = None if job.raw else ClipCompositor(clips, layout, scene, job.occlusion,
+        compositor = None if job.raw else SpanCompositor(spans, layout, scene, job.occlusion,
                                                          job.occlusion_source)
         composite_seconds, sent = [0.0], [0]
 
@@ -122,10 +122,10 @@ class MimoBackend(Backend):
             preview_every=max(1, steps // 5) if job.mode != "exact" else 0, preview_callback=on_preview,
             stage_callback=lambda stage: events.progress(stage, 0, 1))
         events.raw_frames(out.frames)
-        stats = dict(out.stats, backend=self.name, roi_clips=None if clips is None else len(clips))
+        stats = dict(out.stats, backend=self.name, roi_spans=None if spans is None else len(spans))
         if not job.raw:
             if sent[0] != F:
-                raise RuntimeError(f"composite: {sent[0]} of {F} frames came out of the ROI clips")
+                raise RuntimeError(f"composite: {sent[0]} of {F} frames came out of the ROI spans")
             stats["seconds"]["composite"] = composite_seconds[0]
         stats["seconds"]["total"] = time.perf_counter() - t0
         stats["seconds_per_frame"] = stats["seconds"]["total"] / F

@@ -178,7 +178,7 @@ class MimoPipeline:
             raise ValueError(f"context_overlap: expected 0..{context_frames - 1}, got {context_overlap!r}")
 
     @torch.no_grad()
-    def encode_clip(self, character: np.ndarray) -> torch.Tensor:
+    def encode_image(self, character: np.ndarray) -> torch.Tensor:
         """CLIP image embedding of the character (bicubic 224², OpenAI mean/std).
 
         Shapes:
@@ -346,7 +346,7 @@ class MimoPipeline:
 
         # 2. Encode the character: CLIP token and reference latent
         with clock("encode"), self._on_device(self.vae):
-            clip = self.encode_clip(character)                                     # (1, 1, D)
+            clip = self.encode_image(character)                                    # (1, 1, D)
             ref_latent = self.encode_vae(frames_to_tensor([character], width, height, True),
                                          plan.encode_chunk)                        # (1, 4, h, w)
 

@@ -1,5 +1,6 @@
-"""Human region-of-interest clips (docs/MIMO.md §8.3): find the body in the code frames, split the video
-into clips with a stable box, crop each clip and pad it to a square whose side is a multiple of 16.
+"""Human region-of-interest spans (docs/MIMO.md §8.3): find the body in the code frames, split the video
+into spans (runs of frames that share one crop box; the official code calls them clips), crop each
+span and pad it to a square whose side is a multiple of 16.
 
 Boxes are half-open pixel ranges ``(x0, x1, y0, y1)``: columns x0..x1-1, rows y0..y1-1.
 
@@ -12,7 +13,7 @@ Where the official description leaves integer details open we define them here (
 * even size: an odd side grows by one pixel at its far end (or near end at the border);
 * square: side = the longer side rounded up to a multiple of 16, centred on the box centre
   (integer division), then clamped to the image (so boxes at the border may stay non-square);
-* frames with no body neither grow a clip's box nor take part in the area test; a clip that
+* frames with no body neither grow a span's box nor take part in the area test; a span that
   never sees a body uses the whole frame.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 Box = tuple[int, int, int, int]  # x0, x1, y0, y1 (half-open)
 GRAY_THRESHOLD = 10
 AREA_RATIO = 0.5
-CLIP_OVERLAY = 4
+SPAN_OVERLAY = 4
 
 
 def gray(frames: np.ndarray) -> np.ndarray:
@@ -122,9 +123,9 @@ def box_area(b: Box | None) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class RoiClip:
-    """Frames ``first..stop-1`` cropped with ``box``; ``start`` is where the clip itself begins
-    (``first < start`` for clips that begin early to overlap the previous one)."""
+class RoiSpan:
+    """Frames ``first..stop-1`` cropped with ``box``; ``start`` is where the span itself begins
+    (``first < start`` for spans that begin early to overlap the previous one)."""
 
     box: Box
     first: int
@@ -136,37 +137,38 @@ class RoiClip:
         return range(self.first, self.stop)
 
 
-def roi_clips(codes: np.ndarray, overlay: int = CLIP_OVERLAY) -> list[RoiClip]:
-    """Split a video into clips with a stable human box (docs/MIMO.md §8.3, run_edit's automatic clips).
+def roi_spans(codes: np.ndarray, overlay: int = SPAN_OVERLAY) -> list[RoiSpan]:
+    """Split a video into spans with a stable human box (docs/MIMO.md §8.3; the official
+    run_edit's automatic clips).
 
-    A new clip begins at frame i when some earlier frame of the current clip has a box smaller than
-    half the area of the clip's box grown by frame i's box. Every clip after the first begins
-    ``min(overlay, len(previous clip))`` frames early.
+    A new span begins at frame i when some earlier frame of the current span has a box smaller than
+    half the area of the span's box grown by frame i's box. Every span after the first begins
+    ``min(overlay, len(previous span))`` frames early.
 
     Shapes:
         codes (F, H, W, 3) uint8
     """
     F, H, W = codes.shape[:3]
     boxes = [frame_box(m) for m in human_mask(codes)]
-    spans: list[tuple[int, int, Box | None]] = []
+    bounds: list[tuple[int, int, Box | None]] = []  # (start, stop, box) of each span
     start, union, areas = 0, None, []
     for i, b in enumerate(boxes):
         if b is None:
             continue
         grown = box_union(union, b)
         if areas and min(areas) < AREA_RATIO * box_area(grown):
-            spans.append((start, i, union))
+            bounds.append((start, i, union))
             start, union, areas = i, b, [box_area(b)]
         else:
             union = grown
             areas.append(box_area(b))
-    spans.append((start, F, union))
-    clips, prev_len = [], 0
-    for k, (s, e, box) in enumerate(spans):
+    bounds.append((start, F, union))
+    spans, prev_len = [], 0
+    for k, (s, e, box) in enumerate(bounds):
         early = min(overlay, prev_len) if k else 0
-        clips.append(RoiClip(box=box if box is not None else (0, W, 0, H), first=s - early, start=s, stop=e))
+        spans.append(RoiSpan(box=box if box is not None else (0, W, 0, H), first=s - early, start=s, stop=e))
         prev_len = e - s
-    return clips
+    return spans
 
 
 def pad_square(img: np.ndarray, value: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
