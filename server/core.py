@@ -101,6 +101,7 @@ class Server(IOThread, WorkerThreads):
         self._warmup, self._warming = warmup, warmup is not None
         self._ctx = zmq.Context()
         self._auth = None
+        # shared by the I/O thread (connections.py) and the worker threads (jobs.py), under _lock
         self._lock = threading.Condition()
         self._queue: collections.deque[ServerJob] = collections.deque()
         self._jobs: dict[str, ServerJob] = {}
