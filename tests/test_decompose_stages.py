@@ -109,3 +109,29 @@ def test_mimo_imports_and_parses_without_transformers_or_opencv(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_inpainting_pipeline_download_plan_takes_configs_and_one_weights_form_per_component():
+    from mimo.models.download import plan_pipeline_files
+
+    listing = {"model_index.json": 1, "README.md": 1, "sd-v1-5-inpainting.ckpt": 9,
+               "scheduler/scheduler_config.json": 1,
+               "tokenizer/vocab.json": 1, "tokenizer/merges.txt": 1, "tokenizer/tokenizer_config.json": 1,
+               "text_encoder/config.json": 1, "text_encoder/model.safetensors": 9, "text_encoder/pytorch_model.bin": 9,
+               "text_encoder/model.fp16.safetensors": 5,
+               "unet/config.json": 1, "unet/diffusion_pytorch_model.bin": 9,
+               "unet/diffusion_pytorch_model.safetensors": 9, "unet/diffusion_pytorch_model.fp16.safetensors": 5,
+               "vae/config.json": 1, "vae/diffusion_pytorch_model.safetensors.index.json": 1,
+               "vae/diffusion_pytorch_model-00001-of-00002.safetensors": 5,
+               "vae/diffusion_pytorch_model-00002-of-00002.safetensors": 5,
+               "onnx/unet/model.onnx": 9}
+    assert plan_pipeline_files(listing) == [
+        "model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
+        "text_encoder/model.safetensors", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json",
+        "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors.index.json", "vae/diffusion_pytorch_model-00001-of-00002.safetensors",
+        "vae/diffusion_pytorch_model-00002-of-00002.safetensors"]
+    with pytest.raises(ValueError, match="no model_index.json"):
+        plan_pipeline_files({"config.json": 1}, "x/y")
+    with pytest.raises(ValueError, match="no weights in unet/"):
+        plan_pipeline_files({"model_index.json": 1, "unet/config.json": 1}, "x/y")

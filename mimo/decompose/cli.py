@@ -30,6 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--focal", type=lambda s: positive_float(s, 1e6), default=None, help="focal length in pixels (overrides --fov)")
     p.add_argument("--moving-camera", action="store_true",
                    help="the camera moves: fill the scene by inpainting each frame (no temporal plate)")
+    p.add_argument("--inpaint-model", default=None, metavar="ID_OR_DIR",
+                   help="diffusers inpainting pipeline (e.g. a Stable Diffusion inpainting folder) for the "
+                        "scene plate's pixels no frame shows; default: OpenCV inpainting. Fetch one with "
+                        "`mimo weights download DIR --decompose --inpaint-model ID`")
+    p.add_argument("--inpaint-steps", type=int_range(1, 1000), default=25,
+                   help="sampler steps of --inpaint-model (default 25)")
+    p.add_argument("--fit-steps", type=int_range(1, 100000), default=250,
+                   help="optimisation steps of the body fit over the whole clip (default 250)")
     p.add_argument("--max-frames", type=int_range(1, 10**7), default=None)
     p.add_argument("--chunk", type=int_range(1, 1024), default=8, help="frames per model batch")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
@@ -58,6 +66,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--models", f"folder {args.models!r} not found (make it with `mimo weights download "
                                      f"{args.models} --decompose`)")
     specs = {s: models.resolve(s, getattr(args, s), args.models) for s in models.DEFAULTS}
+    inpaint_model = None
+    if args.inpaint_model is not None:
+        from mimo.decompose import inpaint
+
+        if args.moving_camera:
+            raise UsageError("--inpaint-model", "fills the holes of the static camera's scene plate; with "
+                                                "--moving-camera there is no plate (frames are filled by OpenCV)")
+        inpaint_model = models.resolve("inpaint", args.inpaint_model, args.models)
+        try:
+            inpaint.check(inpaint_model)
+        except inpaint.InpaintModelMissing as e:
+            raise UsageError("--inpaint-model", str(e).split(": ", 1)[1]) from None
     try:
         for stage, spec in specs.items():
             models.check(stage, spec)
@@ -67,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     except models.ModelMissing as e:
         raise UsageError(models.FLAGS[e.stage], str(e).split(": ", 1)[1]) from None
     opt = Options(body=args.body, fov=args.fov, focal=args.focal, device=device, chunk=args.chunk,
-                  track=args.track, static_camera=not args.moving_camera, seed=args.seed)
+                  track=args.track, static_camera=not args.moving_camera, seed=args.seed,
+                  inpaint_model=inpaint_model, inpaint_steps=args.inpaint_steps, fit_steps=args.fit_steps)
     try:
         report = decompose(source, out, observer, opt)
     except TrackError as e:

@@ -51,7 +51,8 @@ class Loaded:
 
 def resolve(stage: str, spec: str | None, models_dir: str | os.PathLike | None = None) -> str:
     """A model folder or a hub id: ``spec`` if given (a folder path or an id), else the stage's
-    default id, found as ``models_dir/<id with / -> -->`` when that folder exists."""
+    default id, found as ``models_dir/<id with / -> -->`` when that folder exists (``stage``
+    "inpaint", which has no default, needs ``spec``)."""
     spec = spec or DEFAULTS[stage]
     if models_dir is not None:
         local = Path(models_dir) / folder_name(spec)

@@ -7,7 +7,8 @@ training clip. It reads top to bottom as its passes:
 3. **fit**: the body over all frames at once (:func:`mimo.decompose.fit.fit_clip`); metric depth
    gives surface points, relative depth is only used for occlusion (after alignment);
 4. **compose**: per chunk, the motion codes of the fitted body (our rasterizer), the scene
-   (plate or inpainting), the occlusion layer; written as the official template
+   (plate or inpainting; the plate's holes by OpenCV or a diffusers pipeline), the occlusion
+   layer; written as the official template
    (``template/{vid,sdc,bk,occ}.mp4``, ``config.json``), the training clip (``clip/``), and
    ``motion.npz`` (clip + camera, what Blender's Import Motion reads); then a contact sheet.
 
@@ -54,6 +55,8 @@ class Options:
     depth_points: int = 256  # surface points per frame for the fit (metric depth)
     keypoint_px: float = 3.0  # expected keypoint noise (pixels)
     fit_steps: int = 250
+    inpaint_model: str | None = None  # diffusers inpainting pipeline for the plate's holes (None: OpenCV)
+    inpaint_steps: int = 25
     seed: int = 0
 
 
@@ -184,8 +187,16 @@ def decompose(source, out: str | Path, observer, options: Options | None = None,
     t = time.perf_counter()
     plate_img = holes = None
     if plate is not None:
-        plate_img, holes = plate.plate()
+        inpainter = None
+        if opt.inpaint_model is not None and plate.holes().any():  # loaded only when needed
+            from mimo.decompose.inpaint import DiffusersInpainter
+
+            inpainter = DiffusersInpainter(opt.inpaint_model, device=opt.device, seed=opt.seed,
+                                           steps=opt.inpaint_steps)
+        plate_img, holes = plate.plate(inpainter)
+        del inpainter
         report["plate_inpainted_pixels"] = int(holes.sum())
+        report["plate_inpainted_by"] = "opencv" if opt.inpaint_model is None else str(opt.inpaint_model)
     from mimo.codes import default_code_table, remove_hands, render_codes
 
     faces = torch.as_tensor(remove_hands(body.faces.cpu().numpy(), {k: v.cpu().numpy() for k, v in body.vertex_sets.items()}))

@@ -4,8 +4,9 @@
   pixels, so specks of a segmenter do not become layers.
 * :class:`PlateBuilder`: for a static camera, the background plate is the per-pixel median of
   up to ``max_samples`` frames spread over the clip, each pixel over the samples where the
-  (grown) person mask leaves it visible; pixels no sample shows are inpainted (OpenCV Telea).
-  Memory is bounded by the samples, not the clip's length.
+  (grown) person mask leaves it visible; pixels no sample shows are inpainted (OpenCV Telea, or
+  a diffusers pipeline: :mod:`mimo.decompose.inpaint`). Memory is bounded by the samples, not
+  the clip's length.
 * :func:`scene_frame`: the frame with the person's pixels (grown mask) replaced by the plate;
   with a moving camera (no plate) they are inpainted from the frame itself.
 * :func:`occlusion_layer`: pixels where the fitted body is but the person's mask is not, and the
@@ -77,8 +78,13 @@ class PlateBuilder:
         self.frames.append(frame)
         self.masks.append(person.astype(bool))
 
-    def plate(self) -> tuple[np.ndarray, np.ndarray]:
-        """The background plate and where it had to be inpainted.
+    def holes(self) -> np.ndarray:
+        """Pixels no sample shows. Shapes: -> (H, W) bool"""
+        return np.logical_and.reduce(self.masks)
+
+    def plate(self, inpainter=None) -> tuple[np.ndarray, np.ndarray]:
+        """The background plate and where it had to be inpainted, by ``inpainter(image, holes)``
+        (e.g. :class:`mimo.decompose.inpaint.DiffusersInpainter`) or, by default, OpenCV.
 
         Shapes: -> (H, W, 3) uint8, (H, W) bool
         """
@@ -93,7 +99,9 @@ class PlateBuilder:
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: inpainted below
                 med = np.nanmedian(f, axis=0)
         plate = np.where(seen[..., None], np.nan_to_num(med), 0).round().clip(0, 255).astype(np.uint8)
-        return inpaint(plate, ~seen), ~seen
+        if not (~seen).any():
+            return plate, ~seen
+        return (inpainter or inpaint)(plate, ~seen), ~seen
 
 
 def scene_frame(frame: np.ndarray, person: np.ndarray, plate: np.ndarray | None) -> np.ndarray:

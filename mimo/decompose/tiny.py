@@ -83,3 +83,38 @@ def save_tiny(folder: str | Path, seed: int = 0) -> dict[str, Path]:
         proc.save_pretrained(path)
         out[stage] = path
     return out
+
+
+def build_inpainter():
+    """A tiny random Stable Diffusion inpainting pipeline (9-channel UNet, 2-level VAE, one-layer
+    CLIP text encoder, a character-level CLIP tokenizer, no safety checker), built from configs."""
+    import transformers as tf
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz,.":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    tokenizer = tf.CLIPTokenizer(vocab=vocab, merges=[], model_max_length=64)
+    text = tf.CLIPTextModel(tf.CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                                              num_attention_heads=2, num_hidden_layers=1, max_position_embeddings=64,
+                                              bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
+    unet = UNet2DConditionModel(sample_size=16, in_channels=9, out_channels=4, layers_per_block=1,
+                                block_out_channels=(8, 16), norm_num_groups=4, cross_attention_dim=16,
+                                attention_head_dim=2, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")).eval()
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        layers_per_block=1, norm_num_groups=4, sample_size=32,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2).eval()
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+
+
+def save_tiny_inpainter(folder: str | Path, seed: int = 0) -> Path:
+    """Write :func:`build_inpainter`'s pipeline (a ``from_pretrained`` folder) to ``folder``."""
+    torch.manual_seed(seed)
+    build_inpainter().save_pretrained(folder)
+    return Path(folder)

@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     down.add_argument("--dry-run", action="store_true", help="list what would be downloaded, fetch nothing")
     down.add_argument("--decompose", action="store_true",
                       help="instead, fetch the models of `mimo decompose` (detector, SAM, ViTPose, depth) into DIR")
+    down.add_argument("--inpaint-model", default=None, metavar="ID",
+                      help="with --decompose: also fetch this diffusers inpainting pipeline (for "
+                           "`mimo decompose --inpaint-model ID --models DIR`), e.g. "
+                           "stable-diffusion-v1-5/stable-diffusion-inpainting")
     tiny = sub.add_parser("make-tiny", help="write a tiny random weights folder in the official layout")
     tiny.add_argument("dir", help="destination folder")
     tiny.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0)
@@ -48,11 +52,17 @@ def run(args: argparse.Namespace) -> int:
         print(report.format())
         return 0 if report.ok else 1
     if args.weights_command == "download":
-        from .download import DEFAULT_MIMO_REPO, DownloadError, download_decompose_models, download_weights
+        from .download import (DEFAULT_MIMO_REPO, DownloadError, download_decompose_models, download_inpaint_model,
+                               download_weights)
 
+        if args.inpaint_model is not None and not args.decompose:
+            raise UsageError("--inpaint-model", "goes with --decompose (the inpainting model of `mimo decompose`)")
         try:
             if args.decompose:
                 download_decompose_models(_folder(args.dir, must_exist=False), token=args.token, dry_run=args.dry_run)
+                if args.inpaint_model is not None:
+                    download_inpaint_model(_folder(args.dir, must_exist=False), args.inpaint_model, token=args.token,
+                                           dry_run=args.dry_run)
                 return 0
             download_weights(_folder(args.dir, must_exist=False), mimo_repo=args.mimo_repo or DEFAULT_MIMO_REPO,
                              token=args.token, dry_run=args.dry_run)

@@ -192,6 +192,90 @@ def plan_model_files(listing: dict[str, int | None], repo: str = "") -> list[str
     raise ValueError(f"{repo}: no model.safetensors or pytorch_model.bin (or their shards) in the repo")
 
 
+_PIPELINE_SIDE_FILES = (".json", ".txt", ".model")  # configs, tokenizer vocabularies and merges
+
+
+def _pick_weights(names: set[str]) -> list[str] | None:
+    """One weights form of a component folder: safetensors before .bin, the diffusers name before
+    the transformers ones, a single file or an index with its shards; variants are never picked."""
+    for ext in ("safetensors", "bin"):
+        for stem in ("diffusion_pytorch_model", "model", "pytorch_model"):
+            if f"{stem}.{ext}" in names:
+                return [f"{stem}.{ext}"]
+            if f"{stem}.{ext}.index.json" in names:
+                shards = sorted(n for n in names if n.startswith(stem + "-") and n.endswith("." + ext))
+                return [f"{stem}.{ext}.index.json"] + shards
+    return None
+
+
+def plan_pipeline_files(listing: dict[str, int | None], repo: str = "") -> list[str]:
+    """The files of a diffusers pipeline repo that ``from_pretrained`` needs: ``model_index.json``
+    and, in each component folder, its configs and tokenizer files and one weights form per
+    model (:func:`_pick_weights`; no fp16/onnx/flax variants, no single-file checkpoints at the
+    top). Raises ValueError when the
+    repo is no pipeline or a component has no weights.
+    """
+    if "model_index.json" not in listing:
+        raise ValueError(f"{repo}: no model_index.json in the repo (not a diffusers pipeline; "
+                         f"{len(listing)} files listed)")
+    files = ["model_index.json"]
+    folders = sorted({p.split("/", 1)[0] for p in listing if p.count("/") == 1})
+    for folder in folders:
+        inside = {p.split("/", 1)[1]: size for p, size in listing.items()
+                  if p.startswith(folder + "/") and p.count("/") == 1}
+        side = sorted(n for n in inside if n.endswith(_PIPELINE_SIDE_FILES) and ".index." not in n)
+        if not side:
+            continue
+        files += [f"{folder}/{n}" for n in side]
+        if "config.json" not in inside:
+            continue  # a scheduler or tokenizer: configs only
+        weights = _pick_weights(set(inside))
+        if not weights:
+            raise ValueError(f"{repo}: no weights in {folder}/ (expected diffusion_pytorch_model.safetensors, "
+                             "model.safetensors or their .bin forms)")
+        files += [f"{folder}/{n}" for n in weights]
+    return files
+
+
+def download_inpaint_model(weights_dir: str | Path, repo: str, token: str | None = None,
+                           dry_run: bool = False) -> Path:
+    """Fetch a diffusers inpainting pipeline into ``weights_dir/<owner>--<name>/`` (what
+    ``mimo decompose --models weights_dir --inpaint-model repo`` finds). Returns the folder."""
+    from huggingface_hub import HfApi, constants, hf_hub_download
+    from huggingface_hub.errors import HTTPError
+
+    from mimo.decompose.models import folder_name
+
+    folder = Path(weights_dir)
+    check_reachable(constants.ENDPOINT)
+    try:
+        entries = list(HfApi(token=token).list_repo_tree(repo, recursive=True))
+    except (HTTPError, OSError) as e:
+        raise DownloadError(f"cannot list the files of {repo} on {constants.ENDPOINT}: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    listing = {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
+    try:
+        files = plan_pipeline_files(listing, repo)
+    except ValueError as e:
+        raise DownloadError(str(e)) from e
+    dest = folder / folder_name(repo)
+    for name in files:
+        item = PlannedFile(repo, name, f"{folder_name(repo)}/{name}", listing.get(name))
+        if not needs_download(folder, item):
+            print(f"have     {item.dest}")
+            continue
+        print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {repo}:{name} (inpaint)")
+        if dry_run:
+            continue
+        try:
+            hf_hub_download(repo, name, local_dir=dest, token=token)
+        except (HTTPError, OSError) as e:
+            raise DownloadError(f"{item.dest}: download from {repo}:{name} failed "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                "run the command again to resume") from e
+    return dest
+
+
 def download_decompose_models(weights_dir: str | Path, token: str | None = None, dry_run: bool = False
                               ) -> dict[str, Path]:
     """Fetch the four decomposition models into ``weights_dir/<owner>--<name>/`` (what
