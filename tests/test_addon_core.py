@@ -140,6 +140,26 @@ def test_extrinsics_of_a_camera_looking_at_the_origin():
     assert np.allclose(camera.extrinsics(M2)[0], R)
 
 
+def test_wire_cameras_turn_into_blender_settings_and_back_exactly():
+    """Import Camera's inverses: matrix_world_of undoes extrinsics, lens_of_intrinsics undoes
+    intrinsics (off-centre principal points, portrait and landscape, non-square pixels)."""
+    rng = np.random.default_rng(4)
+    R = rot.axis_angle_to_matrix(rng.normal(size=(6, 3)))
+    t = rng.normal(size=(6, 3)) * 3
+    R2, t2 = camera.extrinsics(camera.matrix_world_of(R, t))
+    assert np.abs(R2 - R).max() < 1e-12 and np.abs(t2 - t).max() < 1e-12
+    M = camera.matrix_world_of(R[0], t[0])
+    assert np.allclose(M[:3, :3] @ M[:3, :3].T, np.eye(3)) and M[3].tolist() == [0, 0, 0, 1]
+    for (w, h), (fx, fy), (cx, cy) in (((640, 360), (500, 500), (300, 200)), ((360, 640), (420, 380), (190, 330)),
+                                       ((96, 96), (1875, 1875), (48, 48)), ((100, 60), (80, 96), (55.5, 20))):
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+        lens = camera.lens_of_intrinsics(K, w, h)
+        assert lens.render_size() == (w, h) and min(lens.pixel_aspect_x, lens.pixel_aspect_y) == 1.0
+        assert np.abs(camera.intrinsics(lens) - K).max() < 1e-9
+    with pytest.raises(ValueError, match="pinhole"):
+        camera.lens_of_intrinsics(np.array([[500, 3, 320], [0, 500, 240], [0, 0, 1.0]]), 640, 480)
+
+
 def test_crop_to_multiple_of_8_keeps_pixels_where_they_were():
     K = camera.intrinsics(camera.BlenderLens(resolution_x=645, resolution_y=483))
     K2, w, h = camera.crop_to_multiple(K, 645, 483)

@@ -66,6 +66,7 @@ class MIMO_PT_body(_Sub, bpy.types.Panel):
             layout.prop(obj, "mimo_character")
             row = layout.row(align=True)
             row.operator("mimo.import_motion", icon="IMPORT")
+            row.operator("mimo.import_camera", icon="VIEW_CAMERA")
             row.operator("mimo.retarget", icon="ARMATURE_DATA")
 
 
@@ -80,6 +81,7 @@ class MIMO_PT_camera(_Sub, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("mimo.add_camera", icon="ADD")
         row.operator("mimo.pick_camera", icon="EYEDROPPER")
+        row.operator("mimo.import_camera", text="", icon="IMPORT")
         row = layout.row(align=True)
         row.prop(s, "width")
         row.prop(s, "height")

@@ -196,3 +196,48 @@ def project(K: np.ndarray, R: np.ndarray, t: np.ndarray, points_wire: np.ndarray
     p = np.asarray(points_wire, dtype=np.float64) @ np.asarray(R).T + np.asarray(t)
     uvw = p @ np.asarray(K).T
     return uvw[:, :2] / uvw[:, 2:3]
+
+
+def matrix_world_of(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The camera object's ``matrix_world`` (no scale) for wire extrinsics: the exact inverse of
+    :func:`extrinsics`, ``extrinsics(matrix_world_of(R, t)) == (R, t)``.
+
+    Shapes: R (..., 3, 3), t (..., 3) -> (..., 4, 4)
+    """
+    R = np.asarray(R, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    if R.shape[-2:] != (3, 3) or t.shape[-1:] != (3,) or R.shape[:-2] != t.shape[:-1]:
+        raise ValueError(f"R, t: expected shapes (..., 3, 3) and (..., 3), got {R.shape} and {t.shape}")
+    rc = WIRE_TO_BLENDER @ np.swapaxes(R, -1, -2) @ _BLENDER_CAM_TO_CV  # camera axes in the Blender world
+    m = np.zeros(R.shape[:-2] + (4, 4))
+    m[..., :3, :3] = rc
+    m[..., :3, 3] = -np.einsum("...ij,jk,...k->...i", rc, _BLENDER_CAM_TO_CV, t)
+    m[..., 3, 3] = 1.0
+    return m
+
+
+def lens_of_intrinsics(K: np.ndarray, width: int, height: int, sensor_width: float = 36.0) -> BlenderLens:
+    """Blender camera and render settings whose :func:`intrinsics` are ``K`` for a ``width`` x
+    ``height`` image: the inverse of :func:`intrinsics` (horizontal sensor fit, 100 %, the
+    principal point's offset from the centre as shift, ``fx != fy`` as a pixel aspect).
+
+    Shapes: K (3, 3) -> BlenderLens
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"K: expected shape (3, 3), got {K.shape}")
+    if width < 1 or height < 1:
+        raise ValueError(f"width, height: expected positive sizes, got {width}x{height}")
+    fx, fy = K[0, 0], K[1, 1]
+    if not (fx > 0 and fy > 0) or abs(K[0, 1]) > 1e-9 * fx or np.abs(K[2] - [0, 0, 1]).max() > 1e-12:
+        raise ValueError(f"K: expected a pinhole matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0, "
+                         f"got {K.tolist()}")
+    ycor = fx / fy  # pixel_aspect_y / pixel_aspect_x; Blender wants both >= 1
+    ax, ay = (1.0, ycor) if ycor >= 1.0 else (1.0 / ycor, 1.0)
+    lens = BlenderLens(lens=fx * sensor_width / width, sensor_width=sensor_width,
+                       sensor_height=sensor_width * height / width, sensor_fit="HORIZONTAL",
+                       shift_x=(0.5 * width - K[0, 2]) / width, shift_y=(K[1, 2] - 0.5 * height) * ycor / width,
+                       resolution_x=int(width), resolution_y=int(height), resolution_percentage=100,
+                       pixel_aspect_x=ax, pixel_aspect_y=ay)
+    lens.validate()
+    return lens

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bpy
 import pytest
 
-OPERATORS = ("add_body", "add_body_file", "add_camera", "pick_camera", "import_motion", "retarget", "check_server", "generate",
+OPERATORS = ("add_body", "add_body_file", "add_camera", "pick_camera", "import_motion", "import_camera", "retarget", "check_server", "generate",
              "cancel", "add_result_strip", "show_preview", "export_passes")
 
 
