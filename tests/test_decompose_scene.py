@@ -10,6 +10,19 @@ from mimo.decompose.scene import PlateBuilder, align_depth, clean_mask, occlusio
 H, W, F = 48, 64, 12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small tensors: one thread is several times faster than many on a busy machine (and the
+    results do not depend on the machine's thread count)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def _background():
     y, x = np.mgrid[0:H, 0:W]
     return np.stack([100 + 60 * np.sin(x / 9.0), 120 + 50 * np.cos(y / 7.0), 80 + x + y], -1).astype(np.uint8)

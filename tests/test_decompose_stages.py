@@ -11,6 +11,19 @@ from mimo.decompose.tiny import save_tiny
 H, W = 48, 64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small tensors: one thread is several times faster than many on a busy machine (and the
+    results do not depend on the machine's thread count)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     paths = save_tiny(tmp_path_factory.mktemp("tiny_models"))

@@ -52,8 +52,13 @@ def run(args: argparse.Namespace) -> int:
         print(report.format())
         return 0 if report.ok else 1
     if args.weights_command == "download":
-        from .download import (DEFAULT_MIMO_REPO, DownloadError, download_decompose_models, download_inpaint_model,
-                               download_weights)
+        from .download import (
+            DEFAULT_MIMO_REPO,
+            DownloadError,
+            download_decompose_models,
+            download_inpaint_model,
+            download_weights,
+        )
 
         if args.inpaint_model is not None and not args.decompose:
             raise UsageError("--inpaint-model", "goes with --decompose (the inpainting model of `mimo decompose`)")
