@@ -8,9 +8,10 @@ from __future__ import annotations
 
 
 def _classes() -> tuple:
-    from .bl import dataset_ui, operators, panel, prefs, props
+    from .bl import dataset_ui, import_camera, operators, panel, prefs, props
 
-    return (*props.classes, *prefs.classes, *operators.classes, *panel.classes, *dataset_ui.classes)
+    return (*props.classes, *prefs.classes, *operators.classes, *import_camera.classes, *panel.classes,
+            *dataset_ui.classes)
 
 
 def register() -> None:
