@@ -41,6 +41,7 @@ def test_panel_lists_the_controls(addon, rig_file, draw_panels, tmp_path):
     ops = [a[0] for n, a, k in log if n == "operator"]
     props = [a[1] for n, a, k in log if n == "prop"]
     assert "mimo.add_body" in ops and "mimo.generate" in ops and "mimo.add_camera" in ops
+    assert "mimo.import_camera" in ops  # in the Camera panel (and next to Import Motion with a body active)
     assert {"server", "character", "camera", "backend", "seed", "connect_timeout"} <= set(props)
     # collapsible sub-panels under the main one; Server starts closed
     assert [c.bl_label for c in panel.classes] == ["MIMO", "Body", "Camera", "Shot", "Server"]
