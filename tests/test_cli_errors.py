@@ -200,7 +200,7 @@ CASES = [
     (["decompose", "{bad}/exists.mp4", "--out", OUT, "--inpaint-model", "{bad}/folder"], 2, "--inpaint-model",
      "no model_index.json"),
     (["decompose", "{bad}/exists.mp4", "--out", OUT, "--inpaint-model", "nobody/no-such-inpainter"], 2,
-     "--inpaint-model", "mimo weights download DIR --decompose --inpaint-model nobody/no-such-inpainter"),
+     "--inpaint-model", "mimo weights download DIR --decompose --inpaint-model ID"),
     (["decompose", "{bad}/exists.mp4", "--out", OUT, "--inpaint-model", "{bad}/folder", "--moving-camera"], 2,
      "--inpaint-model", "no plate"),
     (["decompose", "{bad}/exists.mp4", "--out", OUT, "--inpaint-steps", "0"], 2, "--inpaint-steps", "integer in"),

@@ -144,6 +144,14 @@ def test_a_missing_inpainting_model_names_the_flag_and_the_command(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InpaintModelMissing, match="no model_index.json"):
         DiffusersInpainter(str(tmp_path / "empty"))
+    broken = tmp_path / "broken"  # an index naming a UNet the folder does not have
+    broken.mkdir()
+    (broken / "model_index.json").write_text('{"_class_name": "StableDiffusionInpaintPipeline", '
+                                             '"_diffusers_version": "0.42.1", "unet": ["diffusers", '
+                                             '"UNet2DConditionModel"]}')
+    with pytest.raises(InpaintModelMissing, match="did not load") as e:
+        DiffusersInpainter(str(broken))
+    assert str(e.value).startswith("--inpaint-model: ") and "\n" not in str(e.value)
 
 
 def test_the_inpaint_flag_reaches_the_scene_stage(tiny_inpainter, tmp_path):

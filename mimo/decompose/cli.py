@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     with argument("--body"):
         load_body(args.body)
     from mimo.decompose import models
+    from mimo.decompose.inpaint import InpaintModelMissing
     from mimo.decompose.io import VideoSource
     from mimo.decompose.pipeline import ModelObserver, NoPerson, Options, TrackError, decompose
 
@@ -95,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--track", str(e)) from None
     except NoPerson as e:
         raise CommandFailed(str(e)) from None
+    except InpaintModelMissing as e:  # the pipeline's folder did not load (checked before, loaded late)
+        raise UsageError("--inpaint-model", str(e).split(": ", 1)[1]) from None
     print(json.dumps({k: report[k] for k in ("frames", "width", "height", "fps", "seconds_per_frame")}))
-    print(f"wrote {out}/template (mimo generate --template), {out}/motion.npz (Blender: Import Motion), "
-          f"{out}/clip (training), {out}/contact_sheet.png")
+    print(f"wrote {out}/template (mimo generate --template), {out}/motion.npz (Blender: Import Motion, "
+          f"Import Camera), {out}/clip (training), {out}/contact_sheet.png")
     return 0

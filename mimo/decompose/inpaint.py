@@ -26,14 +26,17 @@ NEGATIVE = "person, people, human, body, figure, text, watermark"
 
 
 class InpaintModelMissing(ValueError):
-    """The inpainting pipeline is neither a folder nor in the local Hugging Face cache."""
+    """The inpainting pipeline is neither a folder nor in the local Hugging Face cache, or it did
+    not load (``broken``)."""
 
-    def __init__(self, spec: str, reason: str = ""):
+    def __init__(self, spec: str, reason: str = "", broken: bool = False):
         self.spec = spec
         why = f" ({reason})" if reason else ""
-        super().__init__(f"{FLAG}: no diffusers inpainting pipeline {spec!r} here: not a pipeline folder and "
-                         f"not in the Hugging Face cache{why}; fetch it with `mimo weights download DIR "
-                         f"--decompose --inpaint-model {spec}` and pass --models DIR, or give a pipeline folder")
+        what = (f"the diffusers inpainting pipeline {spec!r} did not load{why}" if broken else
+                f"no diffusers inpainting pipeline {spec!r} here: not a pipeline folder and not in the "
+                f"Hugging Face cache{why}")
+        super().__init__(f"{FLAG}: {what}; fetch it with `mimo weights download DIR --decompose "
+                         f"--inpaint-model ID` and pass --models DIR, or give a pipeline folder")
 
 
 def check(spec: str) -> None:
@@ -92,8 +95,9 @@ class DiffusersInpainter:
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         try:
             pipe = AutoPipelineForInpainting.from_pretrained(spec, local_files_only=True, dtype=dtype)
-        except (OSError, ValueError) as e:
-            raise InpaintModelMissing(spec, str(e).splitlines()[0][:160]) from None
+        except (OSError, ValueError, KeyError) as e:  # a folder with missing or broken parts
+            raise InpaintModelMissing(spec, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}",
+                                      broken=True) from None
         pipe = pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe, self.device, self.seed, self.steps = pipe, device, seed, steps
