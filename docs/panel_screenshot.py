@@ -87,7 +87,13 @@ def setup():
     space.region_3d.view_perspective = "CAMERA"
     s = scene.mimo
     s.job_name, s.backend, s.server = "walk", "mimo", "tcp://127.0.0.1:5555"
-    s.character = os.path.join(ROOT, "examples", "character.png")
+    # the example character, from a folder whose name says nothing of this machine
+    import shutil
+    import tempfile
+
+    shot = os.path.join(tempfile.gettempdir(), "shot")
+    os.makedirs(shot, exist_ok=True)
+    s.character = shutil.copy(os.path.join(ROOT, "examples", "character.png"), shot)
 
 
 def _tab():
