@@ -183,11 +183,10 @@ def test_wrong_joint_count_file_is_rejected(tmp_path):
         load_body(path)
 
 
-def test_smplx_npz_matches_smplx(tmp_path):
-    """SMPL-X (55 joints; 10 shape + 10 expression directions, as v1.0 files). smplx reads
-    keypoints at fixed SMPL-X vertex ids, so this file has SMPL-X's 10,475 vertices."""
-    import smplx
-
+def _smplx_file(tmp_path, contour: bool = False):
+    """A synthetic SMPL-X file (10 shape + 10 expression directions, as v1.0 files; landmark
+    tables on random triangles, the jaw-line ones too with ``contour``). smplx reads keypoints at
+    fixed SMPL-X vertex ids, so it has SMPL-X's 10,475 vertices."""
     from mimo.body.joints import SMPLX_PARENTS
 
     global V
@@ -203,8 +202,24 @@ def test_smplx_npz_matches_smplx(tmp_path):
         d[f"hands_mean{s}"] = g.normal(size=45) * 0.1
     d["lmk_faces_idx"] = np.arange(51)
     d["lmk_bary_coords"] = np.full((51, 3), 1 / 3)
+    if contour:
+        T = len(d["f"])
+        d["lmk_faces_idx"] = g.integers(0, T, size=51)
+        bary = g.uniform(0.05, 1, size=(51, 3))
+        d["lmk_bary_coords"] = bary / bary.sum(1, keepdims=True)
+        d["dynamic_lmk_faces_idx"] = g.integers(0, T, size=(79, 17))
+        bary = g.uniform(0.05, 1, size=(79, 17, 3))
+        d["dynamic_lmk_bary_coords"] = bary / bary.sum(2, keepdims=True)
     path = tmp_path / "SMPLX_NEUTRAL.npz"
     np.savez(path, **d)
+    return path
+
+
+def test_smplx_npz_matches_smplx(tmp_path):
+    """SMPL-X (55 joints) against the smplx package."""
+    import smplx
+
+    path = _smplx_file(tmp_path)
     ref_model = smplx.SMPLX(model_path=str(path), ext="npz", num_betas=10, use_pca=False,
                             flat_hand_mean=True, use_face_contour=False, batch_size=3)
     ours = load_body(path)
@@ -219,3 +234,64 @@ def test_smplx_npz_matches_smplx(tmp_path):
     dj = float((out.joints - ref.joints[:, :55]).detach().abs().max())
     print(f"SMPL-X max |ours - smplx|: vertices {dv:.2e} m, joints {dj:.2e} m")
     assert dv < 1e-5 and dj < 1e-5
+
+
+def test_smplx_face_points_match_smplx_landmarks(tmp_path):
+    """The 70 OpenPose face points of an SMPL-X body (mimo/body/face.py) against the smplx
+    package's landmarks with ``use_face_contour=True``: its 51 static landmarks are our points
+    17..67, its 17 jaw-line points (the table row chosen by the neck's turn) our 0..16; the
+    pupils are the centres of the eye landmarks."""
+    import smplx
+
+    from mimo.body.face import contour_row
+
+    path = _smplx_file(tmp_path, contour=True)
+    B = 48
+    ref_model = smplx.SMPLX(model_path=str(path), ext="npz", num_betas=10, use_pca=False,
+                            flat_hand_mean=True, use_face_contour=True, batch_size=B)
+    ours = load_body(path)
+    p = _random_params(B, 21, 10, seed=11)
+    ref = ref_model(global_orient=p["global_orient"], body_pose=p["body_pose"].reshape(B, -1),
+                    betas=p["betas"], transl=p["transl"],
+                    left_hand_pose=p["left_hand_pose"].reshape(B, -1),
+                    right_hand_pose=p["right_hand_pose"].reshape(B, -1))
+    out = ours(**p)
+    face = out.face
+    assert face.shape == (B, 70, 3) and torch.isfinite(face).all()
+    landmarks = ref.joints[:, -68:].detach()
+    d_static = float((face[:, 17:68] - landmarks[:, :51]).abs().max())
+    d_contour = float((face[:, :17] - landmarks[:, 51:]).abs().max())
+    print(f"SMPL-X face points max |ours - smplx|: static {d_static:.2e} m, jaw line {d_contour:.2e} m")
+    assert d_static < 1e-5 and d_contour < 1e-5
+    assert torch.allclose(face[:, 68], face[:, 36:42].mean(1)) and torch.allclose(face[:, 69], face[:, 42:48].mean(1))
+    # the poses turn the neck both ways and past the tables' 39 degrees: many rows, both clamps
+    from mimo.body.model import axis_angle_to_matrix
+
+    pose = torch.cat([p["global_orient"][:, None], p["body_pose"]], 1).to(torch.float64)
+    rot = axis_angle_to_matrix(pose)
+    chain = rot[:, 0] @ rot[:, 3] @ rot[:, 6] @ rot[:, 9] @ rot[:, 12]  # root .. neck
+    rows = set(contour_row(chain).tolist())
+    assert len(rows) >= 10 and {39, 78} <= rows, sorted(rows)
+
+
+def test_face_points_reach_the_openpose_json(tmp_path):
+    """An SMPL-X body's face points come out of the passes as 70 projected OpenPose points;
+    bodies without landmarks keep ``face_keypoints_2d`` empty."""
+    from mimo.codes.keypoints import FACE_70, openpose_frame
+
+    ours = load_body(_smplx_file(tmp_path, contour=True))
+    p = _random_params(1, 21, 10, seed=12)
+    p["transl"] = torch.tensor([[0.0, 0.0, 4.0]])
+    face = ours(**p).face[0].double().numpy()
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    R, t = np.diag([1.0, -1.0, -1.0]) @ np.diag([-1.0, 1.0, -1.0]), np.zeros(3)  # camera at the origin, looking down +Z
+    named = dict(zip(FACE_70, face))
+    person = openpose_frame([named], K, R, t, 640, 480)["people"][0]
+    got = np.asarray(person["face_keypoints_2d"]).reshape(70, 3)
+    c = face @ R.T + t
+    uv = c[:, :2] / c[:, 2:] * 500 + np.array([320, 240]) - 0.5
+    inside = (c[:, 2] > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < 639.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < 479.5)
+    assert inside.sum() > 35
+    assert np.allclose(got[inside, :2], uv[inside], atol=1e-9) and (got[inside, 2] == 1).all()
+    assert (got[~inside] == 0).all()
+    assert openpose_frame([{"pelvis": np.zeros(3)}], K, R, t, 640, 480)["people"][0]["face_keypoints_2d"] == []

@@ -23,7 +23,9 @@ Written into a new folder (never over existing files):
   normal map) ... — the same as images, written by the vendored ``mimo.codes.pass_images`` that
   ``mimo export`` uses too (its docstring has the encoding).
 
-No face keypoints (``face_keypoints_2d`` is empty): vendor/keypoints.py says why.
+No face keypoints (``face_keypoints_2d`` is empty): the rigs carry no facial landmarks; they
+come only from an SMPL-X model file's landmark tables, which ``mimo export --body smplx`` reads
+(vendor/keypoints.py).
 """
 from __future__ import annotations
 

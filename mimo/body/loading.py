@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mimo.body.face import FaceTables
 from mimo.body.joints import (
     SMPL_JOINT_NAMES,
     SMPL_PARENTS,
@@ -170,7 +171,8 @@ def load_smpl_family(path: str | os.PathLike, dtype: torch.dtype = torch.float32
 
     Joints follow SMPL: ``J_regressor @ (v_template + shapedirs @ betas)``, folded into
     ``rest_joints`` and ``joint_shapedirs``; pose correctives come from ``posedirs``. SMPL-X
-    expression directions are not used (zero expression).
+    expression directions are not used (zero expression). An SMPL-X file's facial landmark tables,
+    where it has them, give the posed body's OpenPose face points (:mod:`mimo.body.face`).
 
     Shapes:
         -> BodyModel with J = 24, 52 or 55
@@ -201,8 +203,9 @@ def load_smpl_family(path: str | os.PathLike, dtype: torch.dtype = torch.float32
     posedirs = d.get("posedirs")
     if posedirs is not None:  # (V, 3, P) -> (P, V*3), as the file stores it
         posedirs = posedirs.reshape(-1, posedirs.shape[-1]).T
+    face = FaceTables.from_model_file(d, dtype) if kind == "smplx" else None
     return BodyModel(kind=kind, v_template=v_template, faces=d["f"].astype(np.int64),
                      shapedirs=shapedirs, joint_template=jreg @ v_template,
                      joint_shapedirs=np.einsum("jv,vik->jik", jreg, shapedirs),
                      weights=d["weights"], parents=parents, joint_names=names,
-                     posedirs=posedirs, dtype=dtype)
+                     posedirs=posedirs, face=face, dtype=dtype)

@@ -29,11 +29,14 @@ class BodyOutput:
     """Posed body.
 
     Shapes:
-        vertices (B, V, 3), joints (B, J, 3) in metres, model/world space.
+        vertices (B, V, 3), joints (B, J, 3) in metres, model/world space; face (B, 70, 3): the
+        OpenPose face points of a body whose model file has landmarks (mimo/body/face.py; NaN
+        where it defines none), else None.
     """
 
     vertices: torch.Tensor
     joints: torch.Tensor
+    face: torch.Tensor | None = None
 
 
 def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
@@ -81,7 +84,7 @@ class BodyModel(torch.nn.Module):
 
     def __init__(self, *, kind: str, v_template, faces, shapedirs, joint_template, joint_shapedirs,
                  weights, parents, joint_names, posedirs=None, beta_names=None,
-                 dtype: torch.dtype = torch.float32):
+                 face: torch.nn.Module | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
@@ -112,6 +115,8 @@ class BodyModel(torch.nn.Module):
             ids = [self.joint_names.index(j) for j in joints if j in self.joint_names]
             self.vertex_sets[name] = torch.nonzero(torch.isin(owner, torch.tensor(ids)))[:, 0]
         self.has_hands = "left_index1" in self.joint_names
+        #: facial landmarks (mimo/body/face.py: FaceTables) where the model file defines them
+        self.face = face
 
     @property
     def num_vertices(self) -> int:
@@ -237,7 +242,8 @@ class BodyModel(torch.nn.Module):
         if transl is not None:
             verts = verts + transl[:, None]
             g_pos = g_pos + transl[:, None]
-        return BodyOutput(vertices=verts, joints=g_pos)
+        face = None if self.face is None else self.face(verts, g_rot[:, self.joint_names.index("neck")])
+        return BodyOutput(vertices=verts, joints=g_pos, face=face)
 
     def shaped_rest(self, betas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Rest (zero-pose) vertices and joints for shape ``betas``.

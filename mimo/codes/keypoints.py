@@ -6,15 +6,13 @@ fingertips) and joints outside the image or behind the camera get confidence 0 a
 OpenPose writes an undetected point; the others confidence 1. Coordinates follow OpenPose:
 pixel ``i`` is centred on ``i`` (the cameras put its centre on ``i + 0.5``).
 
-No face: ``face_keypoints_2d`` is always ``[]``. OpenPose's 70 face points are 68 facial
-landmarks and the two pupils. The open body defines no landmarks (its 52 joints are SMPL-H's, with
-no jaw or eyes, and nothing names points of its mesh as eyebrow, lip or jaw line). SMPL-X defines
-51 landmarks, and 17 jaw-line points that follow the head's turn, as barycentric points on mesh
-triangles (``lmk_faces_idx``/``lmk_bary_coords``, ``dynamic_lmk_*``), but those tables are inside
-the licensed SMPLX_NEUTRAL model file, not in the ``smplx`` package (its code reads them from
-that file; the vertex indices it ships are for nose, eyes, ears, toes, heels and fingertips), so
-nothing here can be built or tested without that download; and jaw and expression are never
-posed here (zero), so the mouth would not move.
+Face: OpenPose's 70 face points (68 facial landmarks in the iBUG order, then the right and left
+pupils) are written where the body model defines them: an SMPL-X model file with its landmark
+tables (``mimo.body.face``; the joints dict then holds ``face_00`` .. ``face_69``). Jaw, eyes and
+expression are never posed here (zero), so the mouth stays closed and the eyes look ahead. The
+open body, SMPL and SMPL-H define no facial landmarks (their joints have no jaw or eyes and no
+points of their meshes are named as brow, lip or jaw line): ``face_keypoints_2d`` is ``[]`` for
+them, as OpenPose writes a run without face detection.
 
 The Blender add-on vendors a byte-identical copy (``blender_addon/vendor/keypoints.py``); it may
 import only the standard library and numpy.
@@ -29,6 +27,10 @@ import numpy as np
 BODY_25 = ["", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
            "left_wrist", "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
            "left_ankle", "", "", "", "", "", "", "", "", "", ""]
+
+
+#: OpenPose face order: iBUG points 0..67 (jaw line 0..16, brows, nose, eyes 36..47, mouth), pupils 68, 69
+FACE_70 = [f"face_{i:02d}" for i in range(70)]
 
 
 def hand_21(side: str) -> list[str]:
@@ -61,7 +63,8 @@ def openpose_frame(people: list[dict], K, R, t, width: int, height: int) -> dict
     return {"version": 1.3, "canvas_width": int(width), "canvas_height": int(height), "people": [
         {"person_id": [-1],
          "pose_keypoints_2d": _flat(BODY_25, j, K, R, t, width, height),
-         "face_keypoints_2d": [],
+         "face_keypoints_2d": (_flat(FACE_70, j, K, R, t, width, height)
+                               if any(n in j for n in FACE_70) else []),
          "hand_left_keypoints_2d": _flat(hand_21("left"), j, K, R, t, width, height),
          "hand_right_keypoints_2d": _flat(hand_21("right"), j, K, R, t, width, height),
          "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [],

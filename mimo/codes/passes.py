@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from mimo.codes.keypoints import FACE_70
 from mimo.codes.raster import render_codes
 from mimo.codes.render import FRAMES_PER_CHUNK, _camera_arrays, _per_body
 
@@ -40,7 +41,8 @@ def render_passes(clip, camera, body, size: tuple[int, int] | None = None,
 
     Shapes:
         -> mask (F, H, W) bool, depth (F, H, W) float32, normal (F, H, W, 3) float32,
-           joints: F lists (one per body) of {joint name: (3,) world}, K (F, 3, 3), R, t, width, height
+           joints: F lists (one per body) of {joint name: (3,) world} (and the face points
+           ``face_00``..``face_69`` of a body whose model defines them), K (F, 3, 3), R, t, width, height
     """
     bodies = _per_body("body", body, len(clip.bodies))
     F = clip.num_frames
@@ -66,8 +68,12 @@ def render_passes(clip, camera, body, size: tuple[int, int] | None = None,
                 out = b(**params)
             verts.append(out.vertices.float())
             names = list(b.joint_names)
+            face = None if out.face is None else out.face.double().cpu().numpy()
             for i, frame_joints in enumerate(out.joints.double().cpu().numpy()):
-                joints[start + i].append(dict(zip(names, frame_joints)))
+                named = dict(zip(names, frame_joints))
+                if face is not None:  # the OpenPose face points the model defines
+                    named.update((n, p) for n, p in zip(FACE_70, face[i]) if np.isfinite(p).all())
+                joints[start + i].append(named)
         v = torch.cat(verts, 1)
         Rt = torch.as_tensor(R[start:stop], dtype=torch.float32, device=device)
         n_cam = torch.einsum("bij,bvj->bvi", Rt, vertex_normals(v, faces))  # world -> camera axes
