@@ -295,3 +295,30 @@ def test_face_points_reach_the_openpose_json(tmp_path):
     assert np.allclose(got[inside, :2], uv[inside], atol=1e-9) and (got[inside, 2] == 1).all()
     assert (got[~inside] == 0).all()
     assert openpose_frame([{"pelvis": np.zeros(3)}], K, R, t, 640, 480)["people"][0]["face_keypoints_2d"] == []
+
+
+def test_render_passes_carry_the_face_points(tmp_path):
+    """``mimo export``'s passes name an SMPL-X body's face points (``face_00`` .. ``face_69``)
+    with the body model's own positions, frame by frame."""
+    import dataclasses
+
+    from mimo.codes.keypoints import FACE_70
+    from mimo.codes.passes import render_passes
+    from mimo.codes.render import auto_camera_track
+    from mimo.motion import load_npz
+    from mimo.motion.cli import take_frames
+
+    body = load_body(_smplx_file(tmp_path, contour=True))
+    clip, _ = load_npz("examples/motions/walk.npz")
+    clip, _ = take_frames(clip, None, slice(0, 2))
+    track = clip.bodies[0]
+    clip = dataclasses.replace(clip, bodies=[dataclasses.replace(track, betas=np.zeros(10, np.float32))])
+    camera = auto_camera_track(clip, body, 64, 64)
+    passes = render_passes(clip, camera, body, (64, 64))
+    params = {k: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float32)
+              for k, v in clip.bodies[0].params().items()}
+    with torch.no_grad():
+        face = body(**params).face.double().numpy()
+    for f in range(2):
+        named = passes["joints"][f][0]
+        assert np.allclose(np.stack([named[n] for n in FACE_70]), face[f], atol=1e-6)
