@@ -1,5 +1,5 @@
 """Shared pytest set-up: markers `gpu` (skipped without CUDA), `blender`, `slow`; the tiny MIMO
-weights folder (official layout) that tests read but never change."""
+weights folder (official layout) that tests read but never change; torch on one thread for a module."""
 from __future__ import annotations
 
 import os
@@ -33,3 +33,16 @@ def tiny_weights(tmp_path_factory):
     from mimo.models import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("weights") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a whole test module (`pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread")`): on small tensors one thread is several times faster than many on a busy
+    machine, and the results do not depend on the machine's thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,18 +17,7 @@ from mimo.decompose.synthetic import TruthObserver
 from mimo.motion import load_npz
 from mimo.pipeline.template import load_template
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is several times faster than many on a busy machine (and the
-    results do not depend on the machine's thread count)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

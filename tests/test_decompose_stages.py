@@ -11,17 +11,7 @@ from mimo.decompose.tiny import save_tiny
 H, W = 48, 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is several times faster than many on a busy machine (and the
-    results do not depend on the machine's thread count)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
