@@ -245,8 +245,7 @@ class DatasetWriter:
     def _apply_motion(self, motion: str, temp_actions: list, keep_action) -> tuple[list[int], float]:
         """Keyframe ``motion`` onto the rig in a new action (or bring back the scene's own
         animation); returns the scene frames of the clip and its fps."""
-        from ..core import motion_io
-        from .operators import FLOOR_KEY, frame_range
+        from .operators import clip_frames, frame_range, motion_on_rig
 
         scene, rig = self.scene, self.rig
         fr = frame_range(scene)
@@ -256,18 +255,14 @@ class DatasetWriter:
                 rig.animation_data.action = keep_action
             return fr.scene_frames[:limit], fr.fps
         fps = scene.render.fps / scene.render.fps_base
-        data = rig_builder.rig_data(rig["mimo_rig_data"])
-        _, joints = data.shaped(rig_builder.betas_of(rig) if data.num_betas else None)
         try:
-            clip = motion_io.read_motion(motion, rest_joints=joints, fps=fps)
-            aa, transl = motion_io.clip_to_rig(clip, fps)
+            _, aa, transl = motion_on_rig(rig, motion, fps)
         except (ValueError, OSError) as exc:
             raise AddonError(f"{os.path.basename(motion)}: {exc}") from None
         aa, transl = aa[:limit], transl[:limit]
-        transl = transl - np.array([0.0, float(rig.get(FLOOR_KEY, 0.0)), 0.0])
         rig.animation_data_create()
         rig.animation_data.action = None  # keyframes go to a new action; the rig's own is kept
-        frames = list(range(scene.frame_start, scene.frame_start + len(aa)))
+        frames = clip_frames(scene, len(aa))
         rig_builder.keyframe_pose(rig, aa, transl, frames)
         temp_actions.append(rig.animation_data.action)
         return frames, fps

@@ -8,10 +8,10 @@ from bpy.props import BoolProperty, StringProperty
 
 from ..core.errors import AddonError
 from . import rig_builder
-from .operators import FLOOR_KEY, _fail, frame_range
+from .operators import _fail, _OpensFileBrowser, clip_frames, clip_placement, frame_range
 
 
-class MIMO_OT_import_camera(bpy.types.Operator):
+class MIMO_OT_import_camera(_OpensFileBrowser, bpy.types.Operator):
     bl_idname = "mimo.import_camera"
     bl_label = "Import Camera"
     bl_description = ("Key the camera track of a motion .npz (what `mimo decompose` writes next to the motion) "
@@ -25,13 +25,7 @@ class MIMO_OT_import_camera(bpy.types.Operator):
                                  description="Set the scene's render size to the video's (the camera frames "
                                              "the scene like the video only at that size)")
 
-    def invoke(self, context, event):
-        context.window_manager.fileselect_add(self)
-        return {"RUNNING_MODAL"}
-
     def execute(self, context):
-        from mathutils import Matrix
-
         from ..vendor import clip as C
         from . import camera as bl_camera
 
@@ -44,17 +38,13 @@ class MIMO_OT_import_camera(bpy.types.Operator):
             fps = frame_range(scene).fps
             if abs(track.fps - fps) > 1e-5 * fps:
                 track = track.resample(fps)
-            # the clip's world sits where Import Motion puts it on the active body: the rig's
-            # transform (without scale), lowered to the floor it stands on
-            placement = None
+            # the clip's world sits where Import Motion puts it on the active body
             rig = context.active_object
-            if rig_builder.is_rig(rig):
-                floor = Matrix.Translation((0.0, 0.0, -float(rig.get(FLOOR_KEY, 0.0))))
-                placement = np.array([list(r) for r in rig.matrix_world.normalized() @ floor])
+            placement = clip_placement(rig) if rig_builder.is_rig(rig) else None
             name = "MIMO Video Camera"
             target = bpy.data.objects.get(name)
             target = target if target is not None and target.type == "CAMERA" else None
-            frames = list(range(scene.frame_start, scene.frame_start + track.num_frames))
+            frames = clip_frames(scene, track.num_frames)
             cam_obj, warnings = bl_camera.import_camera(scene, track, frames, placement, target, name,
                                                         self.set_resolution)
         except (AddonError, ValueError, OSError) as exc:

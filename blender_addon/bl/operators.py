@@ -39,6 +39,43 @@ def frame_range(scene: bpy.types.Scene) -> FrameRange:
     return FrameRange.from_scene_values(scene.frame_start, scene.frame_end, scene.frame_step, r.fps, r.fps_base)
 
 
+class _OpensFileBrowser:
+    """An operator whose ``filepath`` is picked in the file browser before it runs."""
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+def motion_on_rig(rig: bpy.types.Object, path: str, fps: float):
+    """A motion file (mimo clip / AMASS / SMPL .npz, SMPL .pkl, BVH) read for ``rig``: retargeted
+    to its rest joints and resampled to ``fps``. Returns the clip and the rig's keys, axis-angles
+    ``(F, J, 3)`` and root translations ``(F, 3)``, the clip's floor put under the rig."""
+    from ..core import motion_io
+
+    data = rig_builder.rig_data(rig["mimo_rig_data"])
+    _, joints = data.shaped(rig_builder.betas_of(rig) if data.num_betas else None)
+    clip = motion_io.read_motion(path, rest_joints=joints, fps=fps)
+    aa, transl = motion_io.clip_to_rig(clip, fps)
+    # the clip's world has its floor at y = 0 (wire up); a rig placed by Add Body has its
+    # origin at the rest pelvis, FLOOR_KEY metres above the floor it stands on
+    return clip, aa, transl - np.array([0.0, float(rig.get(FLOOR_KEY, 0.0)), 0.0])
+
+
+def clip_placement(rig: bpy.types.Object) -> np.ndarray:
+    """Where ``motion_on_rig`` puts a clip's world (Blender axes, ``(4, 4)``): the rig's transform
+    without scale, lowered to the floor it stands on."""
+    from mathutils import Matrix
+
+    floor = Matrix.Translation((0.0, 0.0, -float(rig.get(FLOOR_KEY, 0.0))))
+    return np.array([list(r) for r in rig.matrix_world.normalized() @ floor])
+
+
+def clip_frames(scene: bpy.types.Scene, num_frames: int) -> list[int]:
+    """The scene frames a clip of ``num_frames`` is keyed on: from the scene's first frame, one apart."""
+    return list(range(scene.frame_start, scene.frame_start + num_frames))
+
+
 def scene_rigs(scene: bpy.types.Scene) -> list[bpy.types.Object]:
     return [o for o in scene.objects if rig_builder.is_rig(o) and not o.hide_render]
 
@@ -225,7 +262,7 @@ class MIMO_OT_add_body(_AddBody, bpy.types.Operator):
                              description="Rig data .npz (empty: the open body shipped with the add-on)")
 
 
-class MIMO_OT_add_body_file(_AddBody, bpy.types.Operator):
+class MIMO_OT_add_body_file(_OpensFileBrowser, _AddBody, bpy.types.Operator):
     bl_idname = "mimo.add_body_file"
     bl_label = "Add Body From File"
     bl_description = ("Add a body from a licensed SMPL-H / SMPL-X .npz model file or a rig data .npz "
@@ -233,10 +270,6 @@ class MIMO_OT_add_body_file(_AddBody, bpy.types.Operator):
 
     filepath: StringProperty(name="Body data", subtype="FILE_PATH", default="")
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
-
-    def invoke(self, context, event):
-        context.window_manager.fileselect_add(self)
-        return {"RUNNING_MODAL"}
 
 
 class MIMO_OT_add_camera(bpy.types.Operator):
@@ -270,7 +303,7 @@ class MIMO_OT_pick_camera(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MIMO_OT_import_motion(bpy.types.Operator):
+class MIMO_OT_import_motion(_OpensFileBrowser, bpy.types.Operator):
     bl_idname = "mimo.import_motion"
     bl_label = "Import Motion"
     bl_description = ("Keyframe a motion onto the active body: mimo clip / AMASS / SMPL parameter .npz, "
@@ -284,25 +317,13 @@ class MIMO_OT_import_motion(bpy.types.Operator):
     def poll(cls, context):
         return rig_builder.is_rig(context.active_object)
 
-    def invoke(self, context, event):
-        context.window_manager.fileselect_add(self)
-        return {"RUNNING_MODAL"}
-
     def execute(self, context):
-        from ..core import motion_io
-
         scene = context.scene
         try:
             rig = context.active_object
-            data = rig_builder.rig_data(rig["mimo_rig_data"])
-            _, joints = data.shaped(rig_builder.betas_of(rig) if data.num_betas else None)
             fps = frame_range(scene).fps
-            clip = motion_io.read_motion(bpy.path.abspath(self.filepath), rest_joints=joints, fps=fps)
-            aa, transl = motion_io.clip_to_rig(clip, fps)
-            # the clip's world has its floor at y = 0 (wire up); a rig placed by Add Body has its
-            # origin at the rest pelvis, FLOOR_KEY metres above the floor it stands on
-            transl = transl - np.array([0.0, float(rig.get(FLOOR_KEY, 0.0)), 0.0])
-            frames = list(range(scene.frame_start, scene.frame_start + len(aa)))
+            clip, aa, transl = motion_on_rig(rig, bpy.path.abspath(self.filepath), fps)
+            frames = clip_frames(scene, len(aa))
             rig_builder.keyframe_pose(rig, aa, transl, frames)
         except (AddonError, ValueError, OSError) as exc:
             return _fail(self, exc)
