@@ -114,6 +114,23 @@ def needs_download(folder: Path, item: PlannedFile) -> bool:
     return item.size is not None and path.stat().st_size != item.size
 
 
+def _why(e: Exception) -> str:
+    """A hub error in one line: its type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _list_files(api, repo: str) -> dict[str, int | None]:
+    """Path -> size (None: unknown) of every file of ``repo`` on the hub."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HTTPError
+
+    try:
+        entries = list(api.list_repo_tree(repo, recursive=True))
+    except (HTTPError, OSError) as e:
+        raise DownloadError(f"cannot list the files of {repo} on {constants.ENDPOINT}: {_why(e)}") from e
+    return {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
+
+
 def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO, token: str | None = None,
                      dry_run: bool = False) -> list[PlannedFile]:
     """Download every file of the layout into ``weights_dir`` (resumable; skips complete files).
@@ -128,14 +145,7 @@ def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO
     check_reachable(constants.ENDPOINT)
     api = HfApi(token=token)
     repos = {mimo_repo if s.repo == "mimo" else s.repo for s in SOURCES}
-    listings = {}
-    for repo in sorted(repos):
-        try:
-            entries = list(api.list_repo_tree(repo, recursive=True))
-        except (HTTPError, OSError) as e:
-            raise DownloadError(f"cannot list the files of {repo} on {constants.ENDPOINT}: "
-                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        listings[repo] = {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
+    listings = {repo: _list_files(api, repo) for repo in sorted(repos)}
     try:
         plan = plan_downloads(listings, mimo_repo)
     except ValueError as e:
@@ -152,8 +162,7 @@ def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO
         try:
             got = hf_hub_download(item.repo, item.remote, local_dir=staging, token=token)
         except (HTTPError, OSError) as e:
-            raise DownloadError(f"{item.dest}: download from {item.repo}:{item.remote} failed "
-                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            raise DownloadError(f"{item.dest}: download from {item.repo}:{item.remote} failed ({_why(e)}); "
                                 "run the command again to resume") from e
         dest = folder / item.dest
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -237,25 +246,17 @@ def plan_pipeline_files(listing: dict[str, int | None], repo: str = "") -> list[
     return files
 
 
-def download_inpaint_model(weights_dir: str | Path, repo: str, token: str | None = None,
-                           dry_run: bool = False) -> Path:
-    """Fetch a diffusers inpainting pipeline into ``weights_dir/<owner>--<name>/`` (what
-    ``mimo decompose --models weights_dir --inpaint-model repo`` finds). Returns the folder."""
-    from huggingface_hub import HfApi, constants, hf_hub_download
+def _fetch_repo(folder: Path, api, repo: str, plan, label: str, token: str | None, dry_run: bool) -> Path:
+    """Fetch the files ``plan(listing, repo)`` picks from ``repo`` into ``folder/<owner>--<name>/``
+    (resumable; skips complete files), saying each with ``label``. Returns the folder."""
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HTTPError
 
     from mimo.decompose.models import folder_name
 
-    folder = Path(weights_dir)
-    check_reachable(constants.ENDPOINT)
+    listing = _list_files(api, repo)
     try:
-        entries = list(HfApi(token=token).list_repo_tree(repo, recursive=True))
-    except (HTTPError, OSError) as e:
-        raise DownloadError(f"cannot list the files of {repo} on {constants.ENDPOINT}: "
-                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    listing = {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
-    try:
-        files = plan_pipeline_files(listing, repo)
+        files = plan(listing, repo)
     except ValueError as e:
         raise DownloadError(str(e)) from e
     dest = folder / folder_name(repo)
@@ -264,56 +265,34 @@ def download_inpaint_model(weights_dir: str | Path, repo: str, token: str | None
         if not needs_download(folder, item):
             print(f"have     {item.dest}")
             continue
-        print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {repo}:{name} (inpaint)")
+        print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {repo}:{name} ({label})")
         if dry_run:
             continue
         try:
             hf_hub_download(repo, name, local_dir=dest, token=token)
         except (HTTPError, OSError) as e:
-            raise DownloadError(f"{item.dest}: download from {repo}:{name} failed "
-                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            raise DownloadError(f"{item.dest}: download from {repo}:{name} failed ({_why(e)}); "
                                 "run the command again to resume") from e
     return dest
+
+
+def download_inpaint_model(weights_dir: str | Path, repo: str, token: str | None = None,
+                           dry_run: bool = False) -> Path:
+    """Fetch a diffusers inpainting pipeline into ``weights_dir/<owner>--<name>/`` (what
+    ``mimo decompose --models weights_dir --inpaint-model repo`` finds). Returns the folder."""
+    from huggingface_hub import HfApi, constants
+
+    check_reachable(constants.ENDPOINT)
+    return _fetch_repo(Path(weights_dir), HfApi(token=token), repo, plan_pipeline_files, "inpaint", token, dry_run)
 
 
 def download_decompose_models(weights_dir: str | Path, token: str | None = None, dry_run: bool = False
                               ) -> dict[str, Path]:
     """Fetch the four decomposition models into ``weights_dir/<owner>--<name>/`` (what
     ``mimo decompose --models weights_dir`` finds). Returns stage -> folder."""
-    from huggingface_hub import HfApi, constants, hf_hub_download
-    from huggingface_hub.errors import HTTPError
+    from huggingface_hub import HfApi, constants
 
-    from mimo.decompose.models import folder_name
-
-    folder = Path(weights_dir)
     check_reachable(constants.ENDPOINT)
     api = HfApi(token=token)
-    out = {}
-    for stage, repo in decompose_repos().items():
-        try:
-            entries = list(api.list_repo_tree(repo, recursive=True))
-        except (HTTPError, OSError) as e:
-            raise DownloadError(f"cannot list the files of {repo} on {constants.ENDPOINT}: "
-                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        listing = {e.path: getattr(e, "size", None) for e in entries if hasattr(e, "size")}
-        try:
-            files = plan_model_files(listing, repo)
-        except ValueError as e:
-            raise DownloadError(str(e)) from e
-        dest = folder / folder_name(repo)
-        for name in files:
-            item = PlannedFile(repo, name, f"{folder_name(repo)}/{name}", listing.get(name))
-            if not needs_download(folder, item):
-                print(f"have     {item.dest}")
-                continue
-            print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {repo}:{name} ({stage})")
-            if dry_run:
-                continue
-            try:
-                hf_hub_download(repo, name, local_dir=dest, token=token)
-            except (HTTPError, OSError) as e:
-                raise DownloadError(f"{item.dest}: download from {repo}:{name} failed "
-                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                                    "run the command again to resume") from e
-        out[stage] = dest
-    return out
+    return {stage: _fetch_repo(Path(weights_dir), api, repo, plan_model_files, stage, token, dry_run)
+            for stage, repo in decompose_repos().items()}
