@@ -31,38 +31,18 @@ from collections.abc import Iterator
 import numpy as np
 import zmq
 
-from .protocol import (
-    Accepted,
-    Cancel,
-    Capabilities,
-    Credit,
-    Done,
-    Error,
-    Frame,
-    GenerateRequest,
-    Heartbeat,
-    Hello,
-    Preview,
-    Progress,
-    ProtocolError,
-    Status,
-    StatusReply,
-    Submit,
-    decode,
-    encode,
-    validate_request,
-)
+from . import protocol as P
 
 log = logging.getLogger(__name__)
 
-_JOB_EVENTS = (Progress, Preview, Frame, Done, Error)
+_JOB_EVENTS = (P.Progress, P.Preview, P.Frame, P.Done, P.Error)
 
 
 class MimoClientError(Exception):
     """The server could not be reached, went silent, or refused a request. ``error`` holds the
     server's :class:`~.protocol.Error` when there was one."""
 
-    def __init__(self, message: str, error: Error | None = None):
+    def __init__(self, message: str, error: P.Error | None = None):
         super().__init__(message)
         self.error = error
 
@@ -108,11 +88,11 @@ class Client:
         self._abandoned: set[str] = set()
         self._last_heard = 0.0
         self._last_sent = 0.0
-        self.capabilities: Capabilities | None = None
+        self.capabilities: P.Capabilities | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _send(self, msg) -> None:
-        self._send_frames(encode(msg))
+        self._send_frames(P.encode(msg))
 
     def _send_frames(self, frames: list) -> None:
         with self._lock:
@@ -130,19 +110,19 @@ class Client:
             frames = self._sock.recv_multipart(copy=False)
         self._last_heard = time.monotonic()
         try:
-            msg = decode(frames)
-        except ProtocolError as exc:
+            msg = P.decode(frames)
+        except P.ProtocolError as exc:
             if exc.code == "version":
                 raise MimoClientError(f"{self.address}: {exc}") from None
             log.warning("dropping a malformed message from %s: %s", self.address, exc)
             return True
-        if isinstance(msg, Accepted) and msg.tag in self._abandoned:
+        if isinstance(msg, P.Accepted) and msg.tag in self._abandoned:
             # we gave up waiting for this submit: cancel it rather than hold the server's worker
             self._abandoned.discard(msg.tag)
-            self._send(Cancel(job_id=msg.job_id))
+            self._send(P.Cancel(job_id=msg.job_id))
         elif isinstance(msg, _JOB_EVENTS) and msg.job_id:
             self._jobs[msg.job_id].append(msg)
-        elif not isinstance(msg, Heartbeat):
+        elif not isinstance(msg, P.Heartbeat):
             self._other.append(msg)
         return True
 
@@ -166,7 +146,7 @@ class Client:
                         self._other.remove(msg)
                         return msg
                     # an untagged error answers whatever we sent last (e.g. an undecodable message)
-                    if isinstance(msg, Error) and (tag is None or msg.tag in (tag, "")):
+                    if isinstance(msg, P.Error) and (tag is None or msg.tag in (tag, "")):
                         self._other.remove(msg)
                         raise MimoClientError(f"server refused: {msg.code}: "
                                               f"{msg.field + ': ' if msg.field else ''}{msg.message}", msg)
@@ -176,18 +156,18 @@ class Client:
             self._pump(min(left, 0.05))
 
     # -- API --------------------------------------------------------------------------------------
-    def hello(self, timeout: float | None = None) -> Capabilities:
+    def hello(self, timeout: float | None = None) -> P.Capabilities:
         """Ask the server who it is; raises :class:`MimoClientError` saying why on silence."""
-        self._send(Hello(client=self.name))
-        self.capabilities = self._wait_other((Capabilities,), timeout)
+        self._send(P.Hello(client=self.name))
+        self.capabilities = self._wait_other((P.Capabilities,), timeout)
         return self.capabilities
 
-    def status(self, timeout: float | None = None) -> StatusReply:
-        self._send(Status())
-        return self._wait_other((StatusReply,), timeout)
+    def status(self, timeout: float | None = None) -> P.StatusReply:
+        self._send(P.Status())
+        return self._wait_other((P.StatusReply,), timeout)
 
-    def submit(self, request: GenerateRequest, *, credit: int = 8, validate: bool = True,
-               timeout: float | None = None) -> Accepted:
+    def submit(self, request: P.GenerateRequest, *, credit: int = 8, validate: bool = True,
+               timeout: float | None = None) -> P.Accepted:
         """Queue a job. The request is validated here first (same rules as the server) unless
         ``validate`` is False; a refusal raises :class:`MimoClientError` with the server's Error.
 
@@ -198,10 +178,10 @@ class Client:
             raise ValueError(f"credit: expected an integer >= 1, got {credit!r}")
         caps = self.capabilities
         if validate:
-            validate_request(request, caps.limits if caps else None, caps.body_betas if caps else None,
-                             modes=(caps.modes or None) if caps else None)  # a 1.1 server reports none
+            P.validate_request(request, caps.limits if caps else None, caps.body_betas if caps else None,
+                               modes=(caps.modes or None) if caps else None)  # a 1.1 server reports none
         tag = f"{self.name}:{next(self._tags)}"
-        frames = encode(Submit(request=request, credit=credit, tag=tag))
+        frames = P.encode(P.Submit(request=request, credit=credit, tag=tag))
         limit = caps.limits.get("max_message_bytes") if caps else None
         size = sum(memoryview(f).nbytes for f in frames)
         if limit is not None and size > limit:  # the server would drop it without an answer
@@ -209,7 +189,7 @@ class Client:
                                   "bytes (max_message_bytes); send fewer or smaller frames")
         self._send_frames(frames)
         try:
-            return self._wait_other((Accepted,), timeout, tag=tag)
+            return self._wait_other((P.Accepted,), timeout, tag=tag)
         except MimoClientError as exc:
             if exc.error is None:  # silence: if the server accepts it later, cancel it then
                 self._abandoned.add(tag)
@@ -218,10 +198,10 @@ class Client:
     def cancel(self, job_id: str) -> None:
         """Ask the server to cancel; the job's events end with ``Error(code="cancelled")`` (or
         ``Done`` if it finished first). Safe to call from another thread."""
-        self._send(Cancel(job_id=job_id))
+        self._send(P.Cancel(job_id=job_id))
 
     def heartbeat(self) -> None:
-        self._send(Heartbeat(time=time.time()))
+        self._send(P.Heartbeat(time=time.time()))
 
     def events(self, job_id: str, timeout: float | None = None) -> Iterator:
         """Yield the job's Progress, Preview and Frame messages in arrival order (frames in index
@@ -241,13 +221,13 @@ class Client:
                 continue
             msg = inbox.popleft()
             yield msg
-            if isinstance(msg, Frame):
-                self._send(Credit(job_id=job_id, frames=1))
-            elif isinstance(msg, (Done, Error)):
+            if isinstance(msg, P.Frame):
+                self._send(P.Credit(job_id=job_id, frames=1))
+            elif isinstance(msg, (P.Done, P.Error)):
                 self._jobs.pop(job_id, None)
                 return
 
-    def generate(self, request: GenerateRequest, *, on_event=None, credit: int = 8,
+    def generate(self, request: P.GenerateRequest, *, on_event=None, credit: int = 8,
                  timeout: float | None = None) -> tuple[np.ndarray, dict]:
         """Submit, wait, and return ``(frames (F, H, W, 3) uint8, stats)``; ``on_event(msg)`` sees
         every event. Raises :class:`MimoClientError` if the job fails or is cancelled.
@@ -260,11 +240,11 @@ class Client:
         for msg in self.events(accepted.job_id, timeout=timeout):
             if on_event is not None:
                 on_event(msg)
-            if isinstance(msg, Frame):
+            if isinstance(msg, P.Frame):
                 frames.append(msg.image)
-            elif isinstance(msg, Error):
+            elif isinstance(msg, P.Error):
                 raise MimoClientError(f"job {msg.job_id} failed: {msg.code}: {msg.message}", msg)
-            elif isinstance(msg, Done):
+            elif isinstance(msg, P.Done):
                 return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8), msg.stats
         raise MimoClientError(f"job {accepted.job_id}: events ended without Done")  # unreachable
 

@@ -285,8 +285,10 @@ def test_vendored_modules_import_only_stdlib_zmq_msgpack_numpy(name):
         if isinstance(node, ast.Import):
             roots = {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: only the sibling protocol modules
-                assert node.level == 1 and f"{node.module}.py" in PROTOCOL_PARTS, ast.dump(node)
+            if node.level:  # relative: only the sibling protocol modules (`from .protocol import X`
+                # or `from . import protocol as P`)
+                siblings = [node.module] if node.module else [a.name for a in node.names]
+                assert node.level == 1 and all(f"{m}.py" in PROTOCOL_PARTS for m in siblings), ast.dump(node)
                 continue
             roots = {node.module.split(".")[0]}
         else:
