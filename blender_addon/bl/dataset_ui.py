@@ -9,6 +9,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..core.errors import AddonError
+from .panel import _Sub, wrapped
 
 #: the running writer and what the panel shows (Python state: undo cannot hide a running job)
 STATE: dict = {"writer": None, "fraction": 0.0, "status": "", "error": "", "folder": ""}
@@ -196,18 +197,12 @@ class MIMO_OT_cancel_dataset(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MIMO_PT_dataset(bpy.types.Panel):
+class MIMO_PT_dataset(_Sub, bpy.types.Panel):
     bl_label = "Training Data"
     bl_idname = "MIMO_PT_dataset"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "MIMO"
-    bl_parent_id = "MIMO_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        from .panel import wrapped
-
         col = self.layout.column()
         if STATE["writer"] is not None:
             col.operator("mimo.cancel_dataset", icon="CANCEL")
