@@ -114,6 +114,16 @@ def needs_download(folder: Path, item: PlannedFile) -> bool:
     return item.size is not None and path.stat().st_size != item.size
 
 
+def _announce(folder: Path, item: PlannedFile, dry_run: bool, note: str) -> bool:
+    """Print what becomes of ``item`` (have / would get / get, with ``note``); True when it is to
+    be fetched now."""
+    if not needs_download(folder, item):
+        print(f"have     {item.dest}")
+        return False
+    print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {item.repo}:{item.remote} ({note})")
+    return not dry_run
+
+
 def _why(e: Exception) -> str:
     """A hub error in one line: its type and the first line of its message."""
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -151,12 +161,7 @@ def download_weights(weights_dir: str | Path, mimo_repo: str = DEFAULT_MIMO_REPO
     except ValueError as e:
         raise DownloadError(str(e)) from e
     for item in plan:
-        size = f"{item.size / 1e6:,.1f} MB" if item.size else "? MB"
-        if not needs_download(folder, item):
-            print(f"have     {item.dest}")
-            continue
-        print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {item.repo}:{item.remote} ({size})")
-        if dry_run:
+        if not _announce(folder, item, dry_run, f"{item.size / 1e6:,.1f} MB" if item.size else "? MB"):
             continue
         staging = folder / ".download" / item.repo.replace("/", "--")
         try:
@@ -262,11 +267,7 @@ def _fetch_repo(folder: Path, api, repo: str, plan, label: str, token: str | Non
     dest = folder / folder_name(repo)
     for name in files:
         item = PlannedFile(repo, name, f"{folder_name(repo)}/{name}", listing.get(name))
-        if not needs_download(folder, item):
-            print(f"have     {item.dest}")
-            continue
-        print(f"{'would get' if dry_run else 'get'}      {item.dest}  <- {repo}:{name} ({label})")
-        if dry_run:
+        if not _announce(folder, item, dry_run, label):
             continue
         try:
             hf_hub_download(repo, name, local_dir=dest, token=token)
