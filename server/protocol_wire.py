@@ -12,7 +12,8 @@ Wire format (one ZeroMQ multipart message per protocol message; a ROUTER prepend
                  travel as frame 1 + i; a ``bytes`` field (PNG/JPEG) as {"$buf": i}.
 
 ``encode(msg) -> list[bytes]`` and ``decode(frames) -> msg`` are inverses:
-``decode(encode(m)) == m`` for every message. Decoding never executes anything from the wire
+``decode(encode(m)) == m`` for every message (``encode`` refuses a map with the reserved key
+``"$buf"``). Decoding never executes anything from the wire
 (no pickle), checks every field's type and every buffer's size, ignores fields it does not know
 (forward compatibility) and raises :class:`ProtocolError` for anything malformed. A peer whose
 major version differs is refused with code ``"version"``.
@@ -70,6 +71,8 @@ def _to_wire(value: Any, buffers: list) -> Any:
     if isinstance(value, (list, tuple)):
         return [_to_wire(v, buffers) for v in value]
     if isinstance(value, dict):
+        if "$buf" in value:  # decode would read the map as a buffer reference
+            raise ValueError("'$buf' marks a buffer on the wire; a map may not use it as a key")
         return {k: _to_wire(v, buffers) for k, v in value.items()}
     if isinstance(value, np.generic):
         return value.item()
@@ -222,6 +225,8 @@ def _value(hint: Any, v: Any, bufs: list, used: set, path: str) -> Any:
 
 
 def _check_keys(v: dict, path: str) -> None:
+    if "$buf" in v:  # a map read as a map may not carry the buffer marker (encode refuses it too)
+        raise ProtocolError("invalid_field", "buffers are not allowed here", path)
     for k in v:
         if type(k) is not str:
             raise ProtocolError("invalid_field", f"expected string keys, got {_type_name(k)}", path)
