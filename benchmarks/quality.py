@@ -32,6 +32,9 @@ non-determinism in training):
    baseline (the reference image's figure pasted at the body's box over the scene).
 4. The trained model again with one setting changed at a time: fast mode, 10 and 5 steps, 32-frame
    windows: the dB each costs.
+5. Two references that need no generation: ``ceiling`` (the ground truth encoded and decoded by
+   the trained VAE: the best any generation with this autoencoder can score) and ``scene`` (the
+   scene plate alone, no person: what the whole-frame figures give for the background).
 
 Writes ``OUT/quality.json`` and ``OUT/quality.png`` (rows: ground truth, trained, untrained,
 trivial; a few frames of the first test clip).
@@ -47,6 +50,18 @@ trained weights ship as ``examples/tiny_mimo``), one 6.7-minute device call:
         # untrained 10.38 dB (body 9.52), SSIM 0.155, temporal 59.3;
         # paste 13.80 dB (body 6.79), SSIM 0.741, temporal 26.4. No time was left for the
         # ablations (they run only while --fit-in allows).
+
+On CPU, the same test split (``--synth-workers 16``): VAE ceiling of that model 16.84 dB (body
+14.07 dB), SSIM 0.713, temporal 11.7 -- below the paste baseline's SSIM, so that model cannot beat
+paste on SSIM however long stage 1 and 2 train; the scene plate alone 22.46 dB (body 11.13),
+SSIM 0.869, temporal 10.8. A stage-1 step of the tiny model is about 4,800 kernels (2,100
+forward, 2,700 backward, counted with the profiler on CPU) whatever the batch, so a bigger batch
+is nearly free on a GPU. The next run, owed (no GPU could be started in the session that wrote
+this), widens the VAE and quadruples the stage-1 batch:
+
+    python benchmarks/quality.py --out runs/ys2 --fit-in 9.25 --eval-reserve 1.7 --train-clips 64 \
+        --synth-workers 16 --vae-widths 48,48,48,48 --batches 64,256,16 --export runs/ys2/tiny_mimo \
+        --evals trained,untrained,trivial,scene,ceiling,fast,steps10,window32
 
 Not yet measured: the ablations of this model, owed (a warm GPU, about 3 minutes):
 
