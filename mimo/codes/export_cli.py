@@ -12,7 +12,8 @@ auto-framing). Written into OUT (a new or empty folder; ``--overwrite`` replaces
   axes); ``body_model``; OpenCV cameras ``K``, ``R``, ``t`` (``x_cam = R x_world + t``);
   ``width``, ``height``, ``fps``, ``frames``;
 * ``mask/frame_00000.png`` ... — white where a body is seen;
-* ``keypoints/frame_00000.json`` ... — joints as OpenPose JSON (BODY_25 and hands);
+* ``keypoints/frame_00000.json`` ... — joints as OpenPose JSON (BODY_25 and hands; the 70 face
+  points too for an SMPL-X body whose model file has landmark tables, :mod:`mimo.body.face`);
 * ``depth.npy`` (F, H, W) float32 metres along the optical axis, 0 where no body;
   ``normal.npy`` (F, H, W, 3) float32 camera-space unit normals, 0 where no body;
 * ``depth/frame_00000.png`` (16-bit, millimetres) and ``normal/frame_00000.png`` (8-bit RGB
