@@ -56,8 +56,8 @@ On CPU, the same test split (``--synth-workers 16``): VAE ceiling of that model 
 paste on SSIM however long stage 1 and 2 train; the scene plate alone 22.46 dB (body 11.13),
 SSIM 0.869, temporal 10.8. A stage-1 step of the tiny model is about 4,800 kernels (2,100
 forward, 2,700 backward, counted with the profiler on CPU) whatever the batch, so a bigger batch
-is nearly free on a GPU. The next run, owed (no GPU could be started in the session that wrote
-this), widens the VAE and quadruples the stage-1 batch:
+should be nearly free on a GPU (``benchmarks/train_profile.py`` measures it). The next run, owed
+(not yet run on a GPU), widens the VAE and quadruples the stage-1 batch:
 
     python benchmarks/quality.py --out runs/ys2 --fit-in 9.25 --eval-reserve 1.7 --train-clips 64 \
         --synth-workers 16 --vae-widths 48,48,48,48 --batches 64,256,16 --export runs/ys2/tiny_mimo \
