@@ -203,9 +203,9 @@ def load_smpl_family(path: str | os.PathLike, dtype: torch.dtype = torch.float32
     posedirs = d.get("posedirs")
     if posedirs is not None:  # (V, 3, P) -> (P, V*3), as the file stores it
         posedirs = posedirs.reshape(-1, posedirs.shape[-1]).T
-    face = FaceTables.from_model_file(d, dtype) if kind == "smplx" else None
+    face_tables = FaceTables.from_model_file(d, dtype) if kind == "smplx" else None
     return BodyModel(kind=kind, v_template=v_template, faces=d["f"].astype(np.int64),
                      shapedirs=shapedirs, joint_template=jreg @ v_template,
                      joint_shapedirs=np.einsum("jv,vik->jik", jreg, shapedirs),
                      weights=d["weights"], parents=parents, joint_names=names,
-                     posedirs=posedirs, face=face, dtype=dtype)
+                     posedirs=posedirs, face_tables=face_tables, dtype=dtype)

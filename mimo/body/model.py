@@ -79,12 +79,13 @@ class BodyModel(torch.nn.Module):
         rest_vertices (V, 3); rest_joints (J, 3); skin_weights (V, J); shapedirs (V, 3, K);
         joint_shapedirs (J, 3, K); posedirs (9 (J-1), 3 V) or None; num_betas K;
         beta_names (list of K str); vertex_sets: name -> LongTensor of vertex indices
-        ("left_hand", "right_hand": vertices skinned mostly to that wrist and its fingers).
+        ("left_hand", "right_hand": vertices skinned mostly to that wrist and its fingers);
+        face_tables: an SMPL-X file's landmark tables (mimo/body/face.py) or None.
     """
 
     def __init__(self, *, kind: str, v_template, faces, shapedirs, joint_template, joint_shapedirs,
                  weights, parents, joint_names, posedirs=None, beta_names=None,
-                 face: torch.nn.Module | None = None, dtype: torch.dtype = torch.float32):
+                 face_tables: torch.nn.Module | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
@@ -115,8 +116,8 @@ class BodyModel(torch.nn.Module):
             ids = [self.joint_names.index(j) for j in joints if j in self.joint_names]
             self.vertex_sets[name] = torch.nonzero(torch.isin(owner, torch.tensor(ids)))[:, 0]
         self.has_hands = "left_index1" in self.joint_names
-        #: facial landmarks (mimo/body/face.py: FaceTables) where the model file defines them
-        self.face = face
+        #: facial landmark tables (mimo/body/face.py: FaceTables) where the model file has them
+        self.face_tables = face_tables
 
     @property
     def num_vertices(self) -> int:
@@ -242,7 +243,8 @@ class BodyModel(torch.nn.Module):
         if transl is not None:
             verts = verts + transl[:, None]
             g_pos = g_pos + transl[:, None]
-        face = None if self.face is None else self.face(verts, g_rot[:, self.joint_names.index("neck")])
+        face = (None if self.face_tables is None
+                else self.face_tables(verts, g_rot[:, self.joint_names.index("neck")]))
         return BodyOutput(vertices=verts, joints=g_pos, face=face)
 
     def shaped_rest(self, betas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
