@@ -16,7 +16,6 @@ Deterministic from ``seed`` (a ``torch.Generator`` drives the sampler's noise).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -42,19 +41,11 @@ class InpaintModelMissing(ValueError):
 def check(spec: str) -> None:
     """Raise :class:`InpaintModelMissing` unless ``spec`` is a pipeline folder (with
     ``model_index.json``) or a hub id whose ``model_index.json`` is in the local cache."""
-    path = Path(spec)
-    if path.exists():
-        if not (path / "model_index.json").is_file():
-            raise InpaintModelMissing(spec, "the folder has no model_index.json")
-        return
-    from huggingface_hub import try_to_load_from_cache
+    from .models import missing_reason
 
-    try:
-        found = try_to_load_from_cache(spec, "model_index.json")
-    except ValueError:  # not a valid repo id
-        found = None
-    if not isinstance(found, str):
-        raise InpaintModelMissing(spec)
+    reason = missing_reason(spec, "model_index.json")
+    if reason is not None:
+        raise InpaintModelMissing(spec, reason)
 
 
 def _multiple(pipe) -> int:

@@ -66,22 +66,28 @@ def folder_name(repo_id: str) -> str:
     return repo_id.replace("/", "--")
 
 
-def check(stage: str, spec: str) -> None:
-    """Raise :class:`ModelMissing` unless ``spec`` is a model folder (with ``config.json``) or a
-    hub id whose ``config.json`` is in the local Hugging Face cache (nothing is loaded)."""
+def missing_reason(spec: str, marker: str) -> str | None:
+    """Why ``spec`` is not a usable local model (None when it is): a folder holding ``marker``
+    (``config.json``, ``model_index.json``), or a hub id whose ``marker`` is in the local Hugging
+    Face cache (nothing is loaded). The reason is "" when it is simply neither."""
     path = Path(spec)
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelMissing(stage, spec, "the folder has no config.json")
-        return
+        return None if (path / marker).is_file() else f"the folder has no {marker}"
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(spec, "config.json")
+        found = try_to_load_from_cache(spec, marker)
     except ValueError:  # not a valid repo id
         found = None
-    if not isinstance(found, str):
-        raise ModelMissing(stage, spec)
+    return None if isinstance(found, str) else ""
+
+
+def check(stage: str, spec: str) -> None:
+    """Raise :class:`ModelMissing` unless ``spec`` is a model folder (with ``config.json``) or a
+    hub id whose ``config.json`` is in the local Hugging Face cache (nothing is loaded)."""
+    reason = missing_reason(spec, "config.json")
+    if reason is not None:
+        raise ModelMissing(stage, spec, reason)
 
 
 def load(stage: str, spec: str, device: str = "cpu") -> Loaded:
