@@ -2,8 +2,11 @@
 shot (open body raising its arm, a camera, a character image), and what the timer would do."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import re
+import subprocess
 import time
 
 import bpy
@@ -12,6 +15,24 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # the server needs torch: always the main venv (MIMO_TEST_SERVER: another checkout's, e.g. a worktree's)
 SERVER = pathlib.Path(os.environ.get("MIMO_TEST_SERVER") or ROOT / ".venv" / "bin" / "mimo-server")
+
+
+@contextlib.contextmanager
+def mortal_server():
+    """A server process of its own for a test that kills it mid-job: yields (process, address);
+    skips when the server is missing; the process is gone on leaving."""
+    import pytest
+
+    if not SERVER.exists():
+        pytest.skip(f"{SERVER} is missing (make setup creates it)")
+    proc = subprocess.Popen([str(SERVER), "--bind", "tcp://127.0.0.1:0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        yield proc, re.search(r"tcp://127\.0\.0\.1:\d+", proc.stdout.readline()).group(0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def _shot(tmp_path, address, frames=4, size=(64, 48), save=True):

@@ -7,7 +7,6 @@ import os
 
 import bpy
 import numpy as np
-import pytest
 from shot_helpers import _pump, _strips, addon_timers
 
 
@@ -136,17 +135,9 @@ def test_cancel_in_the_last_pass_composites_the_frames_every_body_has(addon, ser
 
 
 def test_server_death_in_the_first_pass_keeps_that_character_as_a_strip(addon, tmp_path, monkeypatch):
-    import re
-    import subprocess
+    from shot_helpers import mortal_server
 
-    from shot_helpers import SERVER
-
-    if not SERVER.exists():
-        pytest.skip(f"{SERVER} is missing (make setup creates it)")
-    proc = subprocess.Popen([str(SERVER), "--bind", "tcp://127.0.0.1:0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        address = re.search(r"tcp://127\.0\.0\.1:\d+", proc.stdout.readline()).group(0)
+    with mortal_server() as (proc, address):
         scene, _ = _crossing(tmp_path, address)
         # 16 frames: more than the client's credit (8) ahead of frame 3, so the server cannot
         # have sent the whole pass before it died
@@ -157,10 +148,6 @@ def test_server_death_in_the_first_pass_keeps_that_character_as_a_strip(addon, t
         _pump_until_pass(job, 0, 3)
         proc.kill()
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     gate.set()
     assert _pump(scene, limit_s=120)[0] == "error"
     assert "no answer" in scene.mimo.last_error

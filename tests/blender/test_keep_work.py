@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import socket
-import subprocess
 import threading
 import time
 
 import bpy
-import pytest
-from shot_helpers import SERVER, _pump, _shot, _strips, addon_timers
+from shot_helpers import _pump, _shot, _strips, addon_timers, mortal_server
 
 
 def _gate_frame(monkeypatch, index):
@@ -67,12 +64,7 @@ def test_cancel_keeps_the_frames_that_arrived_as_a_partial_strip(addon, server, 
 
 
 def test_server_death_keeps_the_frames_that_arrived(addon, tmp_path, monkeypatch):
-    if not SERVER.exists():
-        pytest.skip(f"{SERVER} is missing (make setup creates it)")
-    proc = subprocess.Popen([str(SERVER), "--bind", "tcp://127.0.0.1:0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        address = re.search(r"tcp://127\.0\.0\.1:\d+", proc.stdout.readline()).group(0)
+    with mortal_server() as (proc, address):
         gate = _gate_frame(monkeypatch, 3)
         scene = _shot(tmp_path, address, frames=60)
         scene.mimo.connect_timeout = 2.0
@@ -80,10 +72,6 @@ def test_server_death_keeps_the_frames_that_arrived(addon, tmp_path, monkeypatch
         job = _pump_until_received(scene, 3)
         proc.kill()
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     gate.set()
     assert _pump(scene)[0] == "error"
     assert "no answer" in scene.mimo.last_error
