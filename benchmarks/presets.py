@@ -117,17 +117,19 @@ def stages(r: dict) -> str:
 
 def speed(args, table: dict, device, tiny: bool) -> None:
     exact_dtype, fast_dtype = (torch.float16, torch.bfloat16) if device.type == "cuda" else (torch.float32,) * 2
-    pipes = {exact_dtype: bench.build_pipeline(tiny, device, exact_dtype)}
-    if fast_dtype != exact_dtype:
-        pipes[fast_dtype] = bench.build_pipeline(tiny, device, fast_dtype)
-    if args.compile:
-        for p in pipes.values():
-            p.compile_blocks(vae=True)
     chosen = rows()
     names = args.rows.split(",") if args.rows else list(chosen)
+    pipe = None
     for name in names:
         preset = chosen[name]
-        pipe = pipes[exact_dtype if preset.schedule == "exact" else fast_dtype]
+        dtype = exact_dtype if preset.schedule == "exact" else fast_dtype
+        if pipe is None or pipe.dtype != dtype:  # one pipeline on the GPU at a time: the peaks are a job's
+            pipe = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            pipe = bench.build_pipeline(tiny, device, dtype)
+            if args.compile:
+                pipe.compile_blocks(vae=True)
         lengths = [args.frames] + [args.long_frames] * (name in args.long_rows.split(","))
         for frames in lengths:
             r = time_row(pipe, preset, frames, args.size, args.steps, args.warmup)
@@ -138,7 +140,6 @@ def speed(args, table: dict, device, tiny: bool) -> None:
                   f"{r['steps']} steps, {r['windows']} windows, peak {r['peak_gb']:.2f} GiB "
                   f"[{_device_name(device)}, {str(pipe.dtype).replace('torch.', '')}]", flush=True)
             print(stages(r), flush=True)
-    del pipes
 
 
 def memory(args, table: dict, device, tiny: bool) -> None:

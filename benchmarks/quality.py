@@ -56,14 +56,19 @@ On CPU, the same test split (``--synth-workers 16``): VAE ceiling of that model 
 paste on SSIM however long stage 1 and 2 train; the scene plate alone 22.46 dB (body 11.13),
 SSIM 0.869, temporal 10.8. A stage-1 step of the tiny model is about 4,800 kernels (2,100
 forward, 2,700 backward, counted with the profiler on CPU) whatever the batch, so a bigger batch
-should be nearly free on a GPU (``benchmarks/train_profile.py`` measures it). The next run, owed
-(not yet run on a GPU), widens the VAE and quadruples the stage-1 batch:
+should be nearly free on a GPU (``benchmarks/train_profile.py`` measures it).
 
-    python benchmarks/quality.py --out runs/ys2 --fit-in 9.25 --eval-reserve 1.7 --train-clips 64 \
-        --synth-workers 16 --vae-widths 48,48,48,48 --batches 64,256,16 --export runs/ys2/tiny_mimo \
-        --evals trained,untrained,trivial,scene,ceiling,fast,steps10,window32
+The second run (one NVIDIA H100 80GB HBM3; the first call ran out of time in stage 2, the second
+resumed it with ``--minutes 6.52``; finished stages are kept):
 
-Not yet measured: the ablations of this model, owed (a warm GPU, about 3 minutes):
+    python benchmarks/quality.py --out runs/ys2 --fit-in 9.0 --eval-reserve 1.7 --train-clips 64 \
+        --synth-workers 16 --vae-widths 48,48,48,48 --batches 64,256,16 --export runs/ys2/tiny_mimo
+        # vae 965 steps of 64 (78 s), image 246 steps of 256 (216 s, 1.14 it/s: 2x the frames/s
+        # of batch 64, not 4x), motion 332 steps of 16 (98 s); VAE ceiling 19.75 dB (body 14.99),
+        # SSIM 0.759; trained 15.18 dB (body 11.97), SSIM 0.518, temporal 40.9 -- below the
+        # shipped model; fast mode +0.01 dB, 10 steps +0.14 dB, 32-frame windows -0.12 dB.
+
+Not yet measured: the ablations of the shipped model (``examples/tiny_mimo``), owed (a warm GPU, about 3 minutes):
 
     python benchmarks/quality.py --out runs/ys --trained examples/tiny_mimo --evals trained,fast,steps10,steps5,window32
 
@@ -159,7 +164,7 @@ def reconstruct(vae, w: dict, device) -> np.ndarray:
     x = torch.from_numpy(w["truth"]).permute(0, 3, 1, 2).to(device, torch.float32) / 127.5 - 1
     with torch.no_grad():
         out = torch.cat([vae.decode(vae.encode(c).latent_dist.mean).sample for c in x.split(16)])
-    return np.rint((out.clamp(-1, 1) + 1) * 127.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    return np.rint(((out.clamp(-1, 1) + 1) * 127.5).float().cpu().numpy()).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -250,7 +255,9 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=9.0, help="training time, all stages")
     p.add_argument("--fit-in", type=float, metavar="MIN",
                    help="instead of --minutes: train for what is left of MIN minutes after making the "
-                        "datasets, keeping --eval-reserve minutes for the evaluation")
+                        "datasets, keeping --eval-reserve minutes for the evaluation; each stage gets its "
+                        "share of what is left when it starts, less the set-up time the stage before took "
+                        "(leave a margin for Python's start: MIN counts from the script's first line)")
     p.add_argument("--eval-reserve", type=float, default=1.5, help="minutes kept for --fit-in's evaluation")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--frames", type=int, default=48)
@@ -321,11 +328,16 @@ def main() -> None:
         weights = str(init)
         batches = [int(b) for b in args.batches.split(",")] if args.batches else [s[2]["batch"] for s in STAGES]
         shares = [float(x) for x in args.shares.split(",")] if args.shares else [s[1] for s in STAGES]
-        for (stage, _, kw), share, batch in zip(STAGES, shares, batches):
+        deadline = t_start + 60 * (args.fit_in - args.eval_reserve) if args.fit_in else None
+        overhead = 0.0  # seconds the last stage spent outside its training loop (set-up, saving)
+        for i, ((stage, _, kw), share, batch) in enumerate(zip(STAGES, shares, batches)):
             kw = {**kw, "batch": batch}
             run = out / stage
+            minutes = args.minutes * share
+            if deadline is not None:  # what is left now, less the set-up the last stage took
+                minutes = max(0.05, (deadline - time.perf_counter() - overhead) / 60 * share / sum(shares[i:]))
             cfg = TrainConfig(data=str(out / "train"), out=str(run), stage=stage, weights=weights,
-                              size=args.size, steps=10**7, max_minutes=args.minutes * share,
+                              size=args.size, steps=10**7, max_minutes=minutes,
                               log_every=100, seed=args.seed, workers=args.workers, device=args.device,
                               preload=not args.no_preload, ema=0.0, **kw)
             t = time.perf_counter()
@@ -339,6 +351,8 @@ def main() -> None:
                                          "batch": kw["batch"]}
             print(f"[{name}] {stage}: {last['step']} steps of {kw['batch']} in {last['seconds']:.0f} s "
                   f"({report['training'][stage]['it_s']:.1f} it/s)", flush=True)
+            if last["seconds"] < report["training"][stage]["seconds"]:  # trained in this run
+                overhead = report["training"][stage]["seconds"] - last["seconds"]
             weights = str(run / "final")
             if stage == args.stop_after:
                 print(f"[{name}] stopping after stage {stage} (--stop-after); run again to continue; "

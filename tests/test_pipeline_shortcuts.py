@@ -184,6 +184,42 @@ def test_reuse_interval_runs_the_deep_blocks_every_kth_step(pipe, inputs, fast_o
     assert count.rows == [2, 4, 4, 4, 4] and count.deep == 4
 
 
+def test_reuse_keeps_features_beyond_the_budget_off_the_device(pipe, inputs, monkeypatch):
+    """With one window per call (2 groups) and a budget of one group's feature, each group's
+    feature waits in a host buffer between its calls and is read back from there at the reuse
+    steps; the frames are exactly those of a cache that keeps everything on the device."""
+    from mimo.pipeline import fast, shortcuts
+
+    made = []
+
+    class Recording(shortcuts.FeatureCache):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.fetched = []
+            made.append(self)
+
+        def fetch(self, group):  # (group, whether its feature came from a host buffer)
+            self.fetched.append((group, self.slots[group][1].feature is self.away.get(group)))
+            return super().fetch(group)
+
+    monkeypatch.setattr(fast, "FeatureCache", Recording)
+    mode, run = _fast(reuse_interval=2), dict(num_inference_steps=5, windows_per_call=1)
+    kept = _run(pipe, inputs, mode, **run).frames
+    c1 = pipe.denoising_unet.config.block_out_channels[1]
+    one = 2 * 4 * c1 * (H // 8) * (W // 8) * 4  # 2 CFG rows x 4 frames, float32, at h/8 x w/8
+    monkeypatch.setattr(shortcuts, "DEEP_CACHE_GPU_BUDGET", one)
+    moved = _run(pipe, inputs, mode, **run).frames
+    unbounded, cache = made
+    assert len(unbounded.slots) == 2 and not unbounded.away
+    assert unbounded.fetched == [(0, False), (1, False)] * 2  # steps 1 and 3 reuse
+    assert set(cache.away) == {0, 1} and all(b.numel() * 4 == one for b in cache.away.values())
+    assert cache.fetched == [(0, True), (1, True)] * 2
+    np.testing.assert_array_equal(moved, kept)
+    monkeypatch.setattr(shortcuts, "DEEP_CACHE_GPU_BUDGET", 2 * one)  # both fit: nothing moves
+    _run(pipe, inputs, mode, **run)
+    assert not made[-1].away and made[-1].fetched == [(0, False), (1, False)] * 2
+
+
 # --- pooled keys ------------------------------------------------------------------------------
 
 def test_pool_tokens_averages_cells():

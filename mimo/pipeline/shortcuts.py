@@ -53,6 +53,13 @@ def predicted_x0(sampler, v: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
     return a.sqrt() * x - (1 - a).sqrt() * v
 
 
+#: bytes of cached deep features (feature reuse) that may stay on the GPU. A job whose features
+#: together fit stays there (one 32-frame CFG window at 784² in bf16: 750 MiB); otherwise every
+#: group's feature waits in pinned host memory between its calls, so memory does not grow with
+#: the clip's length (the cost: one copy out per full step and one in per reuse step).
+DEEP_CACHE_GPU_BUDGET = 1 << 30
+
+
 class FeatureCache:
     """Which steps run the whole UNet under feature reuse, and the cached feature of each window
     group (:class:`~mimo.models.blocks.DeepCacheSlot`).
@@ -60,15 +67,54 @@ class FeatureCache:
     Step ``s`` runs in full when ``s % interval == 0``, and also whenever the group's cached
     feature was made with the other guidance layout (both CFG halves or the conditional half
     only, see the guidance interval): the cached rows must be the rows of the call.
+
+    While the features of all ``groups`` fit ``device_budget`` bytes together (judged by the
+    largest one so far) they stay on ``device``; beyond it each one moves to a host buffer (pinned
+    on CUDA) once its call is over and comes back for the call that reuses it (on a CPU device the
+    move is a plain copy).
     """
 
-    def __init__(self, interval: int):
-        self.interval = interval
+    def __init__(self, interval: int, device: torch.device | str = "cpu", groups: int = 1,
+                 device_budget: int | None = None):
+        self.interval, self.device, self.groups = interval, torch.device(device), groups
+        self.device_budget = DEEP_CACHE_GPU_BUDGET if device_budget is None else device_budget
         self.slots: dict[object, tuple[bool, DeepCacheSlot]] = {}  # per window group (and CFG half)
+        self.away: dict[object, torch.Tensor] = {}  # group -> its host buffer (refilled in place)
 
     def mode(self, step: int, guided: bool) -> _StepCache | None:
         """What the UNet calls of ``step`` do (None: reuse is off)."""
         return None if self.interval <= 1 else _StepCache(self, step % self.interval == 0, guided)
+
+    def settle(self, current) -> None:
+        """Before ``current``'s call: when the features would not fit the budget together, move
+        every other group's feature that is still on the device to its host buffer."""
+        features = {g: slot.feature for g, (_, slot) in self.slots.items() if slot.feature is not None}
+        if self.groups * max((f.numel() * f.element_size() for f in features.values()), default=0) \
+                <= self.device_budget:
+            return
+        for group, f in features.items():
+            if group == current or f is self.away.get(group):
+                continue
+            buf = self.away.get(group)
+            if buf is None or buf.shape != f.shape or buf.dtype != f.dtype:
+                buf = self.away[group] = _host_buffer(f, pinned=self.device.type == "cuda")
+            self.slots[group][1].feature = buf.copy_(f, non_blocking=True)
+
+    def fetch(self, group) -> torch.Tensor:
+        """The group's cached feature on the device (copied in when it waits on the host)."""
+        f = self.slots[group][1].feature
+        return f if f.device == self.device else f.to(self.device, non_blocking=True)
+
+
+def _host_buffer(like: torch.Tensor, pinned: bool) -> torch.Tensor:
+    """An empty host tensor shaped like ``like``: pinned (asynchronous copies) where the system
+    grants it, else ordinary memory (the copies then wait, with the same values)."""
+    if pinned:
+        try:
+            return torch.empty(like.shape, dtype=like.dtype, pin_memory=True)
+        except RuntimeError:
+            pass
+    return torch.empty(like.shape, dtype=like.dtype)
 
 
 class _StepCache:
@@ -77,9 +123,10 @@ class _StepCache:
 
     def slot(self, group) -> DeepCacheSlot:
         """The slot one group's UNet call reads (reuse) or fills (full run)."""
+        self.cache.settle(group)
         held = self.cache.slots.get(group)
         if not self.full and held is not None and held[0] == self.guided and held[1].feature is not None:
-            return DeepCacheSlot(reuse=True, feature=held[1].feature)
+            return DeepCacheSlot(reuse=True, feature=self.cache.fetch(group))
         slot = DeepCacheSlot(reuse=False)
         self.cache.slots[group] = (self.guided, slot)
         return slot
