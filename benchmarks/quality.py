@@ -68,6 +68,16 @@ resumed it with ``--minutes 6.52``; finished stages are kept):
         # SSIM 0.759; trained 15.18 dB (body 11.97), SSIM 0.518, temporal 40.9 -- below the
         # shipped model; fast mode +0.01 dB, 10 steps +0.14 dB, 32-frame windows -0.12 dB.
 
+The next run (owed): stage 1 at batch 64 for about 10 minutes over two calls on one warm machine,
+``--extend`` resuming it from ``runs/ys3/image/state.pt``:
+
+    python benchmarks/quality.py --out runs/ys3 --fit-in 9.3 --eval-reserve 0.3 --train-clips 64 \
+        --synth-workers 16 --vae-widths 48,48,48,48 --batches 64,64,16 --shares 0.2,0.8,0.3 \
+        --stop-after image
+    python benchmarks/quality.py --out runs/ys3 --fit-in 9.3 --eval-reserve 2.5 --batches 64,64,16 \
+        --shares 0.2,0.65,0.35 --extend image --export runs/ys3/tiny_mimo \
+        --evals trained,untrained,trivial,scene,ceiling,fast,steps10,window32
+
 Not yet measured: the ablations of the shipped model (``examples/tiny_mimo``), owed (a warm GPU, about 3 minutes):
 
     python benchmarks/quality.py --out runs/ys --trained examples/tiny_mimo --evals trained,fast,steps10,steps5,window32
@@ -83,6 +93,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -248,6 +259,61 @@ def export_fp16(src: Path, dst: Path) -> Path:
                                  m.image_encoder_config)
 
 
+def train_stages(args, out: Path, weights: str, report: dict, name: str, t_start: float) -> tuple[str, bool]:
+    """Train the stages in turn from ``weights`` (a stage whose ``OUT/STAGE/final`` exists is kept);
+    returns the last stage's weights and whether ``--stop-after`` ended the run early."""
+
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else [s[2]["batch"] for s in STAGES]
+    shares = [float(x) for x in args.shares.split(",")] if args.shares else [s[1] for s in STAGES]
+    names = [s[0] for s in STAGES]
+    last_stage = names.index(args.stop_after) if args.stop_after else len(STAGES) - 1
+    if args.extend:
+        k = names.index(args.extend)
+        if not (out / args.extend / "state.pt").is_file():
+            raise SystemExit(f"--extend {args.extend}: {out / args.extend / 'state.pt'} is missing; train that stage first")
+        for stage in names[k:]:  # the extended stage resumes from state.pt; the later ones start again
+            for gone in ([out / stage / "final"] if stage == args.extend else [out / stage]):
+                if gone.exists():
+                    print(f"[{name}] --extend {args.extend}: removing {gone}", flush=True)
+                    shutil.rmtree(gone)
+    todo = [i for i in range(last_stage + 1) if not (out / names[i] / "final").is_dir()]
+    if any(shares[i] <= 0 for i in todo):
+        raise SystemExit(f"--shares: {', '.join(names[i] for i in todo if shares[i] <= 0)} still has to train "
+                         "but its share is 0")
+    deadline = t_start + 60 * (args.fit_in - args.eval_reserve) if args.fit_in else None
+    overhead = 0.0  # seconds the last stage spent outside its training loop (set-up, saving)
+    for i, (stage, _, kw) in enumerate(STAGES[:last_stage + 1]):
+        kw = {**kw, "batch": batches[i]}
+        run = out / stage
+        minutes = args.minutes * shares[i]
+        if deadline is not None and i in todo:  # its share of what is left, less the last set-up
+            left = deadline - time.perf_counter() - overhead
+            minutes = max(0.05, left / 60 * shares[i] / sum(shares[j] for j in todo if j >= i))
+        log_file = run / "log.jsonl"
+        before = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.is_file() else []
+        start_step = max([r["step"] for r in before if "loss" in r], default=0)
+        t = time.perf_counter()
+        if i in todo:
+            cfg = TrainConfig(data=str(out / "train"), out=str(run), stage=stage, weights=weights,
+                              size=args.size, steps=10**7, max_minutes=minutes,
+                              log_every=100, seed=args.seed, workers=args.workers, device=args.device,
+                              preload=not args.no_preload, ema=0.0, **kw)
+            train(cfg, log=lambda s, stage=stage: print(f"[{name}] {stage}: {s}", flush=True))
+        log = [json.loads(line) for line in log_file.read_text().splitlines()]
+        last = [r for r in log if "loss" in r][-1]
+        ran = i in todo and len(log) > len(before)
+        steps = last["step"] - start_step if ran else last["step"]
+        report[stage] = {"steps": last["step"], "loss": last["loss"], "seconds": time.perf_counter() - t,
+                         "it_s": steps / max(last["seconds"], 1e-9), "batch": kw["batch"]}
+        resumed = f" (resumed at step {start_step})" if ran and start_step else ""
+        print(f"[{name}] {stage}: {last['step']} steps of {kw['batch']}{resumed}, {steps} in {last['seconds']:.0f} s "
+              f"({report[stage]['it_s']:.1f} it/s)", flush=True)
+        if ran:
+            overhead = report[stage]["seconds"] - last["seconds"]
+        weights = str(run / "final")
+    return weights, last_stage < len(STAGES) - 1
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/yardstick")
@@ -284,6 +350,9 @@ def main() -> None:
     p.add_argument("--export", help="also write the trained weights in fp16 to this folder")
     p.add_argument("--stop-after", choices=[s[0] for s in STAGES],
                    help="end after this training stage (the same command later continues)")
+    p.add_argument("--extend", choices=[s[0] for s in STAGES],
+                   help="train this finished stage further from its saved state (OUT/STAGE/state.pt) for its "
+                        "share of the time, and the stages after it again: a stage longer than one call")
     args = p.parse_args()
     t_start = time.perf_counter()
     evals = [e for e in args.evals.split(",") if e]
@@ -325,40 +394,11 @@ def main() -> None:
     weights = args.trained
     report["training"] = {}
     if weights is None:
-        weights = str(init)
-        batches = [int(b) for b in args.batches.split(",")] if args.batches else [s[2]["batch"] for s in STAGES]
-        shares = [float(x) for x in args.shares.split(",")] if args.shares else [s[1] for s in STAGES]
-        deadline = t_start + 60 * (args.fit_in - args.eval_reserve) if args.fit_in else None
-        overhead = 0.0  # seconds the last stage spent outside its training loop (set-up, saving)
-        for i, ((stage, _, kw), share, batch) in enumerate(zip(STAGES, shares, batches)):
-            kw = {**kw, "batch": batch}
-            run = out / stage
-            minutes = args.minutes * share
-            if deadline is not None:  # what is left now, less the set-up the last stage took
-                minutes = max(0.05, (deadline - time.perf_counter() - overhead) / 60 * share / sum(shares[i:]))
-            cfg = TrainConfig(data=str(out / "train"), out=str(run), stage=stage, weights=weights,
-                              size=args.size, steps=10**7, max_minutes=minutes,
-                              log_every=100, seed=args.seed, workers=args.workers, device=args.device,
-                              preload=not args.no_preload, ema=0.0, **kw)
-            t = time.perf_counter()
-            if not (run / "final").is_dir():
-                train(cfg, log=lambda s: print(f"[{name}] {stage}: {s}", flush=True))
-            log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-            last = [r for r in log if "loss" in r][-1]
-            report["training"][stage] = {"steps": last["step"], "loss": last["loss"],
-                                         "seconds": time.perf_counter() - t,
-                                         "it_s": last["step"] / max(last["seconds"], 1e-9),
-                                         "batch": kw["batch"]}
-            print(f"[{name}] {stage}: {last['step']} steps of {kw['batch']} in {last['seconds']:.0f} s "
-                  f"({report['training'][stage]['it_s']:.1f} it/s)", flush=True)
-            if last["seconds"] < report["training"][stage]["seconds"]:  # trained in this run
-                overhead = report["training"][stage]["seconds"] - last["seconds"]
-            weights = str(run / "final")
-            if stage == args.stop_after:
-                print(f"[{name}] stopping after stage {stage} (--stop-after); run again to continue; "
-                      "measuring only what needs no generation", flush=True)
-                evals = [e for e in evals if e in ("trivial", "scene", "ceiling")]
-                break
+        weights, stopped = train_stages(args, out, str(init), report["training"], name, t_start)
+        if stopped:
+            print(f"[{name}] stopping after stage {args.stop_after} (--stop-after); run again to continue "
+                  "(--extend to give a stage more time); measuring only what needs no generation", flush=True)
+            evals = [e for e in evals if e in ("trivial", "scene", "ceiling")]
     if args.export:
         export_fp16(Path(weights), Path(args.export))
         print(f"[{name}] wrote {args.export} (fp16)", flush=True)
