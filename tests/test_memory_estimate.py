@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import memory_estimate as est  # noqa: E402
+import memory_estimate as est
 
 
 def test_live_storages_counts_allocations_views_and_releases():
