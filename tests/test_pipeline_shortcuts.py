@@ -218,6 +218,11 @@ def test_reuse_keeps_features_beyond_the_budget_off_the_device(pipe, inputs, mon
     monkeypatch.setattr(shortcuts, "DEEP_CACHE_GPU_BUDGET", 2 * one)  # both fit: nothing moves
     _run(pipe, inputs, mode, **run)
     assert not made[-1].away and made[-1].fetched == [(0, False), (1, False)] * 2
+    # low-memory mode keeps none on the device, whatever the budget (each CFG half is its own slot)
+    low = MimoPipeline(pipe.vae, pipe.image_encoder, pipe.reference_unet, pipe.denoising_unet, pipe.pose_guider,
+                       device="cpu", dtype=torch.float32, low_memory=True)
+    np.testing.assert_allclose(_run(low, inputs, mode, **run).frames, kept, atol=1e-4)
+    assert set(made[-1].away) == {(g, k) for g in (0, 1) for k in (0, 1)}
 
 
 # --- pooled keys ------------------------------------------------------------------------------

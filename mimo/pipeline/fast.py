@@ -142,8 +142,8 @@ class FastSchedule(Schedule):
         count = torch.zeros((1, 1, num_frames, 1, 1), dtype=torch.float32, device=pipe.device)
         for w in plan.windows:
             count[:, :, w[0]:w[-1] + 1] += 1
-        cache = FeatureCache(self.shortcuts.reuse_interval, pipe.device,
-                             groups=-(-len(plan.windows) // plan.per_call))
+        cache = FeatureCache(self.shortcuts.reuse_interval, pipe.device, groups=-(-len(plan.windows) // plan.per_call),
+                             device_budget=0 if pipe.low_memory else None)  # low memory: none stays
         for step, t in enumerate(sampler.timesteps):
             guided = self.guided(t, guidance_scale)
             v = self.window_sums(pipe, sampler, latents, inputs, plan, t, guided, cache.mode(step, guided),

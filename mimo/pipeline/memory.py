@@ -7,6 +7,8 @@
   its own UNet call (1 row), from an estimate of a call's activations (:data:`ACTIVATION_WIDTHS`)
   and the denoising UNet's own bytes. Exact mode keeps its windows (its numerics are the official
   ones); low-memory mode then only offloads and decodes one frame per VAE call.
+* Feature reuse (the ``draft`` preset) keeps no cached feature on the GPU between UNet calls
+  (:class:`mimo.pipeline.shortcuts.FeatureCache` with a budget of 0).
 
 The activation estimate is an upper bound written from the UNet's structure (skips kept for the
 up path, the widest up-block input, a transformer's working tensors, chunked feed-forwards), not a
