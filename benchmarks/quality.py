@@ -262,7 +262,6 @@ def export_fp16(src: Path, dst: Path) -> Path:
 def train_stages(args, out: Path, weights: str, report: dict, name: str, t_start: float) -> tuple[str, bool]:
     """Train the stages in turn from ``weights`` (a stage whose ``OUT/STAGE/final`` exists is kept);
     returns the last stage's weights and whether ``--stop-after`` ended the run early."""
-
     batches = [int(b) for b in args.batches.split(",")] if args.batches else [s[2]["batch"] for s in STAGES]
     shares = [float(x) for x in args.shares.split(",")] if args.shares else [s[1] for s in STAGES]
     names = [s[0] for s in STAGES]
@@ -291,7 +290,8 @@ def train_stages(args, out: Path, weights: str, report: dict, name: str, t_start
             minutes = max(0.05, left / 60 * shares[i] / sum(shares[j] for j in todo if j >= i))
         log_file = run / "log.jsonl"
         before = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.is_file() else []
-        start_step = max([r["step"] for r in before if "loss" in r], default=0)
+        # the trainer resumes from state.pt (else starts at 0) and appends to the log
+        start_step = max([r["step"] for r in before if "loss" in r], default=0) if (run / "state.pt").is_file() else 0
         t = time.perf_counter()
         if i in todo:
             cfg = TrainConfig(data=str(out / "train"), out=str(run), stage=stage, weights=weights,
