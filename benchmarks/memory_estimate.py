@@ -112,6 +112,7 @@ def denoise(args) -> None:
     from mimo.models import SD15_UNET, DenoisingUNet, ReferenceUNet
     from mimo.models.blocks import token_chunking
     from mimo.pipeline.fast import CHUNK_TOKENS
+    from mimo.pipeline.memory import network_bytes
 
     dtype, lat = torch.bfloat16, args.size // 8
     with torch.device("meta"):
@@ -128,7 +129,7 @@ def denoise(args) -> None:
         unet(x, 500, rows, pose_cond=pose, reference=bank, reference_rows=[False, True])
     print(f"denoising UNet call, {args.frames} frames x 2 CFG rows at {args.size}², bf16 (estimate): "
           f"activations {mode.peak / GIB:.2f} GiB at the peak; inputs and bank {nbytes(inputs) / GIB:.2f} GiB; "
-          f"this UNet {nbytes(unet.parameters()) / GIB:.2f} GiB (the job also holds the reference UNet, "
+          f"this UNet {network_bytes(unet) / GIB:.2f} GiB (the job also holds the reference UNet, "
           f"CLIP and VAE)\n{mode.report(args.top)}")
 
 

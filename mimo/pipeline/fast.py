@@ -42,7 +42,7 @@ from mimo.models.blocks import token_chunking
 from mimo.models.loading import VAE_SCALING_FACTOR as VAE_SCALE
 
 from .frames import frame_chunks
-from .memory import low_memory_frames
+from .memory import host_empty, low_memory_frames
 from .presets import Shortcuts
 from .schedule import DenoiseInputs, Plan, Schedule, context_windows
 from .shortcuts import FeatureCache, make_sampler, pool_bank, predicted_x0
@@ -73,8 +73,8 @@ class FeatureStore:
         nbytes = frames * int(np.prod(shape)) * torch.finfo(dtype).bits // 8
         self.device = device
         self.on_device = device.type != "cuda" or nbytes <= gpu_budget
-        where = dict(device=device) if self.on_device else dict(device="cpu", pin_memory=True)
-        self.data = torch.empty((frames, *shape), dtype=dtype, **where)
+        self.data = (torch.empty((frames, *shape), dtype=dtype, device=device) if self.on_device
+                     else host_empty((frames, *shape), dtype, pinned=True))
 
     def put(self, start: int, values: torch.Tensor) -> None:
         self.data[start:start + values.shape[0]].copy_(values, non_blocking=False)

@@ -51,6 +51,17 @@ def on_device(net: torch.nn.Module, device: torch.device, low_memory: bool):
                 torch.cuda.empty_cache()
 
 
+def host_empty(shape: tuple, dtype: torch.dtype, pinned: bool) -> torch.Tensor:
+    """An empty host tensor: pinned (asynchronous copies to and from the GPU) when asked and the
+    system grants it, else ordinary memory (the copies then wait, with the same values)."""
+    if pinned:
+        try:
+            return torch.empty(shape, dtype=dtype, pin_memory=True)
+        except RuntimeError:
+            pass
+    return torch.empty(shape, dtype=dtype)
+
+
 def network_bytes(net: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in net.parameters())
 

@@ -9,6 +9,7 @@ import torch
 
 from mimo.models.blocks import DeepCacheSlot, pool_bank  # noqa: F401  (pool_bank: re-exported)
 
+from .memory import host_empty
 from .schedule import SCHEDULER_CONFIG, make_scheduler
 
 
@@ -97,24 +98,13 @@ class FeatureCache:
                 continue
             buf = self.away.get(group)
             if buf is None or buf.shape != f.shape or buf.dtype != f.dtype:
-                buf = self.away[group] = _host_buffer(f, pinned=self.device.type == "cuda")
+                buf = self.away[group] = host_empty(f.shape, f.dtype, pinned=self.device.type == "cuda")
             self.slots[group][1].feature = buf.copy_(f, non_blocking=True)
 
     def fetch(self, group) -> torch.Tensor:
         """The group's cached feature on the device (copied in when it waits on the host)."""
         f = self.slots[group][1].feature
         return f if f.device == self.device else f.to(self.device, non_blocking=True)
-
-
-def _host_buffer(like: torch.Tensor, pinned: bool) -> torch.Tensor:
-    """An empty host tensor shaped like ``like``: pinned (asynchronous copies) where the system
-    grants it, else ordinary memory (the copies then wait, with the same values)."""
-    if pinned:
-        try:
-            return torch.empty(like.shape, dtype=like.dtype, pin_memory=True)
-        except RuntimeError:
-            pass
-    return torch.empty(like.shape, dtype=like.dtype)
 
 
 class _StepCache:
