@@ -101,6 +101,9 @@ def main() -> None:
     stages = ["image", "motion"] if args.stage == "both" else [args.stage]
     ckpt = {"off": [False], "on": [True], "both": [False, True]}[args.checkpointing]
     eight = {"off": [False], "on": [True], "both": [False, True]}[args.adam8bit]
+    if True in eight and device.type != "cuda":
+        print(f"[{name}] 8-bit AdamW needs a GPU: skipped")
+        eight = [False]
     if True in eight:
         try:
             import bitsandbytes  # noqa: F401
