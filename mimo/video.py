@@ -141,7 +141,8 @@ def write_frames(
 
     PNG names are ``<prefix><index>.png`` with at least 5 digits (``frame_00000.png``, as the
     Blender add-on names the frames it receives), index from 0. Existing files are
-    never replaced unless ``overwrite=True``. mp4 needs even W and H (yuv420p). Returns the written
+    never replaced unless ``overwrite=True``, which also removes earlier ``<prefix><index>.png``
+    frames past the new clip's end (other files stay). mp4 needs even W and H (yuv420p). Returns the written
     paths.
 
     Shapes:
@@ -169,6 +170,12 @@ def write_frames(
     out.mkdir(parents=True, exist_ok=True)
     for p, f in zip(paths, frames):
         Image.fromarray(f).save(p, compress_level=1)
+    if overwrite:  # a longer earlier clip's frames would otherwise read as part of this one
+        written = {p.name for p in paths}
+        pattern = re.compile(re.escape(prefix) + r"\d+\.png")
+        for stale in out.iterdir():
+            if stale.name not in written and pattern.fullmatch(stale.name) and stale.is_file():
+                stale.unlink()
     return paths
 
 

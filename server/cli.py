@@ -243,8 +243,22 @@ def _serve(args) -> int:
             raise ValueError("warmup: --warmup needs the mimo backend (--weights DIR)")
         if not (64 <= args.warmup and args.warmup % 8 == 0):
             raise ValueError(f"warmup: expected a multiple of 8 from 64, got {args.warmup}")
+    if args.low_memory and "mimo" not in names:
+        raise ValueError("low-memory: --low-memory is for the mimo backend (--weights DIR)")
+    from mimo.cli_errors import check_device
+
+    device = check_device("--device", args.device)  # one line, before any weights load
+    local = args.cluster is None and args.gpus in (None, "1")  # else Ray workers run the networks
+    if local and "mimo" in names and COMPILE_CHOICES[args.compile] is True:
+        import torch
+
+        from mimo.models.compile import can_compile
+
+        ok, why = can_compile(torch.device(device))
+        if not ok:
+            raise ValueError(f"--compile: --compile on cannot run here: {why}")
     curve = load_server_keys(args.curve) if args.curve else None
-    device, device_name = _device_name(args.device)
+    device, device_name = _device_name(device)
     backends, executor = {}, _executor(args, names)  # --gpus / --cluster: Ray workers
     for name in dict.fromkeys(names) if executor is None else ():
         logging.getLogger("mimo.server").info("loading backend %s", name)

@@ -148,6 +148,9 @@ def test_usage_errors(tmp_path, monkeypatch, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert _main(["dataset", "synth", str(tmp_path / "o2"), "--size", "8"], monkeypatch) == 2
     assert _main(["dataset", "synth", str(tmp_path / "o2"), "--occluders", "2"], monkeypatch) == 2
+    # a folder that cannot be made is found before any rendering
+    assert _main(["dataset", "synth", str(tmp_path / "out" / "x" / "sub"), "--clips", "1"], monkeypatch) == 2
+    assert "OUT: cannot create" in capsys.readouterr().err
 
 
 def test_synth_command_writes_and_reports(tmp_path, monkeypatch, capsys):

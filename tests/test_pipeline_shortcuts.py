@@ -80,8 +80,14 @@ def test_presets_list_their_deviations():
         assert p.schedule == "fast" and len(p.deviations) >= 1 + len(p.shortcuts.deviations) >= 3
     with pytest.raises(ValueError, match="shortcuts"):
         Preset("x", "exact", 24, 4, 25, "x", Shortcuts(kv_pool=2))
-    with pytest.raises(ValueError, match="guidance_interval"):
-        Shortcuts(guidance_interval=(900, 100))
+    for bad in (dict(guidance_interval=(900, 100)), dict(guidance_interval=[0, 800]),
+                dict(guidance_interval=5), dict(guidance_interval=(True, 500)), dict(kv_pool=2.0),
+                dict(kv_pool=True), dict(reuse_interval=True), dict(reuse_interval=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Shortcuts(**bad)
+    for field, value in (("steps", 0), ("context", 33), ("overlap", 24)):
+        with pytest.raises(ValueError, match=field):
+            Preset("x", "fast", **{"context": 24, "overlap": 4, "steps": 25, field: value}, summary="x")
 
 
 def test_unknown_mode_names_the_field(pipe, inputs):

@@ -97,7 +97,7 @@ def test_broken_clips_are_named_by_file(tmp_path):
     (tmp_path / "a" / "meta.json").write_text("{not json")
     with pytest.raises(ClipError, match=r"a/meta\.json: not readable JSON"):
         MimoDataset(tmp_path)
-    with pytest.raises(ClipError, match="fewer frames than num_frames=8"):
+    with pytest.raises(ClipError, match="fewer than a window of 8"):
         write_clip(tmp_path / "a", _clip(0))
         MimoDataset(tmp_path, num_frames=8)
 
@@ -177,6 +177,15 @@ def test_train_writes_official_checkpoints_that_load_strictly_generate_and_resum
     (["--drop", "2"], "--drop: out of range"),
     (["--validate-every", "5"], "--validate-every: needs --val-data"),
     (["--weights", "/no/such/folder"], "--weights: /no/such/folder is not a folder"),
+    (["--lr", "inf"], "--lr: out of range"),
+    (["--max-minutes", "nan"], "--max-minutes: out of range"),
+    (["--warmup", "-1"], "--warmup: expected at least 0"),
+    (["--save-every", "-1"], "--save-every: expected at least 0"),
+    (["--workers", "-1"], "--workers: expected at least 0"),
+    (["--seed", "-1"], "--seed: expected 0..4294967295"),
+    (["--val-data", "."], "--val-data: needs --validate-every"),
+    (["--stage", "full"], "--stage: full fine-tunes existing weights"),
+    (["--device", "bogus"], "--device: expected cpu, cuda or cuda:N"),
 ])
 def test_train_command_refuses_bad_arguments_in_one_line(dataset, tmp_path, capsys, argv, fragment):
     from mimo.cli import main
@@ -276,3 +285,75 @@ def test_two_processes_train_one_model_through_torchrun(tiny_weights, dataset, t
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]
     assert load_mimo(out / "final").report.ok
+
+
+def _train_cli(*argv):
+    from mimo.cli import main
+
+    return main(["train", *map(str, argv), "--size", "32", "--batch", "1", "--device", "cpu"])
+
+
+def test_train_command_checks_out_weights_and_state_before_any_work(dataset, tiny_weights, tmp_path, capsys):
+    # a folder of the user's is never written into
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": 1}')
+    assert _train_cli(dataset, "--out", mine, "--steps", "1") == 2
+    assert "--out:" in capsys.readouterr().err and (mine / "config.json").read_text() == '{"my": 1}'
+    assert _train_cli(dataset, "--out", dataset, "--steps", "1") == 2
+    assert "inside it" in capsys.readouterr().err
+    # a weights folder that does not load strictly (here: a run folder, not its final/)
+    run = tmp_path / "run"
+    assert _train_cli(dataset, "--out", run, "--stage", "vae", "--steps", "1") == 0
+    capsys.readouterr()
+    assert _train_cli(dataset, "--out", tmp_path / "o", "--weights", run, "--steps", "1") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--weights:" in err and "did you mean it" in err
+    assert not (tmp_path / "o").exists()
+    # a finished run is not trained again, and its final weights are left as they are
+    stamp = (run / "final" / "denoising_unet.pth").stat().st_mtime_ns
+    assert _train_cli(dataset, "--out", run, "--stage", "vae", "--steps", "1") == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert (run / "final" / "denoising_unet.pth").stat().st_mtime_ns == stamp
+    # a damaged state.pt names itself and says what to do
+    (run / "state.pt").write_bytes(b"garbage")
+    assert _train_cli(dataset, "--out", run, "--stage", "vae", "--steps", "2") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "state.pt is damaged" in err and "delete it" in err
+
+
+def test_interrupted_training_keeps_its_state_and_resumes(dataset, tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(dataset), out=str(out), stage="vae", size=32, batch=1, steps=5, log_every=1)
+
+    def stop_after_two(line):
+        if line.startswith("step 2/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, log=stop_after_two)
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 2
+    assert load_mimo(out / "checkpoint-2").report.ok
+    lines = []
+    train(cfg, log=lines.append)
+    assert lines[0] == f"resuming {out} at step 2"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5]
+
+
+def test_every_clip_folder_counts_and_meta_json_types_are_checked(tmp_path):
+    write_clip(tmp_path / "a", _clip(0))
+    write_clip(tmp_path / "b", _clip(1))
+    (tmp_path / "b" / "meta.json").unlink()  # a broken clip is reported, never skipped
+    with pytest.raises(ClipError, match=r"b/meta\.json: missing"):
+        MimoDataset(tmp_path)
+    write_clip(tmp_path / "b", _clip(1))
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    for bad, fragment in (({"characters": 5}, '"characters" must be a list'),
+                          ({"characters": ["/etc/passwd"]}, "inside the clip folder"),
+                          ({"characters": ["../a/character_0.png"]}, "inside the clip folder"),
+                          ({"fps": "fast"}, '"fps" must be a positive number'),
+                          ({"num_frames": "6"}, '"num_frames" must be a positive integer')):
+        (tmp_path / "b" / "meta.json").write_text(json.dumps({**meta, **bad}))
+        with pytest.raises(ClipError, match=fragment):
+            read_clip(tmp_path / "b")

@@ -36,6 +36,10 @@ def test_png_folder_refuses_to_overwrite(tmp_path):
     np.testing.assert_array_equal(read_frames(tmp_path), frames)  # untouched
     write_frames(tmp_path, frames + 1, overwrite=True)
     np.testing.assert_array_equal(read_frames(tmp_path), frames + 1)
+    (tmp_path / "notes.txt").write_text("mine")
+    write_frames(tmp_path, frames[:1] + 2, overwrite=True)  # a shorter clip leaves no old frame behind
+    np.testing.assert_array_equal(read_frames(tmp_path), frames[:1] + 2)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_folder_sorted_naturally_and_jpeg_read(tmp_path):

@@ -21,6 +21,12 @@ MAX_ANGLE, MAX_METRES, MAX_BETA, MAX_PIXELS_K = 1e3, 1e5, 1e3, 1e8
 MAX_CONTEXT = 32
 
 
+def _show(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error never echoes a whole bad field."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None,
                      body_betas: dict[str, int] | None = None, modes: typing.Iterable[str] | None = None) -> None:
     """Check every field of a request against ``limits`` (default :data:`DEFAULT_LIMITS`) and,
@@ -60,12 +66,12 @@ def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None,
         _check_int(bad, "context", req.context, 1, MAX_CONTEXT)
     if req.overlap is not None:  # against the mode's own context the job checks it once more
         _check_int(bad, "overlap", req.overlap, 0, (req.context or MAX_CONTEXT) - 1)
-    if modes is not None and req.mode not in modes:
-        raise bad("mode", f"expected one of {', '.join(modes)}, got {req.mode!r}")
     if not (isinstance(req.mode, str) and req.mode):
-        raise bad("mode", f"expected a mode name, got {req.mode!r}")
+        raise bad("mode", f"expected a mode name, got {_show(req.mode)}")
+    if modes is not None and req.mode not in modes:
+        raise bad("mode", f"expected one of {', '.join(modes)}, got {_show(req.mode)}")
     if not (isinstance(req.backend, str) and req.backend):
-        raise bad("backend", f"expected a backend name, got {req.backend!r}")
+        raise bad("backend", f"expected a backend name, got {_show(req.backend)}")
     if req.roi_size is not None and not (
             type(req.roi_size) is int and 64 <= req.roi_size <= lim["max_side"] and req.roi_size % 8 == 0):
         raise bad("roi_size", f"expected a multiple of 8 in 64..{lim['max_side']}, got {req.roi_size!r}")
@@ -79,7 +85,7 @@ def validate_request(req: GenerateRequest, limits: dict[str, int] | None = None,
         F = _check_array(bad, "codes", req.codes, (None, H, W, 3), "u")
     else:
         if req.body_model not in BODY_MODELS:
-            raise bad("body_model", f"expected one of {BODY_MODELS}, got {req.body_model!r}")
+            raise bad("body_model", f"expected one of {BODY_MODELS}, got {_show(req.body_model)}")
         if req.camera is None:
             raise bad("camera", "required when motion comes as bodies (or send codes)")
         F = _check_camera(bad, req.camera, lim)

@@ -66,15 +66,26 @@ def _synth(args) -> int:
     if not 0 <= args.occluders <= 1:
         raise UsageError("--occluders", f"expected a probability in [0, 1], got {args.occluders}")
     device = check_device("--device", args.device)
+    try:  # before any rendering: a folder that cannot be made must not cost the work
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError("OUT", f"cannot create {str(out)!r} ({exc.strerror or exc})") from None
     start = time.monotonic()
+    written = [0]
 
     def progress(done: int, total: int, folder: Path) -> None:
+        written[0] = done
         print(f"clip {done}/{total}: {folder.name} ({time.monotonic() - start:.1f} s)",
               file=sys.stderr, flush=True)
 
-    folders = synth_dataset(out, seed=args.seed, clips=args.clips, frames=args.frames, size=args.size,
-                            split=args.split, characters=args.characters, fps=args.fps,
-                            occluder_prob=args.occluders, device=device, progress=progress)
+    try:
+        folders = synth_dataset(out, seed=args.seed, clips=args.clips, frames=args.frames, size=args.size,
+                                split=args.split, characters=args.characters, fps=args.fps,
+                                occluder_prob=args.occluders, device=device, progress=progress)
+    except KeyboardInterrupt:
+        print(f"stopped: {written[0]} of {args.clips} clips written to {out} (each whole; the same "
+              "command with --overwrite makes them all again)", file=sys.stderr, flush=True)
+        raise
     mb = sum(f.stat().st_size for d in folders for f in d.iterdir()) / 1e6
     w, h = args.size
     print(f"wrote {len(folders)} clips of {args.frames} frames at {w}x{h} ({args.split}, seed "
@@ -83,15 +94,13 @@ def _synth(args) -> int:
 
 
 def _candidates(root: Path) -> list[Path]:
-    """Folders that look like clips, broken or not: ``root`` itself, or its sub-folders holding
-    any clip file (so a clip that lost its meta.json is reported, not skipped)."""
-    from mimo.data.layout import ARRAYS
+    """Folders that look like clips, broken or not (``mimo.data.layout.list_clips``)."""
+    from mimo.data.layout import ClipError, list_clips
 
-    names = {"meta.json", "sdc.mp4", *(f"{a}.npy" for a in ARRAYS)}
-    looks = lambda p: any((p / n).is_file() for n in names)  # noqa: E731
-    if looks(root):
-        return [root]
-    return sorted(p for p in root.iterdir() if p.is_dir() and looks(p))
+    try:
+        return list_clips(root)
+    except ClipError:
+        return []
 
 
 def _check(args) -> int:

@@ -57,9 +57,10 @@ class MimoDataset(torch.utils.data.Dataset):
         if not (isinstance(size, int) and size >= 8 and size % 8 == 0):
             raise ValueError(f"size: expected a multiple of 8 from 8, got {size!r}")
         self.clips: list[Clip] = [read_clip(p) for p in list_clips(root)]
-        short = [c.path for c in self.clips if c.num_frames < num_frames]
+        short = [c for c in self.clips if c.num_frames < num_frames]
         if short:
-            raise ClipError(f"{short[0]}: fewer frames than num_frames={num_frames}")
+            raise ClipError(f"{short[0].path}: {short[0].num_frames} frame(s), fewer than a window of "
+                            f"{num_frames}")
         self.num_frames, self.size, self.seed = num_frames, size, int(seed)
         self._starts = [c.num_frames - num_frames + 1 for c in self.clips]
         self._len = items_per_epoch if items_per_epoch is not None else int(sum(self._starts))

@@ -121,6 +121,7 @@ def read_clip(folder: str | Path, mmap: bool = True) -> Clip:
         raise ClipError(f"{meta_path}: not readable JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ClipError(f"{meta_path}: expected \"format\": \"{FORMAT}\"")
+    _check_meta(meta, meta_path)
     arrays = {}
     for name in ARRAYS:
         path = folder / f"{name}.npy"
@@ -133,15 +134,40 @@ def read_clip(folder: str | Path, mmap: bool = True) -> Clip:
             arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ClipError(f"{path}: not a readable .npy array ({exc})") from None
-    characters = []
-    for name in meta.get("characters", []):
-        characters.append(_read_png(folder / str(name)))
+    characters = [_read_png(folder / name) for name in meta.get("characters", [])]
     clip = Clip(characters=characters, meta=meta, path=str(folder), **arrays)
     check_clip(clip, str(folder), ".npy")
     if meta.get("num_frames") not in (None, clip.num_frames):
         raise ClipError(f"{meta_path}: num_frames {meta.get('num_frames')} but frames.npy has "
                         f"{clip.num_frames}")
     return clip
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    """The types of meta.json's fields (a wrong one raises :class:`ClipError` naming it)."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+    if "fps" in meta and not (number(meta["fps"]) and meta["fps"] > 0):
+        raise ClipError(f"{path}: \"fps\" must be a positive number, got {meta['fps']!r}")
+    for key in ("num_frames", "width", "height"):
+        v = meta.get(key)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise ClipError(f"{path}: \"{key}\" must be a positive integer, got {v!r}")
+    names = meta.get("characters", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ClipError(f"{path}: \"characters\" must be a list of file names, got {names!r}")
+    for name in names:  # files of this clip folder only: a clip must not read images elsewhere
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ClipError(f"{path}: \"characters\" lists {name!r}; expected a file name inside "
+                            "the clip folder")
+
+
+def looks_like_clip(folder: Path) -> bool:
+    """Whether ``folder`` holds any file of a clip (so a clip that lost its meta.json is
+    reported as broken instead of skipped)."""
+    names = ("meta.json", "sdc.mp4", *(f"{a}.npy" for a in ARRAYS))
+    return any((folder / n).is_file() for n in names)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -170,14 +196,15 @@ def _read_template(folder: Path) -> Clip:
 
 
 def list_clips(dataset: str | Path) -> list[Path]:
-    """Clip folders of a dataset folder, sorted by name (a folder that is itself a clip: [it])."""
+    """Clip folders of a dataset folder, sorted by name (a folder that is itself a clip: [it]).
+    Every sub-folder holding a clip file counts, so a broken clip is reported by ``read_clip``,
+    never skipped."""
     root = Path(dataset)
     if not root.is_dir():
         raise ClipError(f"{root}: dataset folder not found")
-    if (root / "meta.json").is_file() or (root / "sdc.mp4").is_file():
+    if looks_like_clip(root):
         return [root]
-    clips = sorted(p for p in root.iterdir()
-                   if p.is_dir() and ((p / "meta.json").is_file() or (p / "sdc.mp4").is_file()))
+    clips = sorted(p for p in root.iterdir() if p.is_dir() and looks_like_clip(p))
     if not clips:
         raise ClipError(f"{root}: no clip folders (each has meta.json, or sdc.mp4 for a template)")
     return clips

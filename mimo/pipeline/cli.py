@@ -298,7 +298,8 @@ def run(args) -> int:
     save_frames("--out", out, frames, job.fps, args.overwrite)
     if args.out_npy:
         floats = raw.get("f", frames.astype(np.float32) / 255.0)
-        try:
+        try:  # a missing folder is made, as for --out
+            Path(args.out_npy).parent.mkdir(parents=True, exist_ok=True)
             np.save(args.out_npy, np.asarray(floats, dtype=np.float32))
         except OSError as e:
             raise CommandFailed(f"--out-npy: writing {args.out_npy!r} failed ({e.strerror or e}); the frames "

@@ -235,9 +235,10 @@ def preview_images(pipe, x0: torch.Tensor, frames: list[int]) -> list[np.ndarray
     Shapes:
         x0 (1, 4, F, h, w) -> list of (≈H/2, ≈W/2, 3) uint8
     """
-    z = x0[0, :, frames].transpose(0, 1).to(pipe.dtype) / VAE_SCALE           # (k, 4, h, w)
+    # halved in fp32: antialiased resizing has no half-precision kernel on CPU
+    z = x0[0, :, frames].transpose(0, 1).float() / VAE_SCALE                   # (k, 4, h, w)
     z = F.interpolate(z, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
-    x = pipe.vae.decode(z).sample
+    x = pipe.vae.decode(z.to(pipe.dtype)).sample
     x = ((x / 2 + 0.5).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return list(x)
 

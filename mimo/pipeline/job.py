@@ -98,8 +98,9 @@ class GenerationJob:
                 self.steps = mode.steps
             if self.context is None:
                 self.context = mode.context
-            if self.overlap is None:
-                self.overlap = mode.overlap
+            if self.overlap is None:  # the mode's overlap, halved for a window given shorter than it
+                short = _is_int(self.context) and self.context >= 1 and self.context <= mode.overlap
+                self.overlap = self.context // 2 if short else mode.overlap
 
     def validate(self) -> None:
         """Raise :class:`~mimo.errors.FieldError` naming the first field that is wrong."""

@@ -16,6 +16,10 @@ SOLVERS = ("ddim", "dpm++2m", "unipc")
 ATTENTION_BACKENDS = ("sdpa", "fa3", "fa4")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 @dataclasses.dataclass(frozen=True)
 class Shortcuts:
     """Ways to do less work than fast mode; the defaults are all off (fast mode itself).
@@ -45,13 +49,13 @@ class Shortcuts:
         if self.solver not in SOLVERS:
             raise ValueError(f"solver: expected one of {', '.join(SOLVERS)}, got {self.solver!r}")
         gi = self.guidance_interval
-        if gi is not None and not (len(gi) == 2 and all(isinstance(t, int) for t in gi)
+        if gi is not None and not (isinstance(gi, tuple) and len(gi) == 2 and all(_is_int(t) for t in gi)
                                    and 0 <= gi[0] <= gi[1] <= 999):
-            raise ValueError(f"guidance_interval: expected (low, high) timesteps with 0 <= low <= high "
-                             f"<= 999, got {gi!r}")
-        if not (isinstance(self.reuse_interval, int) and 1 <= self.reuse_interval <= 10):
+            raise ValueError(f"guidance_interval: expected a tuple (low, high) of timesteps with 0 <= low "
+                             f"<= high <= 999, got {gi!r}")
+        if not (_is_int(self.reuse_interval) and 1 <= self.reuse_interval <= 10):
             raise ValueError(f"reuse_interval: expected 1..10, got {self.reuse_interval!r}")
-        if self.kv_pool not in (1, 2, 4):
+        if not (_is_int(self.kv_pool) and self.kv_pool in (1, 2, 4)):
             raise ValueError(f"kv_pool: expected 1, 2 or 4, got {self.kv_pool!r}")
         if self.attention not in ATTENTION_BACKENDS:
             raise ValueError(f"attention: expected one of {', '.join(ATTENTION_BACKENDS)}, "
@@ -98,6 +102,10 @@ class Preset:
             raise ValueError(f"schedule: expected 'exact' or 'fast', got {self.schedule!r}")
         if self.schedule == "exact" and self.shortcuts != Shortcuts():
             raise ValueError("shortcuts: the exact schedule takes none")
+        for name, lo, hi in (("steps", 1, 1000), ("context", 1, 32), ("overlap", 0, self.context - 1)):
+            v = getattr(self, name)
+            if not (_is_int(v) and lo <= v <= hi):
+                raise ValueError(f"{name}: expected an integer in {lo}..{hi}, got {v!r}")
 
     @property
     def deviations(self) -> list[str]:

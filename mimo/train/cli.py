@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 
@@ -25,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="dataset folder (one sub-folder per clip) or one clip folder")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, state.pt")
     p.add_argument("--stage", choices=STAGES, default="image",
-                   help="what trains: vae (from scratch only), image (stage 1, single frames), "
-                        "motion (stage 2, motion modules on windows), full (fine-tuning)")
+                   help="what trains: vae (the autoencoder, for models trained from scratch), image "
+                        "(stage 1, single frames), motion (stage 2, motion modules on windows), full "
+                        "(fine-tuning --weights)")
     p.add_argument("--weights", help="official-layout weights folder to start from (default: random "
                                      "tiny networks, training from scratch)")
     p.add_argument("--frames", type=int, help="frames per item (default 1 for vae/image, 16 otherwise)")
@@ -65,7 +67,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Check the numbers and paths before any work (one line naming the argument)."""
     from pathlib import Path
 
-    from mimo.cli_errors import UsageError
+    from mimo.cli_errors import UsageError, check_device
 
     positive = {"size": args.size, "batch": args.batch, "steps": args.steps, "log_every": args.log_every,
                 "val_steps": args.val_steps}
@@ -76,15 +78,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise UsageError("--size", f"expected a multiple of 8, got {args.size}")
     if args.frames is not None and not 1 <= args.frames <= 32:
         raise UsageError("--frames", f"expected 1..32, got {args.frames}")
-    for name, ok in (("--lr", args.lr > 0), ("--drop", 0 <= args.drop <= 1), ("--ema", 0 <= args.ema < 1)):
+    for name, ok in (("--lr", 0 < args.lr < math.inf), ("--drop", 0 <= args.drop <= 1),
+                     ("--ema", 0 <= args.ema < 1), ("--max-minutes", 0 <= args.max_minutes < math.inf)):
         if not ok:
-            raise UsageError(name, f"out of range: {getattr(args, name[2:])}")
+            raise UsageError(name, f"out of range: {getattr(args, name[2:].replace('-', '_'))}")
+    for name in ("warmup", "save_every", "validate_every", "workers"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')}", f"expected at least 0, got {getattr(args, name)}")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError("--seed", f"expected 0..{2**32 - 1}, got {args.seed}")
+    if args.stage == "full" and not args.weights:
+        raise UsageError("--stage", "full fine-tunes existing weights: give --weights (to train from "
+                                    "scratch, run the vae, image and motion stages in turn)")
     if args.lora < 0:
         raise UsageError("--lora", f"expected a rank >= 1 (or 0: off), got {args.lora}")
     if args.lora and args.stage == "vae":
         raise UsageError("--lora", "works with the image, motion and full stages, not vae")
     if args.validate_every and not args.val_data:
         raise UsageError("--validate-every", "needs --val-data")
+    if args.val_data and not args.validate_every:
+        raise UsageError("--val-data", "needs --validate-every N (else it is never used)")
     for name in ("data", "val_data", "weights"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_dir():
@@ -92,6 +105,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                              f"{value} is not a folder")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError("--out", f"{args.out} exists and is not a folder")
+    if Path(args.out).resolve().is_relative_to(Path(args.data).resolve()):
+        raise UsageError("--out", f"{args.out} is the dataset folder {args.data} or inside it; give "
+                                  "a folder outside it")
+    args.device = check_device("--device", args.device) if args.device else None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
 
@@ -100,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
     from mimo.cli_errors import CommandFailed, UsageError
     from mimo.data.layout import ClipError
 
-    from .trainer import train
+    from .trainer import TrainInputError, train
 
     cfg = config_from_args(args)
     try:
         final = train(cfg, log=lambda text: print(text, flush=True))
+    except TrainInputError as exc:
+        raise UsageError(exc.arg, exc.message) from None
     except ClipError as exc:
         raise UsageError("data", str(exc)) from None
     except (ValueError, FloatingPointError) as exc:  # a run folder of another stage, a NaN loss, ...

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mimo.data.layout import ClipError
+
 from .objective import MimoTrainNet, enable_gradient_checkpointing, trainable_parameters
 
 DEFAULT_FRAMES = {"vae": 1, "image": 1, "motion": 16, "full": 16}
@@ -66,6 +68,15 @@ class TrainConfig:
     max_minutes: float = 0.0            # stop (and save) after this much training time (0: no limit)
 
 
+class TrainInputError(ValueError):
+    """Bad input the trainer finds before any work (``arg`` names the option: ``--out``,
+    ``--weights``, ``--val-data``, ``--steps``); ``mimo train`` prints it as a usage error."""
+
+    def __init__(self, arg: str, message: str):
+        super().__init__(f"{arg}: {message}")
+        self.arg, self.message = arg, message
+
+
 def _dist() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment (0, 1, 0 without it)."""
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
@@ -93,8 +104,6 @@ def train(cfg: TrainConfig, log=print) -> Path:
 
     Shapes: batches from :class:`mimo.data.MimoDataset` (see there).
     """
-    from mimo.data.dataset import MimoDataset
-
     rank, world, local = _dist()
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -106,10 +115,28 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision: expected fp32 or bf16, got {cfg.precision!r}")
     frames = cfg.frames or DEFAULT_FRAMES.get(cfg.stage, 1)
-    dataset = MimoDataset(cfg.data, num_frames=frames, size=cfg.size,
-                          items_per_epoch=cfg.steps * cfg.batch * world, seed=cfg.seed)
+    # everything the run reads is checked before anything is written
+    dataset = _dataset(cfg.data, frames, cfg, items=cfg.steps * cfg.batch * world)
+    if cfg.validate_every:
+        try:
+            _dataset(cfg.val_data, frames, cfg)
+        except ClipError as exc:
+            raise TrainInputError("--val-data", str(exc)) from None
+    if cfg.weights is not None:
+        _check_weights(cfg.weights)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:  # the first process checks OUT and marks it as this run's, then the others read it
+        state = _read_state(out, cfg.stage)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainInputError("--out", f"cannot create {out} ({exc.strerror or exc})") from None
+        if state is None:
+            (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    if world > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            state = _read_state(out, cfg.stage)
     models = _load_models(cfg, device)
     net = MimoTrainNet(models.vae, models.image_encoder, models.reference_unet,
                        models.denoising_unet, models.pose_guider, drop=cfg.drop).to(device)
@@ -127,19 +154,29 @@ def train(cfg: TrainConfig, log=print) -> Path:
     optimizer = _optimizer(cfg, params)
     ema = {n: p.detach().float().clone() for n, p in zip(names, params)} if cfg.ema > 0 else None
     step = 0
-    state_path = out / "state.pt"
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["stage"] != cfg.stage:
-            raise ValueError(f"out: {out} holds a '{state['stage']}' run; use another folder for "
-                             f"stage '{cfg.stage}'")
+    final = out / "final"
+    if state is not None:
         missing = sorted(set(names) - set(state["params"]))
         if missing:
-            raise ValueError(f"out: {state_path} lacks trained parameters such as {missing[0]}")
-        net.load_state_dict(state["params"], strict=False)  # the frozen rest comes from the weights
-        optimizer.load_state_dict(state["optimizer"])
-        ema = state.get("ema") or ema
+            lora = any(".lora_" in n for n in state["params"])
+            hint = (f"; it was trained {'with' if lora else 'without'} --lora, give the same setting"
+                    if lora != bool(cfg.lora) else "")
+            raise TrainInputError("--out", f"{out / 'state.pt'} lacks trained parameters such as "
+                                           f"{missing[0]}{hint}")
+        try:
+            net.load_state_dict({k: v.to(device) for k, v in state["params"].items()}, strict=False)
+            optimizer.load_state_dict(state["optimizer"])  # the frozen rest comes from the weights
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise TrainInputError("--out", f"{out / 'state.pt'} does not fit this run's networks "
+                                           f"({_first_line(exc)}); use another folder") from None
+        ema = {k: v.to(device) for k, v in state["ema"].items()} if state.get("ema") else ema
         step = int(state["step"])
+        if step >= cfg.steps:
+            log(f"{out} is already at step {step} of --steps {cfg.steps}: nothing to train "
+                f"(give more --steps to continue)")
+            if rank == 0 and not (final / "denoising_unet.pth").is_file():
+                _save(net, names, ema, optimizer, cfg, step, models, final)
+            return final
         log(f"resuming {out} at step {step}")
     if rank == 0:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
@@ -148,7 +185,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)  # a batch whose rows all drop the reference skips its UNet
-    indices = list(range(step * cfg.batch * world + rank, cfg.steps * cfg.batch * world, world))
+    # a range, not a list: ten million steps must not cost gigabytes before the first one
+    indices = range(step * cfg.batch * world + rank, cfg.steps * cfg.batch * world, world)
     if cfg.preload:  # the same items, prepared on the device a batch at a time
         from mimo.data.preload import PreloadedData
 
@@ -167,6 +205,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
     logfile = open(out / "log.jsonl", "a") if rank == 0 else None
     start, last = time.perf_counter(), time.perf_counter()
     last_step = first_step = step
+    trained = sum(p.numel() for p in params)
+    log(f"training stage {cfg.stage}: {len(dataset.clips)} clip(s), {frames} frame(s) at {cfg.size}² "
+        f"per item, batch {cfg.batch}{f' x {world} processes' if world > 1 else ''}, "
+        f"{trained / 1e6:.2f} M trained parameters, on {device}; steps {step + 1}..{cfg.steps}")
     try:
         for batch in loader:
             for group in optimizer.param_groups:
@@ -200,7 +242,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                     break
                 continue
             now = time.perf_counter()
-            if step % cfg.log_every == 0 or step == cfg.steps or over:
+            if step % cfg.log_every == 0 or step == cfg.steps or over or step == first_step + 1:
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"step {step}: the loss is {float(loss)}; lower --lr or use fp32")
                 row = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
@@ -223,15 +265,85 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 net.vae.train(cfg.stage == "vae")
             if over:
                 break
+    except KeyboardInterrupt:
+        if rank == 0 and step > first_step:  # keep what was trained: the same command resumes
+            folder = out / f"checkpoint-{step}"
+            _save(net, names, ema, optimizer, cfg, step, models, folder)
+            log(f"interrupted at step {step}: saved {out / 'state.pt'} and the weights in {folder}; "
+                "run the same command to continue")
+        raise
     finally:
         if logfile is not None:
             logfile.close()
-    final = out / "final"
     if rank == 0:
         _save(net, names, ema, optimizer, cfg, step, models, final)
     if world > 1:
         torch.distributed.barrier()
     return final
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _dataset(folder: str, frames: int, cfg: TrainConfig, items: int | None = None):
+    """``MimoDataset`` of ``folder``; a clip shorter than a window says where the window came from."""
+    from mimo.data.dataset import MimoDataset
+
+    try:
+        return MimoDataset(folder, num_frames=frames, size=cfg.size, items_per_epoch=items, seed=cfg.seed)
+    except ClipError as exc:
+        if cfg.frames is None and "fewer than a window" in str(exc):
+            raise ClipError(f"{exc} (the {cfg.stage} stage's default --frames)") from None
+        raise
+
+
+def _check_weights(folder: str) -> None:
+    """A weights folder that does not load strictly is bad input, found before any work."""
+    from mimo.models.loading import check_weights
+
+    try:
+        report = check_weights(folder)
+    except (OSError, ValueError) as exc:
+        raise TrainInputError("--weights", f"{folder}: {_first_line(exc)}") from None
+    if not report.ok:
+        hint = (f"; {Path(folder) / 'final'} holds a run's weights: did you mean it?"
+                if (Path(folder) / "final" / "denoising_unet.pth").is_file() else
+                f" (`mimo weights check {folder}` lists them)")
+        raise TrainInputError("--weights", f"{folder} is not a loadable weights folder: "
+                                           f"{len(report.problems)} problem(s), the first: "
+                                           f"{report.problems[0]}{hint}")
+
+
+def _read_state(out: Path, stage: str) -> dict | None:
+    """What ``OUT/state.pt`` holds (None for a new run). ``OUT`` must be new, empty, or a run of
+    ``mimo train`` of the same stage: anything else there is the user's and is not written into."""
+    if str(out) in ("", "."):
+        raise TrainInputError("--out", "give the run a folder of its own (not the current folder)")
+    if out.exists() and not out.is_dir():
+        raise TrainInputError("--out", f"{out} exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    config, path = out / "config.json", out / "state.pt"
+    try:
+        previous = json.loads(config.read_text())
+        assert isinstance(previous, dict) and "stage" in previous and "data" in previous
+    except (OSError, ValueError, AssertionError):
+        raise TrainInputError("--out", f"{out} is not empty and is not a run of mimo train (no run's "
+                                       "config.json); give a new or empty folder") from None
+    if previous["stage"] != stage:
+        raise TrainInputError("--out", f"{out} holds a '{previous['stage']}' run; use another folder "
+                                       f"for stage '{stage}'")
+    if not path.is_file():
+        return None  # stopped before its first save: starts again from step 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        assert isinstance(state, dict) and state.get("stage") == stage and isinstance(state.get("params"), dict)
+        assert isinstance(state.get("optimizer"), dict) and int(state["step"]) >= 0
+    except Exception as exc:  # noqa: BLE001 -- a damaged file, whatever torch raises for it
+        why = "unexpected contents" if isinstance(exc, (AssertionError, KeyError, TypeError)) else _first_line(exc)
+        raise TrainInputError("--out", f"{path} is damaged ({why}); delete it to start the run over") from None
+    return state
 
 
 def _optimizer(cfg: TrainConfig, params: list):
