@@ -129,6 +129,8 @@ CASES = [
     (["generate", "--preview", "--codes", "{bad}/codes", "--cfg", "nan", "--out", OUT], 2, "--cfg", "[0, 50]"),
     (["generate", "--preview", "--codes", "{bad}/codes", "--seed", "-1", "--out", OUT], 2, "--seed", "integer in"),
     (["generate", "--preview", "--codes", "{bad}/codes", "--context", "40", "--out", OUT], 2, "--context", "1..32"),
+    (["generate", "--preview", "--codes", "{bad}/codes", "--out", "{bad}/codes", "--overwrite"], 2, "--out",
+     "also the --codes input"),
     (["generate", "--preview", "--codes", "{bad}/codes", "--overlap", "24", "--out", OUT], 2, "--overlap",
      "fewer frames than a context window"),
     (["generate", "--preview", "--codes", "{bad}/codes", "--roi-size", "100", "--out", OUT], 2, "--roi-size",

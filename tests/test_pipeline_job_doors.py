@@ -173,6 +173,11 @@ def test_the_wire_can_leave_context_and_overlap_to_the_mode():
     # a 1.1 client sends numbers: they mean what they meant
     old = build_wire_job(_wire_request(mode="exact", context=16, overlap=2, steps=3, roi_size=784), device="cpu")
     assert (old.context, old.overlap, old.steps, old.roi_size) == (16, 2, 3, 784)
+    # a window given shorter than the mode's overlap halves it, instead of blaming an overlap never set
+    for context in (1, 2, 4):
+        job = build_wire_job(_wire_request(mode="draft", context=context), device="cpu")
+        job.validate()
+        assert job.overlap == context // 2
 
 
 def test_job_errors_reach_the_client_field_without_parsing_text():

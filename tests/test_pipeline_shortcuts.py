@@ -339,3 +339,12 @@ def test_low_memory_splits_cfg_halves_and_shrinks_windows_without_changing_value
     assert shrunk.stats["windows"] == 4  # [0..2], [1..3], [2..4], [3..5] (overlap 2)
     want = _run(ref, inputs, dataclasses.replace(_fast(), context=3), windows_per_call=1)
     np.testing.assert_allclose(shrunk.frames, want.frames, atol=1e-4)
+
+
+def test_fast_previews_run_in_half_precision_on_cpu(tiny_weights, inputs):
+    # antialiased resizing has no bf16/fp16 kernel on CPU: the preview halves the latent in fp32
+    half = MimoPipeline.from_pretrained(tiny_weights, device="cpu", dtype="bf16")
+    seen = []
+    out = _run(half, inputs, _fast(), num_inference_steps=2, preview_every=1,
+               preview_callback=lambda step, picks, images: seen.append(images))
+    assert len(seen) == 2 and seen[0][0].dtype == np.uint8 and np.isfinite(out.frames).all()

@@ -602,6 +602,9 @@ def test_warmup_runs_in_the_worker_before_jobs_and_a_failed_one_is_not_fatal():
 @pytest.mark.parametrize("argv, match", [
     (["--warmup"], "needs the mimo backend"),
     (["--weights", "nowhere", "--warmup", "60"], "multiple of 8"),
+    (["--device", "banana"], "--device: expected cpu, cuda or cuda:N"),
+    (["--weights", "nowhere", "--device", "cpu", "--compile", "on"], "--compile: --compile on cannot run here"),
+    (["--low-memory"], "is for the mimo backend"),
 ])
 def test_server_cli_refuses_a_bad_warmup_before_loading_weights(argv, match, capsys):
     from server.cli import main

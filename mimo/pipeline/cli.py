@@ -250,7 +250,11 @@ def run(args) -> int:
     from mimo.pipeline.job import JobEvents
     from mimo.progress import Progress
 
-    # 1. Outputs first: a bad --out must not cost a whole generation.
+    # 1. Outputs first: a bad --out must not cost a whole generation, nor replace an input.
+    for name in ("character", "motion", "codes", "template", "scene", "occlusion"):
+        given = getattr(args, name, None)
+        if given and Path(given).resolve() == Path(args.out).resolve():
+            raise UsageError("--out", f"{args.out!r} is also the --{name} input; write elsewhere")
     out = output_path("--out", args.out, args.overwrite, size=args.size)
     if args.out_npy:
         output_path("--out-npy", args.out_npy, args.overwrite, suffixes=(".npy",))

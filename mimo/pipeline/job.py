@@ -31,7 +31,7 @@ import numpy as np
 
 from mimo.errors import FieldError
 
-from .presets import PRESETS, preset
+from .presets import PRESETS, default_overlap, preset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +98,8 @@ class GenerationJob:
                 self.steps = mode.steps
             if self.context is None:
                 self.context = mode.context
-            if self.overlap is None:  # the mode's overlap, halved for a window given shorter than it
-                short = _is_int(self.context) and self.context >= 1 and self.context <= mode.overlap
-                self.overlap = self.context // 2 if short else mode.overlap
+            if self.overlap is None:
+                self.overlap = default_overlap(mode, self.context)
 
     def validate(self) -> None:
         """Raise :class:`~mimo.errors.FieldError` naming the first field that is wrong."""

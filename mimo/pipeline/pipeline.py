@@ -44,7 +44,7 @@ from .exact import ExactSchedule
 from .fast import FastSchedule, preview_images
 from .frames import frame_chunks, frames_to_tensor, pad_rows, repeat_runs
 from .memory import LOW_MEMORY_BUDGET, on_device
-from .presets import Preset, preset
+from .presets import Preset, default_overlap, preset
 from .schedule import MAX_WINDOW, DenoiseInputs, Schedule, make_scheduler
 
 #: the VAE latent scale, the one constant of mimo/models/loading.py (docs/MIMO.md §1)
@@ -326,7 +326,7 @@ class MimoPipeline:
         chosen, schedule = self.schedule_for(mode)
         num_inference_steps = chosen.steps if num_inference_steps is None else num_inference_steps
         context_frames = chosen.context if context_frames is None else context_frames
-        context_overlap = chosen.overlap if context_overlap is None else context_overlap
+        context_overlap = default_overlap(chosen, context_frames) if context_overlap is None else context_overlap
         self.check_inputs(character, codes, scene, height, width, num_inference_steps, guidance_scale,
                           context_frames, context_overlap)
         num_frames = len(codes)

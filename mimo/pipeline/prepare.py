@@ -40,7 +40,7 @@ import numpy as np
 from mimo.errors import FieldError
 
 from .job import DEFAULT_LIMITS, GenerationJob, JobLimits
-from .presets import PRESETS, preset
+from .presets import PRESETS, default_overlap, preset
 
 #: side of the generated ROI crops when the output is at least this big (the official scripts' 784)
 ROI_SIZE = 784
@@ -99,9 +99,9 @@ def resolve_settings(settings: JobSettings) -> JobSettings:
         raise FieldError("mode", f"expected one of {', '.join(PRESETS)}, got {settings.mode!r}")
     p = preset(settings.mode)
     pick = lambda v, d: d if v is None else v  # noqa: E731
-    return dataclasses.replace(settings, steps=pick(settings.steps, p.steps),
-                               context=pick(settings.context, p.context),
-                               overlap=pick(settings.overlap, p.overlap))
+    context = pick(settings.context, p.context)
+    return dataclasses.replace(settings, steps=pick(settings.steps, p.steps), context=context,
+                               overlap=pick(settings.overlap, default_overlap(p, context)))
 
 
 def prepare_job(character, motion: Motion, settings: JobSettings | None = None, *,

@@ -144,3 +144,10 @@ def preset(mode: str) -> Preset:
         return PRESETS[mode]
     except (KeyError, TypeError):
         raise ValueError(f"expected one of {', '.join(PRESETS)}, got {mode!r}") from None
+
+
+def default_overlap(p: Preset, context: int | None) -> int:
+    """The overlap a job of preset ``p`` gets when it names none: the preset's own, halved to
+    ``context // 2`` for a window given shorter than that (so a short ``context`` alone is valid)."""
+    short = _is_int(context) and 1 <= context <= p.overlap
+    return context // 2 if short else p.overlap

@@ -327,8 +327,9 @@ def _read_state(out: Path, stage: str) -> dict | None:
     config, path = out / "config.json", out / "state.pt"
     try:
         previous = json.loads(config.read_text())
-        assert isinstance(previous, dict) and "stage" in previous and "data" in previous
-    except (OSError, ValueError, AssertionError):
+        if not (isinstance(previous, dict) and "stage" in previous and "data" in previous):
+            raise ValueError("not a run's config")
+    except (OSError, ValueError):
         raise TrainInputError("--out", f"{out} is not empty and is not a run of mimo train (no run's "
                                        "config.json); give a new or empty folder") from None
     if previous["stage"] != stage:
@@ -338,10 +339,13 @@ def _read_state(out: Path, stage: str) -> dict | None:
         return None  # stopped before its first save: starts again from step 0
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        assert isinstance(state, dict) and state.get("stage") == stage and isinstance(state.get("params"), dict)
-        assert isinstance(state.get("optimizer"), dict) and int(state["step"]) >= 0
-    except Exception as exc:  # noqa: BLE001 -- a damaged file, whatever torch raises for it
-        why = "unexpected contents" if isinstance(exc, (AssertionError, KeyError, TypeError)) else _first_line(exc)
+        ok = (isinstance(state, dict) and state.get("stage") == stage and isinstance(state.get("params"), dict)
+              and isinstance(state.get("optimizer"), dict) and isinstance(state.get("step"), int)
+              and state["step"] >= 0)
+        why = "" if ok else "unexpected contents"
+    except Exception as exc:  # a damaged file, whatever torch raises for it
+        why = _first_line(exc)
+    if why:
         raise TrainInputError("--out", f"{path} is damaged ({why}); delete it to start the run over") from None
     return state
 
