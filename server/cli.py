@@ -178,13 +178,18 @@ def _device_name(device: str | None) -> tuple[str | None, str]:
     return device, device
 
 
+def _runs_locally(args) -> bool:
+    """Whether the networks run in this process (no --cluster, at most one --gpus worker)."""
+    return args.cluster is None and args.gpus in (None, "1")
+
+
 def _executor(args, names: list[str]):
     """``--gpus``/``--cluster``: a started :class:`server.cluster.RayExecutor`, else None (the
     backends run in this process)."""
     gpus = args.gpus
     if gpus is not None and gpus != "all" and not (gpus.isdigit() and int(gpus) >= 1):
         raise ValueError(f"gpus: expected all or a number of workers >= 1, got {gpus!r}")
-    if args.cluster is None and gpus in (None, "1"):
+    if _runs_locally(args):
         return None
     if args.warmup is not None:
         raise ValueError("warmup: not available with --gpus/--cluster yet (each worker compiles at its "
@@ -248,8 +253,7 @@ def _serve(args) -> int:
     from mimo.cli_errors import check_device
 
     device = check_device("--device", args.device)  # one line, before any weights load
-    local = args.cluster is None and args.gpus in (None, "1")  # else Ray workers run the networks
-    if local and "mimo" in names and COMPILE_CHOICES[args.compile] is True:
+    if _runs_locally(args) and "mimo" in names and COMPILE_CHOICES[args.compile] is True:
         import torch
 
         from mimo.models.compile import can_compile

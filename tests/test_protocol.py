@@ -349,3 +349,12 @@ def test_encode_refuses_the_buffer_marker_as_a_map_key():
     when encoding, with the key named, rather than sent and refused by the peer."""
     with pytest.raises(ValueError, match=r"\$buf"):
         P.encode(P.Done(job_id="j", num_frames=1, stats={"$buf": None}))
+
+
+def test_a_bad_mode_is_named_without_echoing_it_whole():
+    for mode in (["draft"], "x" * 100_000):
+        req = body_request(F=2)
+        req.mode = mode
+        with pytest.raises(P.ProtocolError) as e:
+            P.validate_request(req, modes=("exact", "fast"))
+        assert e.value.field == "mode" and len(str(e.value)) < 200, str(e.value)[:300]

@@ -31,7 +31,7 @@ import numpy as np
 
 from mimo.errors import FieldError
 
-from .presets import PRESETS, default_overlap, preset
+from .presets import PRESETS, default_overlap, is_int, preset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,21 +121,21 @@ class GenerationJob:
                 raise FieldError("occlusion", "needs the scene frames whose pixels it puts in front")
         if self.occlusion_source is not None:
             _check_shape("occlusion_source", self.occlusion_source, (F, H, W, 3), (np.uint8,))
-        if not (_is_int(self.roi_size) and 64 <= self.roi_size <= lim.max_side and self.roi_size % 8 == 0):
+        if not (is_int(self.roi_size) and 64 <= self.roi_size <= lim.max_side and self.roi_size % 8 == 0):
             raise FieldError("roi_size", f"expected a multiple of 8 in 64..{lim.max_side}, got {self.roi_size!r}")
         if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and 0 < self.fps <= 240):
             raise FieldError("fps", f"expected a number in (0, 240], got {self.fps!r}")
-        if not (_is_int(self.steps) and 1 <= self.steps <= 1000):
+        if not (is_int(self.steps) and 1 <= self.steps <= 1000):
             raise FieldError("steps", f"expected an integer in 1..1000, got {self.steps!r}")
         if not (isinstance(self.cfg, (int, float)) and np.isfinite(self.cfg) and 0 <= self.cfg <= 50):
             raise FieldError("cfg", f"expected a number in [0, 50], got {self.cfg!r}")
-        if not (_is_int(self.seed) and 0 <= self.seed < 2**63):
+        if not (is_int(self.seed) and 0 <= self.seed < 2**63):
             raise FieldError("seed", f"expected a non-negative integer, got {self.seed!r}")
         if self.mode not in PRESETS:
             raise FieldError("mode", f"expected one of {', '.join(PRESETS)}, got {self.mode!r}")
-        if not (_is_int(self.context) and 1 <= self.context <= MAX_CONTEXT):
+        if not (is_int(self.context) and 1 <= self.context <= MAX_CONTEXT):
             raise FieldError("context", f"expected 1..{MAX_CONTEXT} frames per window, got {self.context!r}")
-        if not (_is_int(self.overlap) and 0 <= self.overlap < self.context):
+        if not (is_int(self.overlap) and 0 <= self.overlap < self.context):
             raise FieldError("overlap", f"expected 0..{self.context - 1}: fewer frames than a context window "
                                         f"({self.context}), got {self.overlap!r}")
         if type(self.raw) is not bool:
@@ -144,10 +144,6 @@ class GenerationJob:
 
 #: the motion modules' positional table: no window may be longer
 MAX_CONTEXT = 32
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _check_image(name: str, a: object, ndim: int) -> None:

@@ -11,13 +11,15 @@ nothing heavy: front ends read it without torch.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 SOLVERS = ("ddim", "dpm++2m", "unipc")
 ATTENTION_BACKENDS = ("sdpa", "fa3", "fa4")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def is_int(v: object) -> bool:
+    """An integer (Python's or NumPy's), not a bool: how every setting of a job is checked."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +51,13 @@ class Shortcuts:
         if self.solver not in SOLVERS:
             raise ValueError(f"solver: expected one of {', '.join(SOLVERS)}, got {self.solver!r}")
         gi = self.guidance_interval
-        if gi is not None and not (isinstance(gi, tuple) and len(gi) == 2 and all(_is_int(t) for t in gi)
+        if gi is not None and not (isinstance(gi, tuple) and len(gi) == 2 and all(is_int(t) for t in gi)
                                    and 0 <= gi[0] <= gi[1] <= 999):
             raise ValueError(f"guidance_interval: expected a tuple (low, high) of timesteps with 0 <= low "
                              f"<= high <= 999, got {gi!r}")
-        if not (_is_int(self.reuse_interval) and 1 <= self.reuse_interval <= 10):
+        if not (is_int(self.reuse_interval) and 1 <= self.reuse_interval <= 10):
             raise ValueError(f"reuse_interval: expected 1..10, got {self.reuse_interval!r}")
-        if not (_is_int(self.kv_pool) and self.kv_pool in (1, 2, 4)):
+        if not (is_int(self.kv_pool) and self.kv_pool in (1, 2, 4)):
             raise ValueError(f"kv_pool: expected 1, 2 or 4, got {self.kv_pool!r}")
         if self.attention not in ATTENTION_BACKENDS:
             raise ValueError(f"attention: expected one of {', '.join(ATTENTION_BACKENDS)}, "
@@ -104,7 +106,7 @@ class Preset:
             raise ValueError("shortcuts: the exact schedule takes none")
         for name, lo, hi in (("steps", 1, 1000), ("context", 1, 32), ("overlap", 0, self.context - 1)):
             v = getattr(self, name)
-            if not (_is_int(v) and lo <= v <= hi):
+            if not (is_int(v) and lo <= v <= hi):
                 raise ValueError(f"{name}: expected an integer in {lo}..{hi}, got {v!r}")
 
     @property
@@ -149,5 +151,5 @@ def preset(mode: str) -> Preset:
 def default_overlap(p: Preset, context: int | None) -> int:
     """The overlap a job of preset ``p`` gets when it names none: the preset's own, halved to
     ``context // 2`` for a window given shorter than that (so a short ``context`` alone is valid)."""
-    short = _is_int(context) and 1 <= context <= p.overlap
+    short = is_int(context) and 1 <= context <= p.overlap
     return context // 2 if short else p.overlap

@@ -116,14 +116,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from mimo.cli_errors import CommandFailed, UsageError
     from mimo.data.layout import ClipError
+    from mimo.errors import FieldError
 
-    from .trainer import TrainInputError, train
+    from .trainer import train
 
     cfg = config_from_args(args)
     try:
         final = train(cfg, log=lambda text: print(text, flush=True))
-    except TrainInputError as exc:
-        raise UsageError(exc.arg, exc.message) from None
+    except FieldError as exc:  # --out, --weights, --val-data found wrong before any work
+        raise UsageError(exc.field, exc.message) from None
     except ClipError as exc:
         raise UsageError("data", str(exc)) from None
     except (ValueError, FloatingPointError) as exc:  # a run folder of another stage, a NaN loss, ...

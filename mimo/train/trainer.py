@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mimo.data.layout import ClipError
+from mimo.errors import FieldError  # bad input found before any work, its field the option (--out)
 
 from .objective import MimoTrainNet, enable_gradient_checkpointing, trainable_parameters
 
@@ -66,15 +67,6 @@ class TrainConfig:
     preload: bool = False               # whole dataset in device memory, batches prepared there
     device: str | None = None
     max_minutes: float = 0.0            # stop (and save) after this much training time (0: no limit)
-
-
-class TrainInputError(ValueError):
-    """Bad input the trainer finds before any work (``arg`` names the option: ``--out``,
-    ``--weights``, ``--val-data``, ``--steps``); ``mimo train`` prints it as a usage error."""
-
-    def __init__(self, arg: str, message: str):
-        super().__init__(f"{arg}: {message}")
-        self.arg, self.message = arg, message
 
 
 def _dist() -> tuple[int, int, int]:
@@ -121,7 +113,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         try:
             _dataset(cfg.val_data, frames, cfg)
         except ClipError as exc:
-            raise TrainInputError("--val-data", str(exc)) from None
+            raise FieldError("--val-data", str(exc)) from None
     if cfg.weights is not None:
         _check_weights(cfg.weights)
     out = Path(cfg.out)
@@ -130,7 +122,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrainInputError("--out", f"cannot create {out} ({exc.strerror or exc})") from None
+            raise FieldError("--out", f"cannot create {out} ({exc.strerror or exc})") from None
         if state is None:
             (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     if world > 1:
@@ -161,13 +153,13 @@ def train(cfg: TrainConfig, log=print) -> Path:
             lora = any(".lora_" in n for n in state["params"])
             hint = (f"; it was trained {'with' if lora else 'without'} --lora, give the same setting"
                     if lora != bool(cfg.lora) else "")
-            raise TrainInputError("--out", f"{out / 'state.pt'} lacks trained parameters such as "
+            raise FieldError("--out", f"{out / 'state.pt'} lacks trained parameters such as "
                                            f"{missing[0]}{hint}")
         try:
             net.load_state_dict({k: v.to(device) for k, v in state["params"].items()}, strict=False)
             optimizer.load_state_dict(state["optimizer"])  # the frozen rest comes from the weights
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise TrainInputError("--out", f"{out / 'state.pt'} does not fit this run's networks "
+            raise FieldError("--out", f"{out / 'state.pt'} does not fit this run's networks "
                                            f"({_first_line(exc)}); use another folder") from None
         ema = {k: v.to(device) for k, v in state["ema"].items()} if state.get("ema") else ema
         step = int(state["step"])
@@ -178,8 +170,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 _save(net, names, ema, optimizer, cfg, step, models, final)
             return final
         log(f"resuming {out} at step {step}")
-    if rank == 0:
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+        if rank == 0:  # a new run's was written when its folder was made
+            (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     model = net
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -305,12 +297,12 @@ def _check_weights(folder: str) -> None:
     try:
         report = check_weights(folder)
     except (OSError, ValueError) as exc:
-        raise TrainInputError("--weights", f"{folder}: {_first_line(exc)}") from None
+        raise FieldError("--weights", f"{folder}: {_first_line(exc)}") from None
     if not report.ok:
         hint = (f"; {Path(folder) / 'final'} holds a run's weights: did you mean it?"
                 if (Path(folder) / "final" / "denoising_unet.pth").is_file() else
                 f" (`mimo weights check {folder}` lists them)")
-        raise TrainInputError("--weights", f"{folder} is not a loadable weights folder: "
+        raise FieldError("--weights", f"{folder} is not a loadable weights folder: "
                                            f"{len(report.problems)} problem(s), the first: "
                                            f"{report.problems[0]}{hint}")
 
@@ -319,9 +311,9 @@ def _read_state(out: Path, stage: str) -> dict | None:
     """What ``OUT/state.pt`` holds (None for a new run). ``OUT`` must be new, empty, or a run of
     ``mimo train`` of the same stage: anything else there is the user's and is not written into."""
     if str(out) in ("", "."):
-        raise TrainInputError("--out", "give the run a folder of its own (not the current folder)")
+        raise FieldError("--out", "give the run a folder of its own (not the current folder)")
     if out.exists() and not out.is_dir():
-        raise TrainInputError("--out", f"{out} exists and is not a folder")
+        raise FieldError("--out", f"{out} exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return None
     config, path = out / "config.json", out / "state.pt"
@@ -330,10 +322,10 @@ def _read_state(out: Path, stage: str) -> dict | None:
         if not (isinstance(previous, dict) and "stage" in previous and "data" in previous):
             raise ValueError("not a run's config")
     except (OSError, ValueError):
-        raise TrainInputError("--out", f"{out} is not empty and is not a run of mimo train (no run's "
+        raise FieldError("--out", f"{out} is not empty and is not a run of mimo train (no run's "
                                        "config.json); give a new or empty folder") from None
     if previous["stage"] != stage:
-        raise TrainInputError("--out", f"{out} holds a '{previous['stage']}' run; use another folder "
+        raise FieldError("--out", f"{out} holds a '{previous['stage']}' run; use another folder "
                                        f"for stage '{stage}'")
     if not path.is_file():
         return None  # stopped before its first save: starts again from step 0
@@ -346,7 +338,7 @@ def _read_state(out: Path, stage: str) -> dict | None:
     except Exception as exc:  # a damaged file, whatever torch raises for it
         why = _first_line(exc)
     if why:
-        raise TrainInputError("--out", f"{path} is damaged ({why}); delete it to start the run over") from None
+        raise FieldError("--out", f"{path} is damaged ({why}); delete it to start the run over") from None
     return state
 
 
